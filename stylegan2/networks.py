@@ -33,6 +33,14 @@ def _check_resolution(img_resolution: int) -> int:
     return log2
 
 
+def _channels_per_resolution(resolutions: list[int], channel_base: int, channel_max: int) -> dict[int, int]:
+    channels = {res: min(channel_base // res, channel_max) for res in resolutions}
+    if min(channels.values()) < 1:
+        raise ValueError(f"channel_base={channel_base} leaves no feature maps at {max(resolutions)} px; "
+                         f"use channel_base >= {max(resolutions)}")
+    return channels
+
+
 def _fp16_resolution(log2: int, num_fp16_res: int) -> int:
     """Lowest resolution that runs in fp16: the top `num_fp16_res` ones, never below 8."""
     return max(2 ** (log2 + 1 - num_fp16_res), 8)
@@ -317,7 +325,7 @@ class SynthesisNetwork(nn.Module):
         log2 = _check_resolution(img_resolution)
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
         self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
-        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        channels = _channels_per_resolution(self.block_resolutions, channel_base, channel_max)
         fp16_resolution = _fp16_resolution(log2, num_fp16_res)
         self.num_ws = 0
         for res in self.block_resolutions:
@@ -436,17 +444,19 @@ class MinibatchStdLayer(nn.Module):
 class DiscriminatorEpilogue(nn.Module):
     def __init__(self, in_channels: int, cmap_dim: int, resolution: int, img_channels: int,
                  architecture: str = "resnet", mbstd_group_size: int | None = 4, mbstd_num_channels: int = 1,
-                 activation: str = "lrelu", conv_clamp: float | None = None):
+                 activation: str = "lrelu", conv_clamp: float | None = None, from_image: bool = False):
         super().__init__()
         self.cmap_dim = cmap_dim
+        if from_image:  # a 4x4 discriminator has no blocks: the epilogue reads the image itself
+            self.fromrgb = Conv2dLayer(img_channels, in_channels, 1, activation=activation, conv_clamp=conv_clamp)
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation=activation,
                                 conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(in_channels * resolution ** 2, in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
-    def forward(self, x: torch.Tensor, cmap: torch.Tensor | None) -> torch.Tensor:
-        x = x.to(torch.float32)
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor, cmap: torch.Tensor | None) -> torch.Tensor:
+        x = self.fromrgb(img.to(torch.float32)) if hasattr(self, "fromrgb") else x.to(torch.float32)
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.out(self.fc(self.conv(x).flatten(1)))
@@ -470,7 +480,7 @@ class Discriminator(nn.Module):
         log2 = _check_resolution(img_resolution)
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]
-        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
+        channels = _channels_per_resolution(self.block_resolutions + [4], channel_base, channel_max)
         fp16_resolution = _fp16_resolution(log2, num_fp16_res)
         if cmap_dim is None:
             cmap_dim = channels[4]
@@ -488,11 +498,11 @@ class Discriminator(nn.Module):
             self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
                                           **(mapping_kwargs or {}))
         self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}),
-                                        **common)
+                                        from_image=(img_resolution == 4), **common)
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None, force_fp32: bool = False) -> torch.Tensor:
         x = None
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
-        return self.b4(x, cmap)
+        return self.b4(x, img, cmap)

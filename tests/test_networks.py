@@ -1,0 +1,266 @@
+"""Generator and discriminator: names, shapes, truncation, noise, conditioning, precision paths."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stylegan2.networks import Discriminator, Generator, MinibatchStdLayer
+from tests.conftest import OFFICIAL, require
+
+TINY_SYN = dict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=None)
+
+
+def tiny_G(res=16, c_dim=0, **syn):
+    torch.manual_seed(0)
+    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=res, img_channels=3,
+                     mapping_kwargs=dict(num_layers=2), synthesis_kwargs={**TINY_SYN, **syn}).eval()
+
+
+def tiny_D(res=16, c_dim=0, **kw):
+    torch.manual_seed(1)
+    return Discriminator(c_dim=c_dim, img_resolution=res, img_channels=3, channel_base=256, channel_max=32, **kw)
+
+
+# ----------------------------------------------------------------------------- names
+
+def expected_G_keys(res: int, c_dim: int, map_layers: int) -> set[str]:
+    """Written from the architecture description (skip generator, config F), not from our code."""
+    layer = ["weight", "noise_strength", "bias", "resample_filter", "noise_const", "affine.weight", "affine.bias"]
+    torgb = ["weight", "bias", "affine.weight", "affine.bias"]
+    keys = set()
+    r = 4
+    while r <= res:
+        p = f"synthesis.b{r}."
+        keys.add(p + "resample_filter")
+        if r == 4:
+            keys.add(p + "const")
+        convs = ["conv1"] if r == 4 else ["conv0", "conv1"]
+        keys |= {f"{p}{c}.{k}" for c in convs for k in layer}
+        keys |= {f"{p}torgb.{k}" for k in torgb}
+        r *= 2
+    keys.add("mapping.w_avg")
+    keys |= {f"mapping.fc{i}.{k}" for i in range(map_layers) for k in ("weight", "bias")}
+    if c_dim:
+        keys |= {"mapping.embed.weight", "mapping.embed.bias"}
+    return keys
+
+
+def expected_D_keys(res: int, c_dim: int) -> set[str]:
+    conv = ["weight", "bias", "resample_filter"]
+    keys = set()
+    r = res
+    while r > 4:
+        p = f"b{r}."
+        keys.add(p + "resample_filter")
+        if r == res:
+            keys |= {p + "fromrgb." + k for k in conv}
+        keys |= {p + c + "." + k for c in ("conv0", "conv1") for k in conv}
+        keys |= {p + "skip.weight", p + "skip.resample_filter"}
+        r //= 2
+    keys |= {"b4.conv." + k for k in conv} | {f"b4.{n}.{k}" for n in ("fc", "out") for k in ("weight", "bias")}
+    if c_dim:
+        keys |= {"mapping.embed.weight", "mapping.embed.bias"}
+        keys |= {f"mapping.fc{i}.{k}" for i in range(8) for k in ("weight", "bias")}
+    return keys
+
+
+@pytest.mark.parametrize("res,c_dim", [(16, 0), (32, 3)])
+def test_state_dict_names_follow_the_architecture(res, c_dim):
+    G = tiny_G(res, c_dim)
+    D = tiny_D(res, c_dim)
+    assert set(G.state_dict()) == expected_G_keys(res, c_dim, 2)
+    assert set(D.state_dict()) == expected_D_keys(res, c_dim)
+
+
+@pytest.mark.parametrize("name", ["tiny16", "tiny32c"])
+def test_state_dict_names_and_sizes_equal_the_official_manifest(name):
+    manifest = json.loads(require(OFFICIAL / "manifest.json").read_text())[name]
+    G = Generator(**manifest["G_kwargs"])
+    kw = manifest["G_kwargs"]
+    D = Discriminator(c_dim=kw["c_dim"], img_resolution=kw["img_resolution"], img_channels=kw["img_channels"],
+                      channel_base=kw["synthesis_kwargs"]["channel_base"],
+                      channel_max=kw["synthesis_kwargs"]["channel_max"],
+                      conv_clamp=kw["synthesis_kwargs"]["conv_clamp"])
+    assert list(G.state_dict()) == manifest["G_state_keys"]  # order too
+    assert list(D.state_dict()) == manifest["D_state_keys"]
+    assert sum(p.numel() for p in G.parameters()) == manifest["G_params"]
+    assert sum(p.numel() for p in D.parameters()) == manifest["D_params"]
+
+
+# ----------------------------------------------------------------------------- shapes
+
+@pytest.mark.parametrize("res", [4, 8, 16, 32, 64, 128, 256, 512, 1024])
+def test_construct_every_resolution(res):
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=res, img_channels=3,
+                  mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=8192, channel_max=8))
+    assert G.num_ws == 2 * int(math.log2(res)) - 2
+    D = Discriminator(c_dim=0, img_resolution=res, img_channels=3, channel_base=8192, channel_max=8)
+    assert len(D.block_resolutions) == int(math.log2(res)) - 2
+    if res <= 32:
+        with torch.no_grad():
+            img = G(torch.randn(2, 8), None, noise_mode="const")
+            assert img.shape == (2, 3, res, res) and img.dtype == torch.float32
+            assert D(img, None).shape == (2, 1)
+
+
+@pytest.mark.parametrize("img_channels", [1, 3])
+def test_grayscale_and_rgb(img_channels):
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=img_channels,
+                  mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=128, channel_max=8))
+    D = Discriminator(c_dim=0, img_resolution=8, img_channels=img_channels, channel_base=128, channel_max=8)
+    img = G(torch.randn(4, 8), None)
+    assert img.shape == (4, img_channels, 8, 8)
+    assert D(img, None).shape == (4, 1)
+
+
+def test_bad_resolution_and_bad_ws_are_clear_errors():
+    with pytest.raises(ValueError, match="power of two"):
+        Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=48, img_channels=3)
+    with pytest.raises(ValueError, match="channel_base"):
+        Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=64, img_channels=3,
+                  synthesis_kwargs=dict(channel_base=32))
+    G = tiny_G()
+    with pytest.raises(ValueError, match=r"ws must be \[N, 6, 16\]"):
+        G.synthesis(torch.zeros(1, 5, 16))
+
+
+# ----------------------------------------------------------------------------- mapping
+
+def test_truncation_moves_toward_w_avg_with_cutoff():
+    G = tiny_G()
+    with torch.no_grad():
+        G.mapping.w_avg.copy_(torch.randn(16))
+        z = torch.randn(3, 16)
+        w1 = G.mapping(z, None)
+        w0 = G.mapping(z, None, truncation_psi=0.0)
+        wh = G.mapping(z, None, truncation_psi=0.5)
+        wc = G.mapping(z, None, truncation_psi=0.5, truncation_cutoff=2)
+    assert torch.allclose(w0, G.mapping.w_avg.expand_as(w0))
+    assert torch.allclose(wh, 0.5 * (w1 + G.mapping.w_avg), atol=1e-6)
+    assert torch.allclose(wc[:, :2], wh[:, :2]) and torch.equal(wc[:, 2:], w1[:, 2:])
+
+
+def test_w_avg_tracks_mean_in_training_only():
+    G = tiny_G()
+    z = torch.randn(8, 16)
+    G.mapping(z, None)  # eval: no update
+    assert torch.count_nonzero(G.mapping.w_avg) == 0
+    G.train()
+    with torch.no_grad():
+        w = G.mapping(z, None)[:, 0]
+    assert torch.allclose(G.mapping.w_avg, (1 - 0.995) * w.mean(0), atol=1e-7)
+
+
+def test_mapping_normalises_z_to_unit_second_moment():
+    G = tiny_G()
+    z = torch.randn(2, 16)
+    with torch.no_grad():
+        assert torch.allclose(G.mapping(z, None), G.mapping(z * 7.5, None), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- noise
+
+def test_noise_modes():
+    G = tiny_G()
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.5)
+        ws = G.mapping(torch.randn(1, 16), None)
+        const_a = G.synthesis(ws, noise_mode="const")
+        const_b = G.synthesis(ws, noise_mode="const")
+        none = G.synthesis(ws, noise_mode="none")
+        torch.manual_seed(1)
+        rand_a = G.synthesis(ws, noise_mode="random")
+        rand_b = G.synthesis(ws, noise_mode="random")
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.zero_()
+        const_zero = G.synthesis(ws, noise_mode="const")
+    assert torch.equal(const_a, const_b)
+    assert not torch.allclose(rand_a, rand_b)
+    assert not torch.allclose(const_a, none)
+    assert torch.allclose(const_zero, none, atol=1e-6)  # zero strength == no noise
+    with pytest.raises(ValueError, match="noise_mode"):
+        G.synthesis(ws, noise_mode="loud")
+
+
+# ----------------------------------------------------------------------------- conditioning
+
+def test_conditional_generator_and_discriminator():
+    G = tiny_G(c_dim=4)
+    D = tiny_D(c_dim=4)
+    z = torch.randn(1, 16).repeat(2, 1)
+    c = torch.eye(4)[[0, 2]]
+    with torch.no_grad():
+        img = G(z, c, noise_mode="const")
+        logits = D(img, c)
+        logits_swapped = D(img, c.flip(0))
+    assert not torch.allclose(img[0], img[1])  # same z, different class
+    assert logits.shape == (2, 1) and not torch.allclose(logits, logits_swapped)
+    with pytest.raises(ValueError, match="conditional"):
+        G(z, None)
+
+
+# ----------------------------------------------------------------------------- numerics
+
+def test_fused_and_unfused_modconv_agree_in_float64():
+    G = tiny_G(conv_clamp=256).double()
+    ws = G.mapping(torch.randn(3, 16, dtype=torch.float64), None).double()
+    with torch.no_grad():
+        fused = G.synthesis(ws.float(), noise_mode="const", fused_modconv=True)
+        split = G.synthesis(ws.float(), noise_mode="const", fused_modconv=False)
+    torch.testing.assert_close(fused, split, rtol=1e-5, atol=1e-5)
+
+
+def test_fp16_blocks_fall_back_to_fp32_off_cuda_and_under_force_fp32():
+    G32 = tiny_G(num_fp16_res=0)
+    G16 = tiny_G(num_fp16_res=2)
+    G16.load_state_dict(G32.state_dict())
+    assert [b.use_fp16 for b in G16.synthesis.blocks()] == [False, True, True]
+    ws = G32.mapping(torch.randn(2, 16), None)
+    with torch.no_grad():
+        a = G32.synthesis(ws, noise_mode="const")
+        b = G16.synthesis(ws, noise_mode="const")
+        c = G16.synthesis(ws, noise_mode="const", force_fp32=True)
+    assert b.dtype == torch.float32
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_blocks_on_cuda_close_to_fp32():
+    G = tiny_G(num_fp16_res=2, conv_clamp=256).cuda()
+    ws = G.mapping(torch.randn(4, 16, device="cuda"), None)
+    with torch.no_grad():
+        half = G.synthesis(ws, noise_mode="const")
+        full = G.synthesis(ws, noise_mode="const", force_fp32=True)
+    assert half.dtype == torch.float32
+    assert (half - full).abs().max() < 0.05
+
+
+def test_minibatch_stddev_matches_naive_groups():
+    torch.manual_seed(5)
+    x = torch.randn(8, 4, 3, 3, dtype=torch.float64)
+    y = MinibatchStdLayer(group_size=4, num_channels=2)(x)
+    assert y.shape == (8, 6, 3, 3)
+    n_groups = 2
+    for i in range(8):
+        members = [j for j in range(8) if j % n_groups == i % n_groups]
+        for f in range(2):
+            feats = x[members][:, 2 * f:2 * f + 2]  # [G, c, H, W]
+            std = (feats.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+            assert torch.allclose(y[i, 4 + f], std.expand(3, 3))
+
+
+def test_discriminator_gradients_reach_the_image_twice():
+    """R1 needs d/dtheta of |dD/dx|^2: the double backward must work through every layer."""
+    D = tiny_D(c_dim=0, conv_clamp=256)
+    img = torch.randn(4, 3, 16, 16, requires_grad=True)
+    (grad,) = torch.autograd.grad(D(img, None).sum(), img, create_graph=True)
+    grad.square().sum().backward()
+    # Every parameter but the last bias (a constant offset of the logit) shapes dD/dx.
+    missing = [n for n, p in D.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert missing == ["b4.out.bias"]
