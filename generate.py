@@ -1,0 +1,91 @@
+"""Render images from a trained network, with the official StyleGAN2-ADA generate.py conventions.
+
+Examples:
+  python generate.py --network default --seeds 0-7 --trunc 0.7 --outdir out --grid
+  python generate.py --network ffhq256 --seeds 42 --outdir out
+  python generate.py --network run/network-snapshot-000100.safetensors --seeds 0-3,7 --class 2 --outdir out
+  python generate.py --network my.pkl --projected-w projected_w.npz --outdir out
+"""
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import click
+import numpy as np
+import torch
+
+from stylegan2.checkpoint import load_network
+from stylegan2.render import class_labels, image_grid, parse_seeds, seed_z, to_pil, to_uint8
+
+
+def _seeds_option(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_seeds(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+
+
+@click.command(context_settings=dict(help_option_names=["-h", "--help"]))
+@click.option("--network", "network_spec", required=True,
+              help="Network: .safetensors or official .pkl path, http(s) URL, or a name (default, ffhq256, ...).")
+@click.option("--seeds", callback=_seeds_option, help="Seeds, e.g. '0-3,7' (inclusive ranges).")
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
+              help="Truncation psi: 1 = full variety, lower = closer to the average image.")
+@click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None,
+              help="Truncate only the first N W+ layers.")
+@click.option("--class", "class_idx", type=int, default=None, help="Class index (conditional networks).")
+@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
+@click.option("--projected-w", type=click.Path(exists=True, dir_okay=False),
+              help="Render W+ codes from an .npz with key 'w' [N, num_ws, w_dim] instead of seeds.")
+@click.option("--outdir", type=click.Path(file_okay=False), required=True, help="Where to write the PNGs.")
+@click.option("--grid", is_flag=True, help="Also write grid.png, a contact sheet of all images.")
+@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
+def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode, projected_w, outdir, grid,
+         device):
+    """Write OUTDIR/seedNNNN.png for each seed (or projNN.png for each projected W+ code)."""
+    if seeds is None and projected_w is None:
+        raise click.UsageError("give --seeds or --projected-w")
+    net = load_network(network_spec, device=device)
+    G = net.G_ema
+    out = pathlib.Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[np.ndarray] = []
+
+    if projected_w is not None:
+        ws = torch.from_numpy(np.load(projected_w)["w"]).float().to(device)
+        if ws.ndim != 3 or tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
+            raise click.ClickException(f"{projected_w}: 'w' has shape {tuple(ws.shape)}, "
+                                       f"this network needs [N, {G.num_ws}, {G.w_dim}]")
+        for idx, w in enumerate(ws):
+            with torch.no_grad():
+                pixels = to_uint8(G.synthesis(w.unsqueeze(0), noise_mode=noise_mode))[0]
+            to_pil(pixels).save(out / f"proj{idx:02d}.png")
+            written.append(pixels)
+    else:
+        if G.c_dim and class_idx is None:
+            raise click.UsageError(f"this network is conditional: pass --class 0-{G.c_dim - 1}")
+        if not G.c_dim and class_idx is not None:
+            click.echo("warning: --class is ignored for an unconditional network", err=True)
+            class_idx = None
+        try:
+            label = class_labels(G, class_idx, 1)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--class") from e
+        for seed in seeds:
+            with torch.no_grad():
+                img = G(seed_z(G, seed), label, truncation_psi=truncation_psi,
+                        truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
+            pixels = to_uint8(img)[0]
+            to_pil(pixels).save(out / f"seed{seed:04d}.png")
+            written.append(pixels)
+
+    if grid:
+        to_pil(image_grid(written)).save(out / "grid.png")
+    click.echo(f"wrote {len(written)} image(s){' and grid.png' if grid else ''} to {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
