@@ -1,0 +1,55 @@
+"""Finding the network the studio runs: a given one, the bundled default, or a random demo."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import torch
+
+RANDOM_DEMO_BANNER = "random demo network, no trained model found"
+
+
+@dataclasses.dataclass
+class LoadedNetwork:
+    G: torch.nn.Module
+    sha256: str
+    class_names: list[str] | None = None
+    banner: str = ""  # shown at the top of the studio when non-empty
+    source: str = ""
+
+
+def build_random_generator(resolution: int = 32, seed: int = 0, z_dim: int = 64) -> torch.nn.Module:
+    """A small randomly initialised generator: for tests and for a studio with no trained model."""
+    from stylegan2.networks import Generator
+
+    torch.manual_seed(seed)
+    return Generator(z_dim=z_dim, c_dim=0, w_dim=z_dim, img_resolution=resolution, img_channels=3,
+                     mapping_kwargs=dict(num_layers=2),
+                     synthesis_kwargs=dict(channel_base=512, channel_max=64, num_fp16_res=0, conv_clamp=None))
+
+
+def state_sha256(module: torch.nn.Module) -> str:
+    """Hash of the parameters, so recipes made on a random network are still tied to it."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def random_demo_network(resolution: int = 32) -> LoadedNetwork:
+    G = build_random_generator(resolution)
+    return LoadedNetwork(G=G, sha256=state_sha256(G), banner=RANDOM_DEMO_BANNER, source="random demo")
+
+
+def load_studio_network(spec: str | None) -> LoadedNetwork:
+    """Load `spec` (path, URL or registered name); with None use the bundled default or a random demo."""
+    from stylegan2 import checkpoint
+
+    if spec is None:
+        if "default" not in getattr(checkpoint, "NAMED_NETWORKS", {}):
+            return random_demo_network()
+        spec = "default"
+    bundle = checkpoint.load_network(spec)
+    class_names = (bundle.meta or {}).get("class_names")
+    return LoadedNetwork(G=bundle.G_ema, sha256=bundle.sha256, class_names=class_names, source=str(spec))

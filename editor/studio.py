@@ -1,0 +1,248 @@
+"""The studio's plain-Python core: turns recipes into images, shared by every session.
+
+Why a class apart from the UI: tests and scripts drive it directly, and the
+Gradio app stays thin wiring. One Studio per process holds the network, the
+directions and a per-seed cache of unedited W codes; all inference runs under
+one lock so concurrent requests never interleave (seeded 'random' noise
+included). Edits go through `ganspace.edits.apply_edits`, the single
+implementation of W(+) editing.
+"""
+from __future__ import annotations
+
+import collections
+import copy
+import pathlib
+import random
+import threading
+
+import numpy as np
+import torch
+
+from editor.network import LoadedNetwork
+from editor.recipe import MAX_SEED, Mix, Recipe, RecipeError
+from ganspace.components import Components, load_components
+from ganspace.directions import Direction, DirectionsError, DirectionsFile, append_direction, load_directions
+from ganspace.edits import Edit, apply_edits
+from ganspace.layers import layer_groups, parse_layers
+from ganspace.recipe import edit_to_recipe
+from ganspace.render import seed_to_w, synthesize_uint8
+
+BROWSE_BATCH = 8
+
+
+class Studio:
+    def __init__(self, network: LoadedNetwork, directions_path: str | pathlib.Path | None = None,
+                 components_path: str | pathlib.Path | None = None, device: str = "cpu",
+                 cache_size: int = 1024):
+        self.device = torch.device(device)
+        self.G = network.G.eval().requires_grad_(False).to(self.device)
+        self.network = network
+        self.network_sha256 = network.sha256
+        self.num_ws = int(self.G.num_ws)
+        self.groups = layer_groups(self.num_ws)
+        self.components: Components | None = load_components(components_path) if components_path else None
+        self.components_path = pathlib.Path(components_path) if components_path else None
+        self.directions_path = pathlib.Path(directions_path) if directions_path else None
+        self.directions_file: DirectionsFile | None = None
+        self._lock = threading.RLock()
+        self._cache: collections.OrderedDict = collections.OrderedDict()
+        self._cache_size = cache_size
+        self.reload_directions()
+
+    # ----------------------------------------------------------------- directions
+    @property
+    def directions(self) -> list[Direction]:
+        return list(self.directions_file.directions) if self.directions_file else []
+
+    def direction(self, name: str) -> Direction:
+        for direction in self.directions:
+            if direction.name == name:
+                return direction
+        raise RecipeError(f"Direction {name!r} is not in this studio's directions file.")
+
+    def reload_directions(self) -> None:
+        """(Re)read the YAML; a file that does not exist yet just means no labelled directions."""
+        if self.directions_path is None or not self.directions_path.exists():
+            self.directions_file = None
+            return
+        self.directions_file = load_directions(self.directions_path, network_sha256=self.network_sha256,
+                                               components=self.components)
+
+    def label_component(self, index: int, name: str, description: str = "", sign: str = "",
+                        layers: str | tuple[int, int] | None = None, slider_range: float = 3.0) -> Direction:
+        """Turn PCA component `index` into a named direction appended to the YAML (atomic, with .bak)."""
+        if self.components is None:
+            raise RecipeError("No components loaded: start the studio with --components FILE.")
+        if self.directions_path is None:
+            raise RecipeError("No directions file: start the studio with --directions FILE.yaml to save labels.")
+        if not 0 <= int(index) < len(self.components.comp):
+            raise RecipeError(f"Component must be between 0 and {len(self.components.comp) - 1}, got {index}.")
+        name = (name or "").strip()
+        if not name:
+            raise RecipeError("Give the direction a name, e.g. 'sleeve length'.")
+        if any(d.name == name for d in self.directions):
+            raise RecipeError(f"A direction named {name!r} already exists; choose another name.")
+        index = int(index)
+        direction = Direction(
+            name=name, description=description or "", component=index,
+            vector=np.asarray(self.components.comp[index], dtype=np.float32),
+            layers=self.layer_range(layers if layers not in (None, "") else "all"),
+            mode="add", sigma=float(self.components.stdev[index]), mean=self.components.mean,
+            slider_min=-float(slider_range), slider_max=float(slider_range), default=0.0, sign=sign or "")
+        with self._lock:
+            append_direction(self.directions_path, direction, network_sha256=self.network_sha256,
+                             components_path=self.components_path.resolve() if self.components_path else None)
+            self.reload_directions()
+        return direction
+
+    def layer_range(self, spec) -> tuple[int, int]:
+        """Parse "coarse", "2-5", "3" or a pair into an inclusive range, with a helpful error."""
+        try:
+            return tuple(int(v) for v in parse_layers(spec, self.num_ws))
+        except (ValueError, TypeError, KeyError) as error:
+            raise RecipeError(f"Layers {spec!r} not understood ({error}). Use a group "
+                              f"({', '.join(self.groups)}), a layer like 3 or a range like 2-5 "
+                              f"within 0-{self.num_ws - 1}.") from None
+
+    # -------------------------------------------------------------------- recipes
+    def new_recipe(self, seed: int = 0, truncation_psi: float = 0.7) -> Recipe:
+        return Recipe(network_sha256=self.network_sha256, seed=seed, truncation_psi=truncation_psi,
+                      class_idx=0 if self.G.c_dim else None)
+
+    def check(self, recipe: Recipe) -> Recipe:
+        """Raise RecipeError when `recipe` cannot be rendered by this studio, saying why."""
+        Recipe.from_dict(recipe.to_dict())  # field ranges (psi, mix weight, noise mode...) in one place
+        if recipe.network_sha256 != self.network_sha256:
+            raise RecipeError(
+                f"This recipe was made with network {recipe.network_sha256[:12]}…, but the studio runs "
+                f"{self.network_sha256[:12]}… ({self.network.source or 'unnamed'}). Start the studio with "
+                f"that network (--network) to restore it.")
+        if self.G.c_dim:
+            if recipe.class_idx is None or not 0 <= recipe.class_idx < self.G.c_dim:
+                raise RecipeError(f"Class must be between 0 and {self.G.c_dim - 1}, got {recipe.class_idx}.")
+        elif recipe.class_idx is not None:
+            raise RecipeError("This network has no classes; the recipe's class_idx must be null.")
+        for name, value in recipe.sliders.items():
+            direction = self.direction(name)
+            if not direction.slider_min <= value <= direction.slider_max:
+                raise RecipeError(f"Slider {name!r} must be between {direction.slider_min} and "
+                                  f"{direction.slider_max}, got {value}.")
+        for name, layers in recipe.layer_overrides.items():
+            self.direction(name)
+            self._check_layers(layers, f"Layers of {name!r}")
+        n_components = 0 if self.components is None else len(self.components.comp)
+        for index in recipe.components:
+            if not 0 <= index < n_components:
+                raise RecipeError(f"Component {index} does not exist (this studio has {n_components}).")
+        if recipe.component_layers is not None:
+            self._check_layers(recipe.component_layers, "Component layers")
+        if recipe.mix is not None:
+            self._check_layers(recipe.mix.layers, "Mix layers")
+        return recipe
+
+    def _check_layers(self, layers: tuple[int, int], what: str) -> None:
+        if not 0 <= layers[0] <= layers[1] < self.num_ws:
+            raise RecipeError(f"{what} must lie within 0-{self.num_ws - 1}, got {layers[0]}-{layers[1]}.")
+
+    def edits(self, recipe: Recipe) -> list[Edit]:
+        """The recipe's sliders as ganspace edits: add-mode sliders sit at their default until moved,
+        absolute-mode ones act only once moved."""
+        edits = []
+        for direction in self.directions:
+            value = recipe.sliders.get(direction.name)
+            if value is None and direction.mode == "add":
+                value = float(direction.default)
+            if value is None or (direction.mode == "add" and value == 0):
+                continue
+            edits.append(direction.edit(value, layers=recipe.layer_overrides.get(direction.name)))
+        component_layers = recipe.component_layers or (0, self.num_ws - 1)
+        for index, value in sorted(recipe.components.items()):
+            if value:
+                edits.append(Edit(vector=np.asarray(self.components.comp[index], dtype=np.float32),
+                                  sigma=float(self.components.stdev[index]), layers=component_layers,
+                                  strength=float(value)))
+        return edits
+
+    def portable_recipe(self, recipe: Recipe) -> dict:
+        """The recipe plus its edits spelled out with vectors (ganspace form), so tools without
+        the directions file can still reproduce the image."""
+        data = recipe.to_dict()
+        data["edits"] = [edit_to_recipe(edit) for edit in self.edits(recipe)]
+        return data
+
+    # ------------------------------------------------------------------ rendering
+    def base_ws(self, seed: int, truncation_psi: float, class_idx: int | None) -> torch.Tensor:
+        """Unedited, truncated W+ of a seed; cached so slider moves only re-run synthesis."""
+        key = (int(seed), float(truncation_psi), class_idx)
+        with self._lock:
+            ws = self._cache.get(key)
+            if ws is None:
+                ws = seed_to_w(self.G, int(seed), float(truncation_psi), class_idx=class_idx).to(self.device)
+                self._cache[key] = ws
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+            else:
+                self._cache.move_to_end(key)
+            return ws
+
+    def compose_ws(self, recipe: Recipe) -> torch.Tensor:
+        """W+ of the recipe: base seed, style mix, then the slider edits."""
+        self.check(recipe)
+        ws = self.base_ws(recipe.seed, recipe.truncation_psi, recipe.class_idx)
+        if recipe.mix is not None:
+            other = self.base_ws(recipe.mix.seed, recipe.truncation_psi, recipe.class_idx)
+            start, end = recipe.mix.layers
+            ws = ws.clone()
+            ws[:, start:end + 1] = torch.lerp(ws[:, start:end + 1], other[:, start:end + 1], recipe.mix.weight)
+        edits = self.edits(recipe)
+        return apply_edits(ws, edits) if edits else ws
+
+    def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", noise_seed: int = 0) -> np.ndarray:
+        """uint8 [N, H, W, C]; 'random' noise is seeded so a recipe always gives the same image."""
+        with self._lock:
+            torch.manual_seed(noise_seed)
+            return synthesize_uint8(self.G, ws, noise_mode=noise_mode)
+
+    def render(self, recipe: Recipe) -> np.ndarray:
+        """The recipe's image, uint8 HWC at full resolution."""
+        with self._lock:
+            ws = self.compose_ws(recipe)
+            return self.synthesize(ws, recipe.noise_mode, recipe.seed)[0]
+
+    def render_seeds(self, seeds: list[int], truncation_psi: float, class_idx: int | None,
+                     noise_mode: str = "const") -> list[np.ndarray]:
+        """Unedited images of many seeds, batched, for the browse grid."""
+        images = []
+        for start in range(0, len(seeds), BROWSE_BATCH):
+            chunk = seeds[start:start + BROWSE_BATCH]
+            with self._lock:
+                ws = torch.cat([self.base_ws(s, truncation_psi, class_idx) for s in chunk])
+                images.extend(self.synthesize(ws, noise_mode, chunk[0]))
+        return images
+
+    @staticmethod
+    def page_seeds(page: int, per_page: int) -> list[int]:
+        first = page * per_page
+        return [s for s in range(first, first + per_page) if s <= MAX_SEED]
+
+    @staticmethod
+    def last_page(per_page: int) -> int:
+        return MAX_SEED // per_page
+
+    @classmethod
+    def random_page(cls, per_page: int, rng: random.Random | None = None) -> int:
+        return (rng or random).randint(0, cls.last_page(per_page))
+
+    def private_generator(self) -> torch.nn.Module:
+        """A copy of G for long jobs (batch export) so they never hold the studio's lock."""
+        with self._lock:
+            return copy.deepcopy(self.G)
+
+    def mix_recipe(self, recipe: Recipe, seed: int | None, layers, weight: float) -> Recipe:
+        """The recipe with its style mix set (seed None removes it)."""
+        if seed is None:
+            return recipe.replace(mix=None)
+        return recipe.replace(mix=Mix(seed=int(seed), layers=self.layer_range(layers), weight=float(weight)))
+
+
+__all__ = ["Studio", "RecipeError", "DirectionsError"]
