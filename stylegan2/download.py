@@ -1,0 +1,120 @@
+"""Cached, resumable HTTP downloads of network files.
+
+Pretrained StyleGAN2 pickles are hundreds of megabytes: a dropped connection should not
+mean starting again, and a second run should not touch the network at all.  Files land in
+``$AFRO_FASHION_CACHE`` (default ``~/.cache/afro-fashion-gan``) under ``downloads/``; bytes
+stream into ``NAME.part``, which a later call continues with an HTTP Range request, and the
+finished file appears by atomic rename only once complete (and verified when a sha256 is given).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import urllib.parse
+
+import requests
+from tqdm import tqdm
+
+CACHE_ENV = "AFRO_FASHION_CACHE"
+CHUNK_BYTES = 1 << 16  # also the most a dropped connection can cost: a partial chunk is lost
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 15, 60
+
+
+class DownloadError(RuntimeError):
+    """The file could not be fetched or failed verification; the message says what to try."""
+
+
+class _IncompleteError(IOError):
+    """The server closed the stream before sending every promised byte."""
+
+
+def cache_root() -> pathlib.Path:
+    """The project's cache folder: ``$AFRO_FASHION_CACHE`` or ``~/.cache/afro-fashion-gan``."""
+    return pathlib.Path(os.environ.get(CACHE_ENV) or pathlib.Path.home() / ".cache" / "afro-fashion-gan")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_path(url: str, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """Where ``url`` is cached: its file name, prefixed by a URL hash so equal names never collide."""
+    name = pathlib.PurePosixPath(urllib.parse.urlparse(url).path).name or "download"
+    tag = hashlib.sha256(url.encode()).hexdigest()[:10]
+    folder = pathlib.Path(cache_dir) if cache_dir is not None else cache_root() / "downloads"
+    return folder / f"{tag}-{name}"
+
+
+def download(url: str, cache_dir: str | os.PathLike | None = None, sha256: str | None = None,
+             progress: bool = True, retries: int = 3) -> pathlib.Path:
+    """Return the local path of ``url``, downloading (or resuming) it only when not cached.
+
+    ``retries`` extra attempts resume from the bytes already received after a dropped connection.
+    """
+    if urllib.parse.urlparse(url).scheme not in ("http", "https"):
+        raise DownloadError(f"cannot download '{url}': only http:// and https:// URLs are supported")
+    target = cached_path(url, cache_dir)
+    if target.exists():
+        if sha256 is None or file_sha256(target) == sha256.lower():
+            return target
+        target.unlink()  # a corrupted cache entry is fetched again below
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    for attempt in range(retries + 1):
+        try:
+            _fetch_into(url, part, progress)
+            break
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                _IncompleteError) as exc:
+            if attempt == retries:
+                raise DownloadError(
+                    f"download of {url} was interrupted ({exc}); {part.stat().st_size if part.exists() else 0} bytes "
+                    f"are kept in {part}: run the same command again to resume"
+                ) from exc
+    if sha256 is not None:
+        actual = file_sha256(part)
+        if actual != sha256.lower():
+            part.unlink()
+            raise DownloadError(
+                f"sha256 mismatch for {url}: expected {sha256.lower()}, got {actual}; the file was deleted. "
+                "Check the URL and the expected checksum, then try again"
+            )
+    os.replace(part, target)
+    return target
+
+
+def _fetch_into(url: str, part: pathlib.Path, progress: bool) -> None:
+    """One HTTP request that appends the missing bytes to ``part`` (restarting it if the server ignores Range)."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)) as response:
+        if response.status_code == 416 and have:  # our partial file is not a prefix the server knows: restart
+            part.unlink()
+            return _fetch_into(url, part, progress)
+        if response.status_code >= 400:
+            raise DownloadError(
+                f"download of {url} failed: HTTP {response.status_code} {response.reason}; "
+                "check that the URL (or network name) is right and reachable"
+            )
+        if response.status_code != 206:
+            have = 0  # full body: the server ignored our Range header
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        with open(part, "ab" if have else "wb") as f, tqdm(
+            total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=part.name[: -len(".part")], disable=not progress, leave=False,
+        ) as bar:
+            for chunk in response.iter_content(CHUNK_BYTES):
+                f.write(chunk)
+                bar.update(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise _IncompleteError(f"received {size} of {total} bytes")

@@ -1,0 +1,149 @@
+"""download(): cache hits, Range resume of interrupted transfers, sha256 checks, HTTP errors.
+
+Everything is served by a threaded http.server on 127.0.0.1 inside the test; nothing touches the internet.
+"""
+import hashlib
+import http.server
+import re
+import threading
+
+import pytest
+
+from stylegan2.download import DownloadError, cached_path, download
+
+PAYLOAD = bytes(range(256)) * 1000  # 256 kB, every byte position distinguishable
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class _Server:
+    """Serves PAYLOAD at /net.pkl with Range support; can drop the connection part-way (once)."""
+
+    def __init__(self):
+        self.requests = []  # (path, Range header or None)
+        self.cut_after = None  # bytes to send before hanging up on the next request
+        self.ignore_range = False
+        self.bytes_sent = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Range")))
+                if self.path != "/net.pkl":
+                    self.send_error(404, "Not Found")
+                    return
+                start = 0
+                match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+                if match and not server.ignore_range:
+                    start = int(match.group(1))
+                    if start >= len(PAYLOAD):
+                        self.send_error(416, "Range Not Satisfiable")
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+                else:
+                    self.send_response(200)
+                body = PAYLOAD[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cut_after is not None:
+                    body, server.cut_after = body[: server.cut_after], None
+                    self.close_connection = True
+                self.wfile.write(body)
+                server.bytes_sent += len(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    srv = _Server()
+    yield srv
+    srv.close()
+
+
+def test_download_then_cache_hit_skips_network(server, tmp_path):
+    path = download(server.url + "/net.pkl", cache_dir=tmp_path, sha256=PAYLOAD_SHA, progress=False)
+    assert path.read_bytes() == PAYLOAD
+    assert path == cached_path(server.url + "/net.pkl", tmp_path)
+    assert not list(tmp_path.glob("*.part"))
+    assert len(server.requests) == 1
+    again = download(server.url + "/net.pkl", cache_dir=tmp_path, sha256=PAYLOAD_SHA, progress=False)
+    assert again == path and len(server.requests) == 1
+
+
+def test_existing_part_file_is_resumed_with_range(server, tmp_path):
+    url = server.url + "/net.pkl"
+    part = cached_path(url, tmp_path).with_suffix(".pkl.part")
+    part.write_bytes(PAYLOAD[:100_000])
+    path = download(url, cache_dir=tmp_path, progress=False)
+    assert path.read_bytes() == PAYLOAD
+    assert server.requests == [("/net.pkl", "bytes=100000-")]
+    assert server.bytes_sent == len(PAYLOAD) - 100_000
+
+
+def test_interrupted_download_resumes_from_received_bytes(server, tmp_path):
+    server.cut_after = 70_000
+    path = download(server.url + "/net.pkl", cache_dir=tmp_path, sha256=PAYLOAD_SHA, progress=False)
+    assert path.read_bytes() == PAYLOAD
+    first, second = (rng for _, rng in server.requests)
+    resumed_at = int(re.fullmatch(r"bytes=(\d+)-", second).group(1))
+    assert first is None and 0 < resumed_at <= 70_000  # whole chunks received before the drop are kept
+
+
+def test_interrupted_without_retries_keeps_part_and_says_how_to_resume(server, tmp_path):
+    url = server.url + "/net.pkl"
+    server.cut_after = 100_000
+    with pytest.raises(DownloadError, match="run the same command again to resume"):
+        download(url, cache_dir=tmp_path, progress=False, retries=0)
+    kept = cached_path(url, tmp_path).with_suffix(".pkl.part").read_bytes()
+    assert 0 < len(kept) <= 100_000 and kept == PAYLOAD[: len(kept)]
+    assert not cached_path(url, tmp_path).exists()
+    assert download(url, cache_dir=tmp_path, progress=False).read_bytes() == PAYLOAD
+
+
+def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
+    url = server.url + "/net.pkl"
+    cached_path(url, tmp_path).with_suffix(".pkl.part").write_bytes(b"junk" * 10)
+    server.ignore_range = True
+    assert download(url, cache_dir=tmp_path, progress=False).read_bytes() == PAYLOAD
+
+
+def test_sha_mismatch_deletes_and_errors(server, tmp_path):
+    url = server.url + "/net.pkl"
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        download(url, cache_dir=tmp_path, sha256="0" * 64, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_corrupted_cache_entry_is_fetched_again(server, tmp_path):
+    url = server.url + "/net.pkl"
+    cached = cached_path(url, tmp_path)
+    cached.write_bytes(b"truncated")
+    assert download(url, cache_dir=tmp_path, sha256=PAYLOAD_SHA, progress=False).read_bytes() == PAYLOAD
+    assert len(server.requests) == 1
+
+
+def test_404_is_a_clear_error(server, tmp_path):
+    with pytest.raises(DownloadError, match=r"HTTP 404.*check that the URL"):
+        download(server.url + "/missing.pkl", cache_dir=tmp_path, progress=False)
+    assert not any(p.name.endswith(".pkl") for p in tmp_path.iterdir())
+
+
+def test_cache_dir_defaults_to_env_var(monkeypatch, tmp_path):
+    monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path))
+    assert cached_path("https://example.invalid/a/b.pkl").parent == tmp_path / "downloads"
+
+
+def test_non_http_url_is_rejected(tmp_path):
+    with pytest.raises(DownloadError, match="only http"):
+        download("ftp://127.0.0.1/x.pkl", cache_dir=tmp_path)
