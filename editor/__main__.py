@@ -1,0 +1,73 @@
+"""`python -m editor`: start the Afro Fashion studio in the browser (127.0.0.1 by default)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no analytics calls
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import click  # noqa: E402
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise click.BadParameter("use the form user:password", param_hint="--auth")
+    return user, password
+
+
+@click.command()
+@click.option("--network", default=None, metavar="PATH|URL|NAME",
+              help="Network to design with (.safetensors, .pkl, URL or registered name). "
+                   "Default: the bundled model, or a random demo network when none is installed.")
+@click.option("--directions", type=click.Path(dir_okay=False), default=None,
+              help="Directions YAML with the labelled sliders (created when you label a component).")
+@click.option("--components", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Components .npz from `python -m ganspace fit`, for the explore panel.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes it to your network.")
+@click.option("--port", type=int, default=7860, show_default=True, help="Port (the next free one is used if taken).")
+@click.option("--share", is_flag=True, default=False, help="Also open a public gradio.live link (needs internet).")
+@click.option("--auth", default=None, metavar="USER:PASS", help="Ask for this login before opening the studio.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+def main(network, directions, components, host, port, share, auth, device):
+    """Open the studio: browse seeds, move labelled sliders, mix styles, save recipes and export."""
+    import torch
+
+    credentials = parse_auth(auth)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.UsageError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
+    from editor.network import load_studio_network
+    from editor.recipe import RecipeError
+    from editor.studio import Studio
+    from ganspace.directions import DirectionsError
+
+    try:
+        loaded = load_studio_network(network)
+        studio = Studio(loaded, directions_path=directions, components_path=components, device=device)
+    except (OSError, ValueError, RecipeError, DirectionsError) as error:
+        raise click.ClickException(str(error)) from None
+    if loaded.banner:
+        click.secho(f"Note: {loaded.banner}.", fg="yellow")
+    from editor.app import launch
+
+    launch(studio, host=host, port=_free_port(host, port), share=share, auth=credentials)
+
+
+def _free_port(host: str, preferred: int) -> int:
+    """`preferred` when free, else the next free port, so a second studio still starts."""
+    import socket
+
+    for port in range(preferred, preferred + 100):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+                return port
+            except OSError:
+                continue
+    raise click.ClickException(f"No free port between {preferred} and {preferred + 99}; pass --port.")
+
+
+if __name__ == "__main__":
+    main()

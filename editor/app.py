@@ -1,0 +1,501 @@
+"""Gradio wiring of the studio: controls in, Studio calls, images out.
+
+Thin on purpose: every decision about images lives in `editor.studio`.
+Per-tab state is a `Session` in gr.State; every handler returns a dict of
+component updates, and on bad input only the message box changes, so a
+mistake never loses the current design.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import tempfile
+
+import gradio as gr
+
+from editor.exporting import export_batch, export_favourites, export_image
+from editor.recipe import NOISE_MODES, Recipe, RecipeError, parse_seed
+from editor.session import Session
+from editor.studio import Studio
+from ganspace.directions import DirectionsError
+from ganspace.layers import format_layers
+from ganspace.recipe import read_recipe
+
+MAX_DIRECTION_SLIDERS = 16
+MAX_COMPONENT_SLIDERS = 12
+PER_PAGE = 24
+MAX_BATCH_SEEDS = 1000
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+USER_ERRORS = (RecipeError, DirectionsError, ValueError, OSError)
+
+CSS = """
+#studio-image img {image-rendering: auto; max-height: 70vh;}
+#studio-message {min-height: 1.5em;}
+"""
+
+
+def parse_seed_range(text: str) -> list[int]:
+    """'0-15' or '1, 5, 9' into seeds; bounded so one click cannot start an endless job."""
+    seeds: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        start, end = parse_seed(first), parse_seed(last or first)
+        if end < start or end - start >= MAX_BATCH_SEEDS:
+            raise RecipeError(f"Seed range {part!r} must go upwards and hold at most {MAX_BATCH_SEEDS} seeds.")
+        seeds.extend(range(start, end + 1))
+    if not seeds or len(seeds) > MAX_BATCH_SEEDS:
+        raise RecipeError(f"Give between 1 and {MAX_BATCH_SEEDS} seeds, e.g. '0-15' or '3, 7, 42'.")
+    return seeds
+
+
+def parse_strengths(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in str(text).replace(" ", "").split(",") if v]
+    except ValueError:
+        raise RecipeError(f"Strengths must be numbers separated by commas, e.g. '-2, 0, 2'; got {text!r}.") from None
+    if not values or len(values) > 21 or any(abs(v) > 100 for v in values):
+        raise RecipeError("Give 1 to 21 strengths between -100 and 100 (σ units), e.g. '-2, 0, 2'.")
+    return values
+
+
+def read_recipe_upload(path: str | pathlib.Path) -> Recipe:
+    """A recipe from an uploaded .json or studio-exported .png, or a clear reason why not."""
+    data = pathlib.Path(path).read_bytes()
+    if data.startswith(PNG_MAGIC):
+        try:
+            found = read_recipe(data)
+        except OSError:
+            raise RecipeError("This PNG could not be read (is the file damaged?).") from None
+        if found is None:
+            raise RecipeError("This PNG carries no studio recipe: only PNGs exported by the studio can be restored.")
+        return Recipe.from_dict(found)
+    if data.lstrip()[:1] == b"{":
+        return Recipe.from_json(data)
+    raise RecipeError("Upload a recipe (.json) or a PNG exported by the studio; this file is neither.")
+
+
+class StudioApp:
+    """Builds the Blocks for one Studio; handlers are methods so tests can read them."""
+
+    def __init__(self, studio: Studio):
+        self.studio = studio
+        self.class_choices = self._class_choices()
+
+    def _class_choices(self):
+        c_dim = int(self.studio.G.c_dim)
+        names = self.studio.network.class_names or [f"class {i}" for i in range(c_dim)]
+        return [(str(name), i) for i, name in enumerate(names[:c_dim])]
+
+    # ---------------------------------------------------------------- helpers
+    def current(self, session: Session) -> Recipe:
+        return session.recipe or self.studio.new_recipe()
+
+    def _direction_slider_updates(self, recipe: Recipe) -> dict:
+        directions = self.studio.directions[:MAX_DIRECTION_SLIDERS]
+        updates = {}
+        for i, slider in enumerate(self.direction_sliders):
+            if i < len(directions):
+                d = directions[i]
+                layers = format_layers(recipe.layer_overrides.get(d.name, d.layers))
+                info = " · ".join(t for t in (d.sign, d.description, f"layers {layers}", d.mode) if t)
+                updates[slider] = gr.update(visible=True, label=d.name, info=info, minimum=d.slider_min,
+                                            maximum=d.slider_max, value=recipe.sliders.get(d.name, d.default))
+            else:
+                updates[slider] = gr.update(visible=False)
+        names = [d.name for d in self.studio.directions]
+        updates[self.direction_choice] = gr.update(choices=names, value=names[0] if names else None)
+        return updates
+
+    def view(self, session: Session, message: str = "", full: bool = False) -> dict:
+        """Updates showing the session's recipe; `full` also refreshes every control."""
+        recipe = self.current(session)
+        session.recipe = recipe
+        updates = {
+            self.state: session,
+            self.message: message,
+            self.image: self.studio.render(recipe),
+            self.recipe_text: recipe.to_json(),
+            self.history: f"undo {len(session.undo_stack)} · redo {len(session.redo_stack)}",
+        }
+        if full:
+            updates.update({
+                self.seed: str(recipe.seed),
+                self.psi: recipe.truncation_psi,
+                self.class_idx: recipe.class_idx,
+                self.noise_mode: recipe.noise_mode,
+                self.mix_seed: "" if recipe.mix is None else str(recipe.mix.seed),
+                self.mix_layers: "coarse" if recipe.mix is None else format_layers(recipe.mix.layers),
+                self.mix_weight: 1.0 if recipe.mix is None else recipe.mix.weight,
+                self.component_layers: format_layers(recipe.component_layers or (0, self.studio.num_ws - 1)),
+            })
+            for i, slider in enumerate(self.component_sliders):
+                updates[slider] = recipe.components.get(i, 0.0)
+            updates.update(self._direction_slider_updates(recipe))
+            updates.update(self._parents(recipe))
+        return updates
+
+    def _parents(self, recipe: Recipe) -> dict:
+        base = recipe.replace(mix=None, sliders={}, components={}, layer_overrides={})
+        other = None if recipe.mix is None else self.studio.render(base.replace(seed=recipe.mix.seed))
+        return {self.parent_a: self.studio.render(base), self.parent_b: other}
+
+    def commit(self, session: Session, recipe: Recipe, message: str = "", full: bool = False) -> dict:
+        """Render first (which validates), then make the recipe current: a failure changes nothing."""
+        self.studio.render(recipe)
+        session.apply(recipe)
+        return self.view(session, message, full)
+
+    def guarded(self, handler):
+        """Turn user errors into a message in the UI instead of a crash or lost work."""
+        @functools.wraps(handler)
+        def wrapper(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except USER_ERRORS as error:
+                return {self.message: f"⚠️ {error}"}
+        return wrapper
+
+    # --------------------------------------------------------------- handlers
+    def on_edit(self, session, seed, psi, class_idx, noise_mode):
+        recipe = self.current(session).replace(
+            seed=parse_seed(seed), truncation_psi=float(psi),
+            class_idx=None if not self.studio.G.c_dim else int(class_idx or 0),
+            noise_mode=noise_mode if noise_mode in NOISE_MODES else "const")
+        return self.commit(session, recipe, full=True)
+
+    def on_direction_slider(self, index, session, value):
+        return self.on_set_slider(session, self.studio.directions[index].name, value)
+
+    def on_set_slider(self, session, name, value):
+        recipe = self.current(session)
+        return self.commit(session, recipe.replace(sliders={**recipe.sliders, str(name): float(value)}))
+
+    def on_component_slider(self, index, session, value):
+        recipe = self.current(session)
+        components = {**recipe.components, index: float(value)}
+        return self.commit(session, recipe.replace(components={k: v for k, v in components.items() if v}))
+
+    def on_component_layers(self, session, layers):
+        recipe = self.current(session).replace(component_layers=self.studio.layer_range(layers))
+        return self.commit(session, recipe)
+
+    def on_reset(self, session, name):
+        recipe = self.current(session)
+        sliders = {k: v for k, v in recipe.sliders.items() if k != name}
+        overrides = {k: v for k, v in recipe.layer_overrides.items() if k != name}
+        return self.commit(session, recipe.replace(sliders=sliders, layer_overrides=overrides), full=True)
+
+    def on_reset_all(self, session):
+        recipe = self.current(session).replace(sliders={}, layer_overrides={}, components={}, component_layers=None)
+        return self.commit(session, recipe, full=True)
+
+    def on_set_layers(self, session, name, layers):
+        recipe = self.current(session)
+        self.studio.direction(name)
+        overrides = {**recipe.layer_overrides, name: self.studio.layer_range(layers)}
+        return self.commit(session, recipe.replace(layer_overrides=overrides), f"Layers of {name!r} set.", full=True)
+
+    def on_mix(self, session, mix_seed, layers, weight):
+        seed = None if str(mix_seed).strip() == "" else parse_seed(mix_seed, "Mix seed")
+        recipe = self.studio.mix_recipe(self.current(session), seed, layers, weight)
+        return self.commit(session, recipe, full=True)
+
+    def on_unmix(self, session):
+        return self.commit(session, self.current(session).replace(mix=None), full=True)
+
+    def on_undo(self, session):
+        return self.view(session, "" if session.undo() else "Nothing to undo.", full=True)
+
+    def on_redo(self, session):
+        return self.view(session, "" if session.redo() else "Nothing to redo.", full=True)
+
+    def on_apply_recipe_text(self, session, text):
+        return self.commit(session, Recipe.from_json(text or ""), "Recipe restored.", full=True)
+
+    def on_upload(self, session, path):
+        if not path:
+            return {self.message: "Choose a recipe .json or an exported PNG."}
+        return self.commit(session, read_recipe_upload(path), "Recipe restored.", full=True)
+
+    def on_download_recipe(self, session):
+        path = pathlib.Path(tempfile.mkdtemp(prefix="afro-studio-recipe-")) / "recipe.json"
+        path.write_text(json.dumps(self.studio.portable_recipe(self.current(session)), indent=2))
+        return {self.recipe_file: str(path), self.message: "Recipe ready to download."}
+
+    def on_export_image(self, session):
+        path = export_image(self.studio, self.current(session))
+        return {self.export_file: str(path), self.message: f"Exported {path.name} (recipe embedded)."}
+
+    # browse
+    def _page(self, session, page, psi, class_idx):
+        page = min(max(int(page or 0), 0), Studio.last_page(PER_PAGE))
+        seeds = Studio.page_seeds(page, PER_PAGE)
+        class_idx = None if not self.studio.G.c_dim else int(class_idx or 0)
+        images = self.studio.render_seeds(seeds, float(psi), class_idx)
+        session.page, session.page_seeds = page, seeds
+        return {self.state: session, self.page: page, self.message: "",
+                self.gallery: [(img, f"seed {s}") for img, s in zip(images, seeds)]}
+
+    def on_browse(self, session, page, psi, class_idx):
+        return self._page(session, page, psi, class_idx)
+
+    def on_next(self, session, page, psi, class_idx):
+        return self._page(session, int(page or 0) + 1, psi, class_idx)
+
+    def on_prev(self, session, page, psi, class_idx):
+        return self._page(session, int(page or 0) - 1, psi, class_idx)
+
+    def on_random_page(self, session, psi, class_idx):
+        return self._page(session, Studio.random_page(PER_PAGE), psi, class_idx)
+
+    def on_jump(self, session, seed, psi, class_idx):
+        return self._page(session, parse_seed(seed) // PER_PAGE, psi, class_idx)
+
+    def on_tile(self, session, psi, class_idx, evt: gr.SelectData):
+        seed = session.page_seeds[evt.index]
+        return self.on_open_seed(session, seed, psi, class_idx)
+
+    def on_open_seed(self, session, seed, psi, class_idx):
+        recipe = self.current(session).replace(
+            seed=parse_seed(seed), truncation_psi=float(psi), mix=None,
+            class_idx=None if not self.studio.G.c_dim else int(class_idx or 0))
+        updates = self.commit(session, recipe, f"Opened seed {recipe.seed}.", full=True)
+        updates[self.tabs] = gr.Tabs(selected="design")
+        return updates
+
+    # favourites and export
+    def _tray(self, session, message=""):
+        return {self.state: session, self.message: message,
+                self.tray: [(f.thumbnail, f"seed {f.recipe.seed}") for f in session.favourites]}
+
+    def on_star(self, session):
+        recipe = self.current(session)
+        added = session.star(recipe, self.studio.render(recipe))
+        return self._tray(session, "Added to favourites." if added else "Already in favourites (or the tray is full).")
+
+    def on_star_seed(self, session, seed):
+        recipe = self.current(session).replace(seed=parse_seed(seed), mix=None, sliders={}, components={},
+                                               layer_overrides={})
+        added = session.star(recipe, self.studio.render(recipe))
+        return self._tray(session, f"Seed {recipe.seed} starred." if added else "Already in favourites.")
+
+    def on_tray_select(self, session, evt: gr.SelectData):
+        recipe = session.favourites[evt.index].recipe
+        updates = self.commit(session, recipe, f"Opened favourite {evt.index + 1}.", full=True)
+        updates[self.tabs] = gr.Tabs(selected="design")
+        return updates
+
+    def on_clear_tray(self, session):
+        session.favourites = []
+        return self._tray(session, "Favourites cleared.")
+
+    def on_export_favourites(self, session):
+        path = export_favourites(self.studio, [f.recipe for f in session.favourites])
+        return {self.favourites_file: str(path), self.message: f"{len(session.favourites)} favourites exported."}
+
+    def on_export_batch(self, session, seeds, strengths, progress=gr.Progress()):
+        path = export_batch(self.studio, self.current(session), parse_seed_range(seeds), parse_strengths(strengths),
+                            progress=progress)
+        return {self.batch_file: str(path), self.message: "Batch export finished."}
+
+    def on_label(self, session, component, name, description, sign, layers):
+        direction = self.studio.label_component(int(component), name, description, sign, layers)
+        return self.view(session, f"Saved direction {direction.name!r} to {self.studio.directions_path}.", full=True)
+
+    # ------------------------------------------------------------------ layout
+    def build(self) -> gr.Blocks:
+        studio = self.studio
+        with gr.Blocks(title="Afro Fashion Studio") as demo:
+            self.state = gr.State(Session())
+            gr.Markdown("# Afro Fashion Studio")
+            if studio.network.banner:
+                gr.Markdown(f"**⚠️ {studio.network.banner}.** Start with `--network` to design with a trained model.")
+            self.message = gr.Markdown(elem_id="studio-message")
+            conditional = bool(studio.G.c_dim)
+            with gr.Tabs(selected="design") as self.tabs:
+                with gr.Tab("Browse", id="browse"):
+                    with gr.Row():
+                        self.page = gr.Number(0, label="Page", precision=0, minimum=0)
+                        prev_btn = gr.Button("◀ Previous")
+                        next_btn = gr.Button("Next ▶")
+                        random_btn = gr.Button("🎲 Random page")
+                        jump_seed = gr.Textbox(label="Jump to seed", placeholder="e.g. 1234")
+                    with gr.Row():
+                        browse_psi = gr.Slider(-1.0, 1.5, 0.7, step=0.05, label="Truncation ψ")
+                        browse_class = gr.Dropdown(self.class_choices, value=0 if conditional else None,
+                                                   label="Class", visible=conditional)
+                    self.gallery = gr.Gallery(label="Seeds: click one to design with it", columns=6,
+                                              allow_preview=False, elem_id="browse-gallery")
+                with gr.Tab("Design", id="design"):
+                    with gr.Row():
+                        with gr.Column(scale=3):
+                            self.image = gr.Image(label="Design", format="png", interactive=False,
+                                                  elem_id="studio-image", buttons=["fullscreen"])
+                            with gr.Row():
+                                undo_btn = gr.Button("↶ Undo")
+                                redo_btn = gr.Button("↷ Redo")
+                                star_btn = gr.Button("☆ Favourite")
+                                export_btn = gr.Button("⬇ Export PNG")
+                            self.history = gr.Markdown()
+                            self.export_file = gr.File(label="Exported image", interactive=False)
+                        with gr.Column(scale=2):
+                            with gr.Row():
+                                self.seed = gr.Textbox("0", label="Seed", elem_id="seed-box")
+                                self.noise_mode = gr.Radio(list(NOISE_MODES), value="const", label="Noise")
+                            self.psi = gr.Slider(-1.0, 1.5, 0.7, step=0.05, label="Truncation ψ")
+                            self.class_idx = gr.Dropdown(self.class_choices, value=0 if conditional else None,
+                                                         label="Class", visible=conditional)
+                            with gr.Accordion("Directions (σ units)", open=True):
+                                if not studio.directions:
+                                    gr.Markdown("No labelled directions loaded (`--directions FILE.yaml`).")
+                                self.direction_sliders = [
+                                    gr.Slider(-3, 3, 0, step=0.05, visible=False, elem_id=f"direction-{i}")
+                                    for i in range(MAX_DIRECTION_SLIDERS)]
+                                with gr.Row():
+                                    self.direction_choice = gr.Dropdown([], label="Direction")
+                                    reset_btn = gr.Button("Reset this")
+                                    reset_all_btn = gr.Button("Reset all")
+                            with gr.Accordion("Advanced: layer range of a direction", open=False):
+                                layers_text = gr.Textbox(label="Layers", placeholder="coarse, middle, fine, all, 3 or 2-5")
+                                layers_btn = gr.Button("Apply layers to the chosen direction")
+                            with gr.Accordion("Mix with a second seed", open=False):
+                                with gr.Row():
+                                    self.mix_seed = gr.Textbox(label="Style source seed", placeholder="e.g. 42")
+                                    self.mix_layers = gr.Dropdown(
+                                        ["coarse", "middle", "fine", "all"], value="coarse", allow_custom_value=True,
+                                        label="Layers from it", info="coarse = silhouette, fine = colour/print, or 2-5")
+                                self.mix_weight = gr.Slider(0, 1, 1, step=0.05, label="Blend weight")
+                                with gr.Row():
+                                    mix_btn = gr.Button("Mix")
+                                    unmix_btn = gr.Button("Remove mix")
+                                with gr.Row():
+                                    self.parent_a = gr.Image(label="Parent A (seed)", interactive=False)
+                                    self.parent_b = gr.Image(label="Parent B (style source)", interactive=False)
+                            with gr.Accordion("Explore components (unlabelled)", open=False):
+                                comps = studio.components
+                                k = 0 if comps is None else min(MAX_COMPONENT_SLIDERS, comps.num_components)
+                                if comps is None:
+                                    gr.Markdown("No components loaded (`--components FILE.npz`).")
+                                self.component_layers = gr.Textbox("all", label="Layers the components act on")
+                                self.component_sliders = [
+                                    gr.Slider(-3, 3, 0, step=0.05, label=f"Component {i}",
+                                              info=f"{100 * float(comps.var_ratio[i]):.1f}% of variance",
+                                              elem_id=f"component-{i}")
+                                    for i in range(k)]
+                                with gr.Row():
+                                    label_component = gr.Number(0, label="Label component", precision=0, minimum=0)
+                                    label_name = gr.Textbox(label="Name", placeholder="sleeve length")
+                                    label_sign = gr.Textbox(label="Sign", placeholder="+ = longer sleeves")
+                                label_description = gr.Textbox(label="Description")
+                                label_layers = gr.Textbox("all", label="Layers")
+                                label_btn = gr.Button("Label this component")
+                with gr.Tab("Recipe", id="recipe"):
+                    self.recipe_text = gr.Code(language="json", label="Current recipe (edit and apply)",
+                                               elem_id="recipe-text")
+                    with gr.Row():
+                        apply_text_btn = gr.Button("Apply recipe text")
+                        download_btn = gr.Button("Prepare recipe download")
+                    self.recipe_file = gr.File(label="Recipe", interactive=False)
+                    upload = gr.File(label="Restore: drop a recipe .json or an exported PNG",
+                                     file_types=[".json", ".png"], type="filepath", elem_id="recipe-upload")
+                with gr.Tab("Favourites & export", id="export"):
+                    self.tray = gr.Gallery(label="Favourites (click to open)", columns=8, allow_preview=False)
+                    with gr.Row():
+                        star_seed = gr.Textbox(label="Star a seed", placeholder="e.g. 77")
+                        clear_btn = gr.Button("Clear tray")
+                        fav_btn = gr.Button("Export favourites (zip)")
+                    self.favourites_file = gr.File(label="Favourites", interactive=False)
+                    gr.Markdown("Batch export: the directions you moved (or all) over many seeds.")
+                    with gr.Row():
+                        batch_seeds = gr.Textbox("0-7", label="Seeds")
+                        batch_strengths = gr.Textbox("-2, 0, 2", label="Strengths (σ)")
+                        batch_btn = gr.Button("Batch export")
+                    self.batch_file = gr.File(label="Batch", interactive=False)
+            # API-only entry points (hidden): set a slider by name.
+            api_name_box = gr.Textbox(visible=False)
+            api_value_box = gr.Number(visible=False)
+            api_btn = gr.Button(visible=False)
+
+            view = [self.state, self.message, self.image, self.recipe_text, self.history]
+            full = view + [self.seed, self.psi, self.class_idx, self.noise_mode, self.mix_seed, self.mix_layers,
+                           self.mix_weight, self.component_layers, self.parent_a, self.parent_b,
+                           self.direction_choice, *self.direction_sliders, *self.component_sliders]
+            s = self.state
+            edit_inputs = [s, self.seed, self.psi, self.class_idx, self.noise_mode]
+
+            def on(trigger, handler, inputs, outputs, api_name=None, **kwargs):
+                trigger(self.guarded(handler), inputs, outputs, api_name=api_name,
+                        api_visibility="public" if api_name else "undocumented", **kwargs)
+
+            for control in (self.psi, self.noise_mode, self.class_idx):
+                on(control.input, self.on_edit, edit_inputs, full, trigger_mode="always_last")
+            on(self.seed.submit, self.on_edit, edit_inputs, full, api_name="edit")
+            for i, slider in enumerate(self.direction_sliders):
+                on(slider.input, functools.partial(self.on_direction_slider, i), [s, slider], view,
+                   trigger_mode="always_last", show_progress="hidden")
+            on(api_btn.click, self.on_set_slider, [s, api_name_box, api_value_box], view, api_name="set_slider")
+            for i, slider in enumerate(self.component_sliders):
+                on(slider.input, functools.partial(self.on_component_slider, i), [s, slider], view,
+                   trigger_mode="always_last", show_progress="hidden")
+            on(self.component_layers.submit, self.on_component_layers, [s, self.component_layers], view)
+            on(reset_btn.click, self.on_reset, [s, self.direction_choice], full, api_name="reset")
+            on(reset_all_btn.click, self.on_reset_all, [s], full, api_name="reset_all")
+            on(layers_btn.click, self.on_set_layers, [s, self.direction_choice, layers_text], full,
+               api_name="set_layers")
+            on(mix_btn.click, self.on_mix, [s, self.mix_seed, self.mix_layers, self.mix_weight], full, api_name="mix")
+            on(unmix_btn.click, self.on_unmix, [s], full, api_name="unmix")
+            on(undo_btn.click, self.on_undo, [s], full, api_name="undo")
+            on(redo_btn.click, self.on_redo, [s], full, api_name="redo")
+            on(apply_text_btn.click, self.on_apply_recipe_text, [s, self.recipe_text], full, api_name="apply_recipe")
+            on(upload.upload, self.on_upload, [s, upload], full, api_name="restore")
+            on(download_btn.click, self.on_download_recipe, [s], [self.recipe_file, self.message],
+               api_name="download_recipe")
+            on(export_btn.click, self.on_export_image, [s], [self.export_file, self.message], api_name="export_image")
+            on(label_btn.click, self.on_label,
+               [s, label_component, label_name, label_description, label_sign, label_layers], full,
+               api_name="label_component")
+
+            browse_out = [s, self.page, self.message, self.gallery]
+            on(self.page.submit, self.on_browse, [s, self.page, browse_psi, browse_class], browse_out,
+               api_name="browse")
+            on(next_btn.click, self.on_next, [s, self.page, browse_psi, browse_class], browse_out)
+            on(prev_btn.click, self.on_prev, [s, self.page, browse_psi, browse_class], browse_out)
+            on(random_btn.click, self.on_random_page, [s, browse_psi, browse_class], browse_out)
+            on(jump_seed.submit, self.on_jump, [s, jump_seed, browse_psi, browse_class], browse_out)
+            on(browse_psi.release, self.on_browse, [s, self.page, browse_psi, browse_class], browse_out)
+            on(self.gallery.select, self.on_tile, [s, browse_psi, browse_class], full + [self.tabs])
+            open_seed_btn = gr.Button(visible=False)
+            on(open_seed_btn.click, self.on_open_seed, [s, jump_seed, browse_psi, browse_class], full + [self.tabs],
+               api_name="open_seed")
+
+            tray_out = [s, self.message, self.tray]
+            on(star_btn.click, self.on_star, [s], tray_out, api_name="star")
+            on(star_seed.submit, self.on_star_seed, [s, star_seed], tray_out, api_name="star_seed")
+            on(clear_btn.click, self.on_clear_tray, [s], tray_out)
+            on(self.tray.select, self.on_tray_select, [s], full + [self.tabs])
+            on(fav_btn.click, self.on_export_favourites, [s], [self.favourites_file, self.message],
+               api_name="export_favourites")
+            on(batch_btn.click, self.on_export_batch, [s, batch_seeds, batch_strengths],
+               [self.batch_file, self.message], api_name="export_batch", concurrency_limit=1)
+
+            demo.load(self.guarded(lambda session: {**self.view(session, full=True),
+                                                    **self._page(session, 0, 0.7, 0)}),
+                      [s], full + [self.page, self.gallery], api_visibility="undocumented")
+        return demo
+
+
+def build_app(studio: Studio) -> gr.Blocks:
+    return StudioApp(studio).build()
+
+
+def launch(studio: Studio, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
+           auth: tuple[str, str] | None = None, block: bool = True, concurrency: int = 4):
+    """Start the studio; returns (demo, url). Inference is serialised by the Studio's lock."""
+    demo = build_app(studio)
+    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    demo.launch(server_name=host, server_port=port, share=share, auth=auth, prevent_thread_lock=not block,
+                quiet=not block, css=CSS, footer_links=["api", "settings"], ssr_mode=False)
+    return demo, demo.local_url

@@ -1,0 +1,179 @@
+"""The studio as users reach it: Gradio on 127.0.0.1, driven by gradio_client (one Client = one tab)."""
+import json
+import os
+import socket
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from gradio_client import Client, handle_file  # noqa: E402
+
+from editor.app import launch  # noqa: E402
+from editor.recipe import Mix, Recipe  # noqa: E402
+from test_editor_studio import make_studio  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    studio = make_studio(tmp_path_factory.mktemp("app"))
+    demo, url = launch(studio, port=free_port(), block=False)
+    yield studio, url
+    demo.close()
+
+
+@pytest.fixture
+def client(served):
+    return Client(served[1], verbose=False)
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def edit(client, seed, psi=0.7, noise="const"):
+    return client.predict(str(seed), psi, None, noise, api_name="/edit")
+
+
+def test_binds_to_localhost_only(served):
+    assert served[1].startswith("http://127.0.0.1:")
+
+
+def test_browse_pages_show_consecutive_seeds(client, served):
+    studio = served[0]
+    page, message, tiles = client.predict(2, 0.7, None, api_name="/browse")
+    assert page == 2 and message == ""
+    assert [t["caption"] for t in tiles] == [f"seed {s}" for s in range(48, 72)]
+    assert Image.open(tiles[0]["image"]).size == (studio.G.img_resolution,) * 2
+
+
+def test_edit_and_slider_give_the_studio_image(client, served):
+    studio = served[0]
+    message, image, recipe_text, *_ = edit(client, 12)
+    base = studio.new_recipe(seed=12)
+    np.testing.assert_array_equal(pixels(image), studio.render(base))
+    assert Recipe.from_json(recipe_text) == base
+    message, image, recipe_text, history = client.predict("sleeves", 2.0, api_name="/set_slider")
+    moved = base.replace(sliders={"sleeves": 2.0})
+    np.testing.assert_array_equal(pixels(image), studio.render(moved))
+    assert not np.array_equal(pixels(image), studio.render(base))
+    assert Recipe.from_json(recipe_text) == moved and history == "undo 1 · redo 0"
+    undone = client.predict(api_name="/undo")
+    assert Recipe.from_json(undone[2]) == base
+    redone = client.predict(api_name="/redo")
+    assert Recipe.from_json(redone[2]) == moved
+
+
+def test_mix_shows_result_and_both_parents(client, served):
+    studio = served[0]
+    edit(client, 5)
+    result = client.predict("9", "fine", 0.5, api_name="/mix")
+    expected = studio.new_recipe(seed=5).replace(mix=Mix(9, (4, 5), 0.5))
+    np.testing.assert_array_equal(pixels(result[1]), studio.render(expected))
+    names = [p["label"] for p in client.view_api(return_format="dict")["named_endpoints"]["/mix"]["returns"]]
+    parent_a = result[names.index("Parent A (seed)")]
+    parent_b = result[names.index("Parent B (style source)")]
+    assert Image.open(parent_a).size == Image.open(parent_b).size  # both parents shown
+    assert not np.array_equal(pixels(parent_a), pixels(parent_b))
+
+
+def test_recipe_download_restores_the_identical_image_in_another_tab(client, served):
+    edit(client, 31, psi=0.55)
+    client.predict("colour", -1.5, api_name="/set_slider")
+    _, image, recipe_text, _ = client.predict("3", "coarse", 0.75, api_name="/mix")[:4]
+    recipe_file, message = client.predict(api_name="/download_recipe")
+    other = Client(served[1], verbose=False)
+    restored = other.predict(handle_file(recipe_file), api_name="/restore")
+    assert restored[0] == "Recipe restored."
+    np.testing.assert_array_equal(pixels(restored[1]), pixels(image))
+    assert Recipe.from_json(restored[2]) == Recipe.from_json(recipe_text)
+
+
+def test_exported_png_embeds_its_recipe_and_restores(client, served):
+    edit(client, 44)
+    _, image, *_ = client.predict("sleeves", -1.0, api_name="/set_slider")
+    png, message = client.predict(api_name="/export_image")
+    assert "recipe embedded" in message
+    np.testing.assert_array_equal(pixels(png), pixels(image))
+    other = Client(served[1], verbose=False)
+    restored = other.predict(handle_file(png), api_name="/restore")
+    np.testing.assert_array_equal(pixels(restored[1]), pixels(image))
+
+
+def test_bad_input_shows_a_message_and_keeps_the_design(client, served, tmp_path):
+    studio = served[0]
+    _, _, good_text, *_ = edit(client, 7)
+    for seed in ("abc", "99999999999999", "-3", "1.5"):
+        assert "whole number" in edit(client, seed)[0]
+    assert "between -3.0 and 3.0" in client.predict("sleeves", 1e9, api_name="/set_slider")[0]
+    assert "not in this studio" in client.predict("nope", 1.0, api_name="/set_slider")[0]
+    assert "Use a group" in client.predict("9", "sleeves", 1.0, api_name="/mix")[0]
+    foreign = Recipe.from_json(good_text).replace(network_sha256="e" * 64).to_json()
+    assert "made with network eeeeeeeeeeee" in client.predict(foreign, api_name="/apply_recipe")[0]
+    assert "not valid JSON" in client.predict("{oops", api_name="/apply_recipe")[0]
+    text_file = tmp_path / "notes.json"
+    text_file.write_text("hello")
+    assert "neither" in client.predict(handle_file(str(text_file)), api_name="/restore")[0]
+    plain_png = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain_png)
+    assert "no studio recipe" in client.predict(handle_file(str(plain_png)), api_name="/restore")[0]
+    # After all that, the design is untouched: a no-op edit still shows seed 7.
+    _, image, recipe_text, *_ = client.predict(api_name="/reset_all")
+    assert Recipe.from_json(recipe_text) == Recipe.from_json(good_text)
+    np.testing.assert_array_equal(pixels(image), studio.render(studio.new_recipe(seed=7)))
+
+
+def test_favourites_export_zip(client, served):
+    edit(client, 3)
+    client.predict(api_name="/star")
+    message, tray = client.predict("8", api_name="/star_seed")
+    assert [t["caption"] for t in tray] == ["seed 3", "seed 8"]
+    archive, message = client.predict(api_name="/export_favourites")
+    with zipfile.ZipFile(archive) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        assert "contact_sheet.png" in zf.namelist()
+    assert [m["recipe"]["seed"] for m in manifest] == [3, 8]
+
+
+def test_batch_export_over_a_seed_range(client):
+    edit(client, 0)
+    client.predict("colour", 1.0, api_name="/set_slider")
+    archive, message = client.predict("0-2", "-1, 1", api_name="/export_batch")
+    with zipfile.ZipFile(archive) as zf:
+        assert len([n for n in zf.namelist() if n.startswith("colour/")]) == 6
+    assert "must go upwards" in client.predict("5-1", "1", api_name="/export_batch")[1]
+
+
+def test_concurrent_clients_never_mix_results(served):
+    """Four tabs edit at once; each must always see its own seed and slider value."""
+    studio, url = served
+    clients = [Client(url, verbose=False) for _ in range(4)]
+    failures = []
+
+    def work(i, c):
+        seed = 1000 + i
+        edit(c, seed)
+        for step in range(3):
+            value = round(-2 + i + 0.5 * step, 2)
+            _, image, recipe_text, _ = c.predict("sleeves", value, api_name="/set_slider")
+            expected = studio.new_recipe(seed=seed).replace(sliders={"sleeves": value})
+            if Recipe.from_json(recipe_text) != expected or not np.array_equal(pixels(image), studio.render(expected)):
+                failures.append((i, step))
+
+    threads = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not failures
