@@ -1,0 +1,274 @@
+"""Orchestrate source -> clean -> frame -> dedupe -> label -> write, with a full report.
+
+Workers decode and frame photos in parallel; this process decides, in sorted
+source order, what is a duplicate and what gets written, so the output is the
+same for any number of workers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import pathlib
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from .attributes import load_vocabulary
+from .cleaning import (CleanOptions, NearDuplicateIndex, Rejected, content_hash, decode_image, mean_colour,
+                       perceptual_hash)
+from .framing import TRANSFORMS, frame_image
+from .metadata import load_metadata
+from .parallel import ordered_map
+from .report import Report
+from .sources import Source, SourceError, is_hidden, is_image_name
+from .writer import DatasetWriter, archive_name
+
+FOLDER_ATTRIBUTE = "folder"      # pseudo-attribute: the photo's parent folder name
+UNKNOWN_CLASS = "unknown"
+CLASS_JOINER = " / "             # class name when --cond-attr combines attributes
+MIN_DECODE_SIZE = 64             # JPEGs decode at reduced scale, never below this: keeps the hash stable
+
+
+@dataclass
+class BuildOptions:
+    source: str
+    dest: str
+    resolution: int = 256
+    transform: str = "pad"
+    channels: int = 3
+    background: tuple | None = None          # None: estimated from each photo's border
+    min_size: int | None = None              # None: half the resolution
+    max_aspect: float = 4.0                  # 0 disables
+    max_pixels: int = 100_000_000
+    max_file_mb: float = 200.0
+    exif_rotate: bool = True
+    dedupe: bool = True
+    near_threshold: int = 6                  # Hamming bits; -1 disables near-duplicate detection
+    max_images: int | None = None
+    shuffle: bool = False
+    seed: int = 0
+    metadata: str | None = None
+    metadata_file_column: str | None = None
+    vocabulary: str | None = None
+    cond_attr: tuple[str, ...] = ()
+    label_from_folder: bool = False
+    unlabelled: str = "drop"                 # or "unknown"
+    workers: int = 1
+    overwrite: bool = False
+    png_compress_level: int = 6
+
+    def validate(self, attribute_names) -> None:
+        if self.resolution < 4 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"--resolution must be a power of two >= 4 (64, 128, 256, ...), got {self.resolution}")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"--transform must be one of {', '.join(TRANSFORMS)}")
+        if self.channels not in (1, 3):
+            raise ValueError("--channels must be 1 (grey) or 3 (RGB)")
+        if self.unlabelled not in ("drop", "unknown"):
+            raise ValueError("--unlabelled must be 'drop' or 'unknown'")
+        allowed = set(attribute_names) | {FOLDER_ATTRIBUTE}
+        for name in self.cond_attr:
+            if name not in allowed:
+                raise ValueError(f"--cond-attr {name!r} is not an attribute; choose from {', '.join(sorted(allowed))}")
+        if FOLDER_ATTRIBUTE in self.cond_attr and not self.label_from_folder:
+            raise ValueError(f"--cond-attr {FOLDER_ATTRIBUTE} needs --label-from-folder")
+        if self.max_images is not None and self.max_images < 1:
+            raise ValueError("--max-images must be at least 1")
+
+
+@dataclass
+class Processed:
+    """What a worker sends back for one file: a rejection reason, or the framed PNG and fingerprints."""
+    rel_path: str
+    reason: str | None = None
+    detail: str = ""
+    png: bytes = b""
+    content: str = ""
+    phash: int = 0
+    colour: tuple = ()
+
+
+_worker: dict = {}
+
+
+def _init_worker(source: Source, clean: CleanOptions, options: BuildOptions) -> None:
+    _worker.update(source=source, clean=clean, options=options)
+
+
+def process_file(rel_path: str) -> Processed:
+    """Read, decode, normalise and frame one photo (runs in a worker)."""
+    source, clean, options = _worker["source"], _worker["clean"], _worker["options"]
+    try:
+        if source.size(rel_path) > options.max_file_mb * 1e6:
+            raise Rejected("file_too_large", f"{source.size(rel_path) / 1e6:.0f} MB > --max-file-mb {options.max_file_mb:g}")
+        try:
+            data = source.read_bytes(rel_path)
+        except OSError as exc:
+            raise Rejected("unreadable", str(exc)) from None
+        image = decode_image(data, clean)
+    except Rejected as rejected:
+        return Processed(rel_path, rejected.reason, rejected.detail)
+    framed = frame_image(image, options.resolution, options.transform, options.background)
+    buffer = io.BytesIO()
+    framed.save(buffer, format="PNG", compress_level=options.png_compress_level)
+    return Processed(rel_path, png=buffer.getvalue(), content=content_hash(image),
+                     phash=perceptual_hash(image), colour=mean_colour(image))
+
+
+class Labeller:
+    """Attributes, caption and class for each photo, from metadata text, explicit columns and folders."""
+
+    def __init__(self, options: BuildOptions):
+        self.vocabulary = load_vocabulary(options.vocabulary)
+        options.validate(self.vocabulary.attributes)
+        self.metadata = (load_metadata(options.metadata, options.metadata_file_column)
+                         if options.metadata else None)
+        self.options = options
+        self.unrecognised: dict[str, dict[str, int]] = {}
+        self.photos_without_row = 0
+
+    @property
+    def attribute_names(self) -> list[str]:
+        names = list(self.vocabulary.attributes)
+        return names + [FOLDER_ATTRIBUTE] if self.options.label_from_folder else names
+
+    def describe(self, rel_path: str) -> dict[str, str]:
+        attributes: dict[str, str] = {}
+        row = self.metadata.lookup(rel_path) if self.metadata else None
+        if self.metadata and row is None:
+            self.photos_without_row += 1
+        if row is not None:
+            attributes.update(self.vocabulary.extract(self.metadata.text(row)))
+            for name in self.vocabulary.attributes:
+                raw = row.get(name)
+                if raw in (None, ""):
+                    continue
+                key = self.vocabulary.normalize_value(name, raw)
+                if key:
+                    attributes[name] = key   # an explicit column beats words in the title
+                else:
+                    counts = self.unrecognised.setdefault(name, {})
+                    counts[str(raw)] = counts.get(str(raw), 0) + 1
+        folder = rel_path.rsplit("/", 2)[-2] if "/" in rel_path else None
+        if self.options.label_from_folder and folder:
+            for name, key in self.vocabulary.extract(folder).items():
+                attributes.setdefault(name, key)
+            attributes[FOLDER_ATTRIBUTE] = folder
+        return attributes
+
+    def class_name(self, attributes: dict[str, str]) -> str | None:
+        """The conditioning class; UNKNOWN_CLASS or None (drop) when an attribute is missing."""
+        values = [attributes.get(name) for name in self.options.cond_attr]
+        if all(values):
+            return CLASS_JOINER.join(values)
+        return UNKNOWN_CLASS if self.options.unlabelled == "unknown" else None
+
+    def metadata_summary(self) -> dict | None:
+        if not self.metadata:
+            return None
+        return {"file": str(self.options.metadata), "rows": len(self.metadata.rows),
+                "rows_matched": len(self.metadata.matched), "photos_without_row": self.photos_without_row,
+                "file_column": self.metadata.file_column, "text_columns": self.metadata.text_columns,
+                "attribute_columns": [n for n in self.vocabulary.attributes if n in self.metadata.columns],
+                "unrecognised_values": self.unrecognised}
+
+
+def _settings(options: BuildOptions) -> dict:
+    return {key: (list(value) if isinstance(value, tuple) else value)
+            for key, value in dataclasses.asdict(options).items()}
+
+
+def build_dataset(options: BuildOptions, progress: bool = True) -> Report:
+    """Build the dataset at options.dest and return the report (also stored as report.json inside)."""
+    started = time.perf_counter()
+    if options.label_from_folder and not options.cond_attr:
+        options = dataclasses.replace(options, cond_attr=(FOLDER_ATTRIBUTE,))
+    options = dataclasses.replace(options, cond_attr=tuple(options.cond_attr))
+    report = Report(_settings(options))
+    labeller = Labeller(options)
+    source = Source(options.source)
+    if source.contains(options.dest):
+        raise SourceError(f"--dest {options.dest} is inside --source; choose a path outside it (the source is never modified)")
+    clean = CleanOptions(
+        channels=options.channels, background=options.background,
+        min_size=options.resolution // 2 if options.min_size is None else options.min_size,
+        max_aspect=options.max_aspect, max_pixels=options.max_pixels,
+        exif_rotate=options.exif_rotate, draft_size=max(options.resolution, MIN_DECODE_SIZE))
+
+    candidates = []
+    names = source.list_files()
+    report.files_found = len(names)
+    for name in names:
+        if is_hidden(name):
+            report.drop(name, "hidden")
+        elif not is_image_name(name):
+            report.drop(name, "not_image_extension")
+        else:
+            candidates.append(name)
+    if options.shuffle:
+        np.random.RandomState(options.seed).shuffle(candidates)
+
+    exact_seen: dict[str, str] = {}
+    near_index = NearDuplicateIndex(options.near_threshold) if options.near_threshold >= 0 else None
+    labels: list[tuple[str, str]] = []
+    processed = 0
+    with DatasetWriter(options.dest, options.overwrite) as writer, tempfile.TemporaryDirectory() as scratch:
+        sidecar_path = pathlib.Path(scratch) / "attributes.jsonl"
+        with open(sidecar_path, "w", encoding="utf-8") as sidecar, \
+                tqdm(total=len(candidates), unit="img", disable=not progress, desc="dataset_tool") as bar:
+            for result in ordered_map(process_file, candidates, options.workers, _init_worker, (source, clean, options)):
+                processed += 1
+                bar.update(1)
+                if result.reason:
+                    report.drop(result.rel_path, result.reason, result.detail)
+                    continue
+                if options.dedupe and result.content in exact_seen:
+                    report.duplicate(result.rel_path, exact_seen[result.content], exact=True)
+                    continue
+                near = near_index.find(result.phash, result.colour) if near_index else None
+                if near:
+                    report.duplicate(result.rel_path, near[0], exact=False, distance=near[1])
+                    continue
+                attributes = labeller.describe(result.rel_path)
+                class_name = labeller.class_name(attributes) if options.cond_attr else None
+                if options.cond_attr and class_name is None:
+                    report.drop(result.rel_path, "no_label", f"no {' + '.join(options.cond_attr)} found")
+                    continue
+                fname = archive_name(report.written)
+                writer.add(fname, result.png)
+                exact_seen.setdefault(result.content, result.rel_path)
+                if near_index:
+                    near_index.add(result.phash, result.colour, result.rel_path)
+                record = {"fname": fname, "source": result.rel_path, "attributes": attributes,
+                          "caption": labeller.vocabulary.caption(attributes)}
+                if class_name is not None:
+                    record["class"] = class_name
+                    labels.append((fname, class_name))
+                sidecar.write(json.dumps(record, ensure_ascii=False) + "\n")
+                report.keep(attributes, class_name, labeller.attribute_names)
+                if options.max_images and report.written >= options.max_images:
+                    break
+        for rel_path in candidates[processed:]:
+            report.drop(rel_path, "max_images", f"--max-images {options.max_images} reached")
+        writer.add_file("attributes.jsonl", sidecar_path)
+        writer.add("dataset.json", json.dumps(_dataset_json(labels, options.cond_attr), ensure_ascii=False).encode())
+        report.metadata = labeller.metadata_summary()
+        report.seconds = time.perf_counter() - started
+        writer.add("report.json", json.dumps(report.to_dict(), indent=1, ensure_ascii=False).encode())
+    return report
+
+
+def _dataset_json(labels: list[tuple[str, str]], cond_attr: tuple[str, ...]) -> dict:
+    """The official {"labels": [[fname, class_index], ...]} plus our class list (the official loader ignores it)."""
+    if not cond_attr:
+        return {"labels": None}
+    names = sorted({name for _, name in labels} - {UNKNOWN_CLASS})
+    if any(name == UNKNOWN_CLASS for _, name in labels):
+        names.append(UNKNOWN_CLASS)
+    index = {name: i for i, name in enumerate(names)}
+    return {"labels": [[fname, index[name]] for fname, name in labels],
+            "class_names": names, "cond_attr": list(cond_attr)}

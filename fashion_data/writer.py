@@ -1,0 +1,89 @@
+"""Write a dataset in the official StyleGAN2-ADA layout, atomically.
+
+Everything goes to a hidden temporary sibling of --dest and is renamed into
+place only when complete, so a killed run never leaves a half-written dataset
+under the final name.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import zipfile
+
+
+class DestinationError(ValueError):
+    """--dest cannot be written; the message says what to change."""
+
+
+def archive_name(index: int) -> str:
+    """The official tool's naming: 1000 images per folder."""
+    return f"{index // 1000:05d}/img{index:08d}.png"
+
+
+class DatasetWriter:
+    """A .zip (stored, PNGs are already compressed) or a folder, depending on --dest."""
+
+    def __init__(self, dest: str | os.PathLike, overwrite: bool = False):
+        self.dest = pathlib.Path(dest)
+        self.is_zip = self.dest.suffix.lower() == ".zip"
+        if self.dest.exists() and not overwrite:
+            raise DestinationError(f"--dest {self.dest} already exists; pass --overwrite or choose another path")
+        if self.dest.exists() and self.is_zip != self.dest.is_file():
+            raise DestinationError(f"--dest {self.dest} exists as a {'folder' if self.is_zip else 'file'}; remove it first")
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        self.temp = self.dest.with_name(f".{self.dest.name}.partial-{os.getpid()}")
+        self._remove(self.temp)
+        if self.is_zip:
+            self._zip = zipfile.ZipFile(self.temp, "w", compression=zipfile.ZIP_STORED)
+        else:
+            self.temp.mkdir()
+
+    def add(self, name: str, data: bytes) -> None:
+        if self.is_zip:
+            self._zip.writestr(name, data)
+        else:
+            path = self.temp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+    def add_file(self, name: str, path: str | os.PathLike) -> None:
+        """Copy a (possibly large) file in without reading it into memory."""
+        if self.is_zip:
+            self._zip.write(path, name)
+        else:
+            shutil.copyfile(path, self.temp / name)
+
+    def commit(self) -> pathlib.Path:
+        if self.is_zip:
+            self._zip.close()
+        if self.dest.exists():
+            old = self.dest.with_name(f".{self.dest.name}.old-{os.getpid()}")
+            os.replace(self.dest, old)
+            os.replace(self.temp, self.dest)
+            self._remove(old)
+        else:
+            os.replace(self.temp, self.dest)
+        return self.dest
+
+    def abort(self) -> None:
+        if self.is_zip:
+            self._zip.close()
+        self._remove(self.temp)
+
+    @staticmethod
+    def _remove(path: pathlib.Path) -> None:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+        return False
