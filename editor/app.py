@@ -30,7 +30,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 USER_ERRORS = (RecipeError, DirectionsError, ValueError, OSError)
 
 CSS = """
-#studio-image img {image-rendering: auto; max-height: 70vh;}
+#studio-image img {width: 100%; height: 100%; object-fit: contain;}
 #studio-message {min-height: 1.5em;}
 """
 
@@ -333,7 +333,7 @@ class StudioApp:
                     with gr.Row():
                         with gr.Column(scale=3):
                             self.image = gr.Image(label="Design", format="png", interactive=False,
-                                                  elem_id="studio-image", buttons=["fullscreen"])
+                                                  elem_id="studio-image", buttons=["fullscreen"], height=480)
                             with gr.Row():
                                 undo_btn = gr.Button("↶ Undo")
                                 redo_btn = gr.Button("↷ Redo")
