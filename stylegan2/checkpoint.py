@@ -1,0 +1,251 @@
+"""Our checkpoint format (safetensors + JSON metadata) and ``load_network`` for every network source.
+
+A checkpoint is one ``.safetensors`` file: the weights of G, D and G_ema under the prefixes
+``G.``, ``D.``, ``G_ema.`` and, in the safetensors header, one JSON document (key
+``afro_fashion_gan``) saying how to construct each network and what training state came with
+it.  Loading it never unpickles anything, so a checkpoint from a stranger cannot run code.
+``load_network`` also accepts official ``.pkl`` snapshots (read safely by ``legacy.py``),
+http(s) URLs (cached by ``download.py``) and short names from :data:`NAMED_NETWORKS`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import struct
+
+import safetensors.torch
+import torch
+
+from stylegan2.download import download, file_sha256
+from stylegan2.legacy import NetworkLoadError, construct_network, load_official_snapshot, to_plain
+
+FORMAT = "afro-fashion-gan/1"
+METADATA_KEY = "afro_fashion_gan"
+NET_NAMES = ("G", "D", "G_ema")
+MAX_HEADER_BYTES = 100 << 20  # safetensors caps its JSON header at 100 MB
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+_TRANSFER_BASE = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/"
+OFFICIAL_TRANSFER_NETWORKS = {  # the official StyleGAN2-ADA --resume shortcuts
+    "ffhq256": _TRANSFER_BASE + "ffhq-res256-mirror-paper256-noaug.pkl",
+    "ffhq512": _TRANSFER_BASE + "ffhq-res512-mirror-stylegan2-noaug.pkl",
+    "ffhq1024": _TRANSFER_BASE + "ffhq-res1024-mirror-stylegan2-noaug.pkl",
+    "celebahq256": _TRANSFER_BASE + "celebahq-res256-mirror-paper256-kimg100000-ada-target0.5.pkl",
+    "lsundog256": _TRANSFER_BASE + "lsundog-res256-paper256-kimg100000-noaug.pkl",
+}
+# Short name -> URL or path (relative paths are taken from the repository root).  The bundled
+# model registers itself here, e.g. NAMED_NETWORKS["default"] = "models/<file>.safetensors".
+NAMED_NETWORKS: dict[str, str] = dict(OFFICIAL_TRANSFER_NETWORKS)
+
+
+class CheckpointError(NetworkLoadError):
+    """A checkpoint cannot be written or read; the message says what was expected."""
+
+
+@dataclasses.dataclass
+class NetworkBundle:
+    """Everything a network file holds, as our modules and plain data."""
+
+    G_ema: torch.nn.Module
+    G: torch.nn.Module | None = None
+    D: torch.nn.Module | None = None
+    augment_p: float | None = None
+    augment_kwargs: dict | None = None
+    training_set_kwargs: dict | None = None
+    meta: dict = dataclasses.field(default_factory=dict)
+    sha256: str = ""  # of the file, so edits made on a network can say which one
+    source: str = ""  # local path the networks were read from
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def describe_networks(nets: dict[str, torch.nn.Module]) -> dict:
+    """Metadata that rebuilds ``nets``: class and constructor kwargs of each, plus G_ema's key numbers."""
+    out = {"nets": {}}
+    for name, module in nets.items():
+        if not isinstance(getattr(module, "init_kwargs", None), dict):
+            raise CheckpointError(f"{name} has no init_kwargs dict: only stylegan2.networks modules can be saved")
+        out["nets"][name] = {"class_name": type(module).__name__, "init_kwargs": to_plain(module.init_kwargs),
+                             "num_params": sum(p.numel() for p in module.parameters())}
+    reference = nets.get("G_ema") or nets.get("G") or nets.get("D")
+    for key in ("img_resolution", "img_channels", "c_dim", "z_dim", "w_dim", "num_ws"):
+        if hasattr(reference, key):
+            out[key] = int(getattr(reference, key))
+    return out
+
+
+def weights_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Digest of names, dtypes, shapes and bytes of all tensors, independent of file layout."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, G: torch.nn.Module | None = None, D: torch.nn.Module | None = None,
+                    G_ema: torch.nn.Module | None = None, meta: dict | None = None,
+                    dtype: torch.dtype = torch.float32) -> pathlib.Path:
+    """Write the given networks and ``meta`` to ``path`` atomically; returns the path.
+
+    ``meta`` is free-form JSON; ``kimg``, ``augment_p``, ``augment_kwargs`` and
+    ``training_set_kwargs`` are read back into the bundle.  ``dtype=torch.float16`` halves the
+    file for shipped models; loading casts back to float32.
+    """
+    nets = {name: module for name, module in (("G", G), ("D", D), ("G_ema", G_ema)) if module is not None}
+    if "G_ema" not in nets:
+        raise CheckpointError("save_checkpoint needs G_ema (the generator used for inference)")
+    if dtype not in (torch.float32, torch.float16):
+        raise CheckpointError(f"dtype must be torch.float32 or torch.float16, got {dtype}")
+    tensors = {}
+    for name, module in nets.items():
+        for key, value in module.state_dict().items():
+            value = value.detach().to("cpu", copy=True).contiguous()  # copies: safetensors refuses shared memory
+            tensors[f"{name}.{key}"] = value.to(dtype) if value.is_floating_point() else value
+    doc = {**(meta or {}), **describe_networks(nets), "format": FORMAT,
+           "dtype": str(dtype).replace("torch.", ""), "weights_sha256": weights_sha256(tensors)}
+    try:
+        header = json.dumps(to_plain(doc), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint meta must be plain JSON data (numbers, strings, lists, dicts): {exc}") from exc
+    payload = safetensors.torch.save(tensors, metadata={METADATA_KEY: header})
+    return _atomic_write(pathlib.Path(path), payload)
+
+
+def _atomic_write(path: pathlib.Path, payload: bytes) -> pathlib.Path:
+    """Temp file in the same folder, fsync, rename: a crash leaves the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return path
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
+    """The metadata document of a checkpoint, reading only its header (cheap, for listings and UIs)."""
+    with open(path, "rb") as f:
+        return _parse_header(path, f.read(8), f.read)
+
+
+def _parse_header(path, size_bytes: bytes, read) -> dict:
+    if len(size_bytes) != 8:
+        raise CheckpointError(f"{path}: too short to be a .safetensors checkpoint")
+    (size,) = struct.unpack("<Q", size_bytes)
+    try:
+        header = json.loads(read(size))
+        doc = json.loads(header["__metadata__"][METADATA_KEY])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"{path}: a .safetensors file without our '{METADATA_KEY}' metadata; "
+            "expected a checkpoint written by save_checkpoint or stylegan2.convert"
+        ) from exc
+    if doc.get("format") != FORMAT or not isinstance(doc.get("nets"), dict):
+        raise CheckpointError(f"{path}: unsupported checkpoint format {doc.get('format')!r}; expected {FORMAT!r}")
+    return doc
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> NetworkBundle:
+    """Read one of our ``.safetensors`` checkpoints (no pickle involved) into a bundle."""
+    data = pathlib.Path(path).read_bytes()
+    doc = _parse_header(path, data[:8], lambda n: data[8:8 + n])
+    try:
+        tensors = safetensors.torch.load(data)
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{path}: damaged .safetensors file ({exc})") from exc
+    if doc.get("weights_sha256") != weights_sha256(tensors):
+        raise CheckpointError(f"{path}: weights do not match their recorded sha256; the file is corrupted")
+    nets = {}
+    for name, spec in doc["nets"].items():
+        prefix = f"{name}."
+        state = {key[len(prefix):]: value.float() if value.dtype == torch.float16 else value
+                 for key, value in tensors.items() if key.startswith(prefix)}
+        nets[name] = construct_network(spec.get("class_name"), (), spec.get("init_kwargs", {}), state,
+                                       f"{path}: {name}").to(device)
+    if "G_ema" not in nets:
+        raise CheckpointError(f"{path}: checkpoint has no G_ema network")
+    return NetworkBundle(
+        G_ema=nets["G_ema"], G=nets.get("G"), D=nets.get("D"),
+        augment_p=doc.get("augment_p"), augment_kwargs=doc.get("augment_kwargs"),
+        training_set_kwargs=doc.get("training_set_kwargs"), meta=doc,
+        sha256=hashlib.sha256(data).hexdigest(), source=str(path),
+    )
+
+
+def load_official_pickle(path: str | os.PathLike, device: str | torch.device = "cpu") -> NetworkBundle:
+    """An official StyleGAN2-ADA snapshot as a bundle (its code is never executed)."""
+    snap = load_official_snapshot(path)
+    nets = {name: getattr(snap, name) for name in NET_NAMES if getattr(snap, name) is not None}
+    meta = {**describe_networks(nets), "format": "official-stylegan2-ada-pickle", "augment_p": snap.augment_p,
+            "augment_kwargs": snap.augment_kwargs, "training_set_kwargs": snap.training_set_kwargs}
+    for module in nets.values():
+        module.to(device)
+    return NetworkBundle(
+        G_ema=snap.G_ema, G=snap.G, D=snap.D, augment_p=snap.augment_p, augment_kwargs=snap.augment_kwargs,
+        training_set_kwargs=snap.training_set_kwargs, meta=meta, sha256=file_sha256(path), source=str(path),
+    )
+
+
+def resolve_network(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """A short name, URL or path -> a local file (downloading into the cache when needed)."""
+    text = os.fspath(spec)
+    if text in NAMED_NETWORKS:
+        target = NAMED_NETWORKS[text]
+        if target.startswith(("http://", "https://")):
+            return download(target, cache_dir=cache_dir)
+        path = pathlib.Path(target).expanduser()
+        path = path if path.is_absolute() else REPO_ROOT / path
+        if not path.is_file():
+            raise CheckpointError(f"network '{text}' is registered as {path}, but that file does not exist")
+        return path
+    if text.startswith(("http://", "https://")):
+        return download(text, cache_dir=cache_dir)
+    path = pathlib.Path(text).expanduser()
+    if path.is_file():
+        return path
+    raise CheckpointError(
+        f"cannot find network '{text}': give a .safetensors/.pkl path, an http(s) URL, "
+        f"or one of the names {', '.join(sorted(NAMED_NETWORKS))}"
+    )
+
+
+def sniff_format(path: str | os.PathLike) -> str:
+    """'safetensors' or 'pickle' from the file's first bytes (extensions can lie)."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < MAX_HEADER_BYTES:
+        return "safetensors"
+    if head[:1] == b"\x80":  # pickle protocol 2+ marker
+        return "pickle"
+    kind = "is a zip archive (a torch.save file or a dataset?)" if head[:2] == b"PK" else f"starts with {head[:8]!r}"
+    raise CheckpointError(
+        f"{path} is neither a .safetensors checkpoint nor an official StyleGAN2-ADA .pkl: it {kind}"
+    )
+
+
+def load_network(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+                 device: str | torch.device = "cpu") -> NetworkBundle:
+    """Load networks from a .safetensors/.pkl path, an http(s) URL or a name in NAMED_NETWORKS."""
+    path = resolve_network(spec, cache_dir)
+    if sniff_format(path) == "safetensors":
+        return load_checkpoint(path, device)
+    return load_official_pickle(path, device)
