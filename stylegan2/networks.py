@@ -303,8 +303,11 @@ class SynthesisBlock(nn.Module):
         w_iter = iter(ws.unbind(dim=1))
         dtype = _block_dtype(self.use_fp16, force_fp32, ws.device)
         if fused_modconv is None:
-            # Grouped convs win for inference; separate modulation is cheaper to differentiate.
-            fused_modconv = (not self.training) and (dtype == torch.float32 or ws.shape[0] == 1)
+            # Per-sample weights in one grouped conv win for inference on CUDA and for single images;
+            # on CPU a grouped conv over a batch is ~2x slower than one shared conv (benchmarks/bench_generator.py),
+            # and scaling activations is cheaper to differentiate in training.
+            single = ws.shape[0] == 1
+            fused_modconv = (not self.training) and (single or (dtype == torch.float32 and ws.device.type == "cuda"))
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
