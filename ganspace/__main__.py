@@ -1,0 +1,249 @@
+"""python -m ganspace: find, look at, label-check and export directions of a generator.
+
+\b
+  fit       principal directions of W (or SeFa) -> components.npz
+  sheets    one PNG per component and layer group, to name directions by eye
+  hints     table of measured image changes per component, with suggested labels
+  validate  check a directions YAML (line-numbered errors, network hash)
+  export    PNGs with recipes, contact sheets, GIF sweeps and a manifest for labelled directions
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+from tqdm import tqdm
+
+from ganspace.directions import DirectionsError, load_directions
+from ganspace.layers import GROUP_NAMES
+from stylegan2.render import parse_seeds
+
+NETWORK_HELP = "Network: .safetensors, official .pkl, URL or a known name (e.g. ffhq256)."
+
+
+def parse_float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: write numbers separated by commas, like '-3,-1.5,0,1.5,3'") from None
+
+
+class SeedList(click.ParamType):
+    name = "SEEDS"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_seeds(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class FloatList(click.ParamType):
+    name = "LIST"
+
+    def convert(self, value, param, ctx):
+        return value if isinstance(value, list) else parse_float_list(value)
+
+
+def load_generator(network: str, device: str):
+    """(G_ema in eval mode on `device`, sha256 of the network file)."""
+    import torch
+    from stylegan2.checkpoint import load_network
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        bundle = load_network(network)
+    except (OSError, ValueError, KeyError) as exc:
+        raise click.ClickException(f"cannot load network {network!r}: {exc}") from None
+    return bundle.G_ema.eval().requires_grad_(False).to(device), bundle.sha256
+
+
+def check_class(G, class_idx):
+    if G.c_dim == 0 and class_idx is not None:
+        raise click.BadParameter("this network is unconditional: drop --class", param_hint="--class")
+    if G.c_dim > 0 and class_idx is None:
+        raise click.BadParameter(f"this network is conditional: pass --class 0-{G.c_dim - 1}", param_hint="--class")
+
+
+class TqdmProgress:
+    """Adapter from progress((done, total)) to a tqdm bar."""
+
+    def __init__(self, desc: str, unit: str):
+        self.bar = tqdm(desc=desc, unit=unit)
+
+    def __call__(self, state):
+        done, total = state
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self):
+        self.bar.close()
+
+
+network_option = click.option("--network", "network", required=True, help=NETWORK_HELP)
+device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
+trunc_option = click.option("--trunc", "truncation_psi", type=float, default=0.7, show_default=True,
+                            help="Truncation psi of the seeds' codes.")
+class_option = click.option("--class", "class_idx", type=int, default=None,
+                            help="Class index (conditional networks only).")
+
+
+@click.group(help=__doc__)
+def cli():
+    pass
+
+
+@cli.command()
+@network_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Components file to write (.npz).")
+@click.option("--method", type=click.Choice(["pca", "sefa"]), default="pca", show_default=True,
+              help="pca: statistics of sampled w (GANSpace); sefa: closed form from the style affines.")
+@click.option("--estimator", type=click.Choice(["pca", "ipca", "sparsepca", "ica"]), default="pca",
+              show_default=True, help="pca/ipca stream all samples; sparsepca/ica use --subsample of them.")
+@click.option("--samples", type=int, default=1_000_000, show_default=True, help="Number of w samples.")
+@click.option("--components", "num_components", type=int, default=80, show_default=True)
+@click.option("--batch", "batch_size", type=int, default=10_000, show_default=True, help="z per mapping batch.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the z stream.")
+@click.option("--subsample", type=int, default=20_000, show_default=True, help="Samples for sparsepca/ica.")
+@click.option("--stdev-samples", type=int, default=10_000, show_default=True,
+              help="Fresh samples used to measure each direction's sigma.")
+@click.option("--class", "class_idx", default="mix", show_default=True,
+              help="Conditional networks: a class index, or 'mix' for a uniform class per sample.")
+@click.option("--layers", "sefa_layers", default=None, help="SeFa only: layers whose affines to use (e.g. 0-3, coarse).")
+@device_option
+def fit(network, out, method, estimator, samples, num_components, batch_size, seed, subsample, stdev_samples,
+        class_idx, sefa_layers, device):
+    """Principal directions of W -> components .npz (GANSpace keys lat_comp/lat_mean/lat_stdev/var_ratio)."""
+    from ganspace.fit import fit_components, fit_sefa
+    from ganspace.layers import parse_layers
+    G, sha = load_generator(network, device)
+    if class_idx != "mix":
+        if not class_idx.isdigit():
+            raise click.BadParameter("write a class index or 'mix'", param_hint="--class")
+        class_idx = int(class_idx)
+        check_class(G, class_idx)
+    if method == "sefa":
+        layers = parse_layers(sefa_layers, G.num_ws) if sefa_layers else None
+        comps = fit_sefa(G, num_components, layers, seed, batch_size, class_idx, stdev_samples, sha)
+    else:
+        with tqdm(total=samples, desc="mapping z -> w", unit="w", unit_scale=True) as bar:
+            comps = fit_components(G, samples, num_components, estimator, seed, batch_size, class_idx, subsample,
+                                   stdev_samples, sha, progress=bar.update)
+    comps.save(out)
+    click.echo(f"wrote {out}: {comps.num_components} directions, first explained variance "
+               f"{', '.join(f'{v:.1%}' for v in comps.var_ratio[:5])}")
+
+
+@cli.command()
+@network_option
+@click.option("--components", "components_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the sheets.")
+@click.option("--num", "num_components", type=int, default=10, show_default=True, help="First K components.")
+@click.option("--seeds", type=SeedList(), default="0-4", show_default=True, help="Rows, e.g. 0-4 or 1,5,9.")
+@click.option("--columns", type=int, default=7, show_default=True, help="Strengths from -k to +k sigma.")
+@click.option("--sigma-range", type=float, default=3.0, show_default=True, help="k, in sigma units.")
+@click.option("--centre", "--center", "centre", type=click.Choice(["sample", "mean"]), default="sample",
+              show_default=True, help="Centre columns on each sample's own coordinate or on the mean.")
+@click.option("--groups", default=",".join(GROUP_NAMES), show_default=True, help="Layer groups, comma separated.")
+@trunc_option
+@class_option
+@device_option
+def sheets(network, components_path, out, num_components, seeds, columns, sigma_range, centre, groups,
+           truncation_psi, class_idx, device):
+    """One PNG per component and layer group: rows = seeds, columns = strengths."""
+    from ganspace.components import load_components
+    from ganspace.sheets import component_sheets
+    G, _ = load_generator(network, device)
+    check_class(G, class_idx)
+    progress = TqdmProgress("sheets", "sheet")
+    try:
+        paths = component_sheets(G, load_components(components_path), out, num_components, seeds, columns,
+                                 sigma_range, centre, [g.strip() for g in groups.split(",")], truncation_psi,
+                                 class_idx, progress=progress)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        progress.close()
+    click.echo(f"wrote {len(paths)} sheets to {out}")
+
+
+@cli.command()
+@network_option
+@click.option("--components", "components_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", default="hints.csv", show_default=True, type=click.Path(dir_okay=False),
+              help="CSV table (a .md copy is written beside it).")
+@click.option("--num", "num_components", type=int, default=10, show_default=True)
+@click.option("--seeds", type=SeedList(), default="0-15", show_default=True)
+@click.option("--strength", type=float, default=2.0, show_default=True, help="Compare -s and +s sigma.")
+@trunc_option
+@class_option
+@device_option
+def hints(network, components_path, out, num_components, seeds, strength, truncation_psi, class_idx, device):
+    """Measured image changes per component and layer group, with suggested labels."""
+    from ganspace.components import load_components
+    from ganspace.hints import format_table, measure_hints, write_hints
+    G, _ = load_generator(network, device)
+    check_class(G, class_idx)
+    progress = TqdmProgress("hints", "row")
+    try:
+        rows = measure_hints(G, load_components(components_path), num_components, seeds, strength,
+                             truncation_psi=truncation_psi, class_idx=class_idx, progress=progress)
+    finally:
+        progress.close()
+    write_hints(rows, out)
+    click.echo(format_table(rows))
+    click.echo(f"wrote {out}")
+
+
+@cli.command()
+@click.option("--directions", "directions_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--network", default=None, help=NETWORK_HELP + " Optional: checks the file's network_sha256.")
+@click.option("--force", is_flag=True, help="Accept a file made for another network.")
+def validate(directions_path, network, force):
+    """Check a directions YAML; errors name the line and what to fix."""
+    sha = load_generator(network, "cpu")[1] if network else None
+    try:
+        loaded = load_directions(directions_path, network_sha256=sha, force=force)
+    except DirectionsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    for d in loaded.directions:
+        source = f"component {d.component}" if d.component is not None else "vector"
+        click.echo(f"  {d.name}: {source}, layers {d.layers[0]}-{d.layers[1]}, {d.mode}, sigma {d.sigma:.3g}, "
+                   f"slider {d.slider_min:g}..{d.slider_max:g}" + (f"  ({d.sign})" if d.sign else ""))
+    click.echo(f"OK: {len(loaded.directions)} directions")
+
+
+@cli.command()
+@network_option
+@click.option("--directions", "directions_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--seeds", type=SeedList(), default="0-99", show_default=True)
+@click.option("--strengths", type=FloatList(), default="-3,-1.5,0,1.5,3", show_default=True, help="In sigma units.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--gif", is_flag=True, help="Also write an animated GIF sweep per direction.")
+@click.option("--batch", "batch_size", type=int, default=8, show_default=True, help="Images per generator call.")
+@click.option("--force", is_flag=True, help="Use a directions file made for another network.")
+@trunc_option
+@class_option
+@device_option
+def export(network, directions_path, seeds, strengths, out, gif, batch_size, force, truncation_psi, class_idx,
+           device):
+    """PNGs (with recipes), contact sheets and manifest.csv/json for every labelled direction. Resumable."""
+    from ganspace.export import export_directions
+    G, sha = load_generator(network, device)
+    check_class(G, class_idx)
+    try:
+        directions = load_directions(directions_path, network_sha256=sha, force=force)
+    except DirectionsError as exc:
+        raise click.ClickException(str(exc)) from None
+    progress = TqdmProgress("export", "img")
+    try:
+        rows = export_directions(G, directions, seeds, strengths, out, truncation_psi, class_idx, sha,
+                                 progress=progress, batch_size=batch_size, gif=gif)
+    finally:
+        progress.close()
+    click.echo(f"{len(rows)} images listed in {out}/manifest.csv")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,60 @@
+"""Grids of images with a title and row/column labels, drawn with Pillow's default font."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+BACKGROUND = (255, 255, 255)
+INK = (20, 20, 20)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:   # Pillow < 10.1 has only the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def fit_cell(pixels: np.ndarray, max_cell: int) -> Image.Image:
+    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).convert("RGB")
+    if max(image.size) > max_cell:
+        image = image.resize((max_cell, max_cell * image.height // image.width), Image.LANCZOS)
+    return image
+
+
+def contact_sheet(cells: Sequence[Sequence[np.ndarray]], title: str, row_labels: Sequence[str],
+                  col_labels: Sequence[str], max_cell: int = 256) -> Image.Image:
+    """cells[row][col] uint8 HWC images -> one RGB sheet with labels.
+
+    Cells are shown at their own size, or shrunk to `max_cell` px so large networks still
+    give sheets a person can open.
+    """
+    images = [[fit_cell(c, max_cell) for c in row] for row in cells]
+    cell_w, cell_h = images[0][0].size
+    scale = max(10, min(16, cell_h // 4 + 8))
+    font, title_font = _font(scale), _font(scale + 4)
+    margin_left = max(_text_width(font, label) for label in row_labels) + 12
+    margin_top = scale + 4 + (scale + 10) + 8
+    gap = 2
+    width = margin_left + len(col_labels) * (cell_w + gap)
+    height = margin_top + len(row_labels) * (cell_h + gap)
+    width = max(width, _text_width(title_font, title) + 12)
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    draw.text((6, 4), title, fill=INK, font=title_font)
+    for j, label in enumerate(col_labels):
+        x = margin_left + j * (cell_w + gap) + (cell_w - _text_width(font, label)) // 2
+        draw.text((x, margin_top - scale - 6), label, fill=INK, font=font)
+    for i, (label, row) in enumerate(zip(row_labels, images)):
+        y = margin_top + i * (cell_h + gap)
+        draw.text((6, y + (cell_h - scale) // 2), label, fill=INK, font=font)
+        for j, image in enumerate(row):
+            sheet.paste(image, (margin_left + j * (cell_w + gap), y))
+    return sheet
+
+
+def _text_width(font, text: str) -> int:
+    left, _, right, _ = font.getbbox(text)
+    return int(right - left)

@@ -1,0 +1,379 @@
+"""The directions file: human-labelled directions in YAML, validated with line numbers.
+
+Example (ranges are inclusive; `layers` takes a group name all/coarse/middle/fine too):
+
+    network_sha256: 3f2a...            # sha256 of the network file these were found on
+    components: components.npz         # relative to this file
+    directions:
+      - name: sleeve-length
+        description: short to long sleeves
+        component: 3                   # or  vector: sleeves.npy  (a [w_dim] .npy or an inline list)
+        layers: 0-3
+        mode: add                      # add | absolute
+        sigma: 1.7                     # optional with a component: defaults to its measured σ
+        slider_min: -3                 # slider range and default, in σ
+        slider_max: 3
+        default: 0
+        sign: "+ = longer sleeves"
+        orthogonal_to: [colour]        # optional: do not move these other directions
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import pathlib
+import re
+import shutil
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import yaml
+
+from ganspace.components import Components, load_components
+from ganspace.edits import MODES, Edit, orthogonalize, unit
+from ganspace.layers import format_layers, parse_layers
+
+TOP_KEYS = ("network_sha256", "components", "num_ws", "directions")
+DIRECTION_KEYS = ("name", "description", "component", "vector", "layers", "mode", "sigma",
+                  "slider_min", "slider_max", "default", "sign", "orthogonal_to")
+HEADER = ("# Afro Fashion GAN directions file (edit by hand; `python -m ganspace validate` checks it).\n"
+          "# Layer ranges are inclusive ('0-3') or a group: all, coarse, middle, fine. Strengths are in σ units.\n")
+
+
+class DirectionsError(ValueError):
+    """A problem in a directions file, located by line so a person can fix it."""
+
+    def __init__(self, message: str, line: Optional[int] = None, path=None):
+        super().__init__(message)
+        self.message, self.line, self.path = message, line, path
+
+    def __str__(self):
+        where = f"{self.path}: " if self.path else ""
+        return f"{where}line {self.line}: {self.message}" if self.line else f"{where}{self.message}"
+
+
+@dataclass(kw_only=True)
+class Direction:
+    """A named direction with its layers, scale and slider settings (strengths in σ units)."""
+    name: str
+    description: str = ""
+    component: Optional[int] = None
+    vector: np.ndarray
+    layers: tuple[int, int]
+    mode: str = "add"
+    sigma: float = 1.0
+    slider_min: float = -3.0
+    slider_max: float = 3.0
+    default: float = 0.0
+    sign: str = ""
+    mean: Optional[np.ndarray] = None          # origin of coordinates for absolute mode
+    orthogonal_to: list[str] = field(default_factory=list)
+
+    def edit(self, strength: float, layers: Optional[tuple[int, int]] = None) -> Edit:
+        return Edit(vector=self.vector, sigma=self.sigma, layers=layers or self.layers, strength=strength,
+                    mode=self.mode, mean=self.mean)
+
+
+@dataclass
+class DirectionsFile:
+    directions: list[Direction]
+    network_sha256: Optional[str]
+    components_path: Optional[pathlib.Path]
+    num_ws: Optional[int] = None
+
+    def by_name(self, name: str) -> Direction:
+        for direction in self.directions:
+            if direction.name == name:
+                return direction
+        raise KeyError(f"no direction named {name!r}; have {[d.name for d in self.directions]}")
+
+
+def slug(name: str) -> str:
+    """File-name-safe form of a direction name."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+class _LineDict(dict):
+    """A YAML mapping that remembers its own line, each key's line (1-based) and raw scalar text."""
+    line = 1
+    lines: dict = {}
+    raw: dict = {}   # unquoted hashes like 1234e5... would otherwise be read as numbers
+
+    def at(self, key) -> int:
+        return self.lines.get(key, self.line)
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader, node):
+    data = _LineDict()
+    data.line = node.start_mark.line + 1
+    data.lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+    data.raw = {k.value: v.value for k, v in node.value if isinstance(k, yaml.ScalarNode) and isinstance(v, yaml.ScalarNode)}
+    yield data
+    data.update(loader.construct_mapping(node))
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
+def _check_keys(mapping: _LineDict, allowed, what: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+            raise DirectionsError(f"unknown key '{key}' in {what}; {hint}", mapping.at(key))
+
+
+def _number(mapping: _LineDict, key: str, default=None, positive=False) -> float:
+    value = mapping.get(key, default)
+    if value is None:
+        raise DirectionsError(f"'{key}' is required: give a number", mapping.at(key))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise DirectionsError(f"'{key}' must be a number, got {value!r}", mapping.at(key))
+    if positive and value <= 0:
+        raise DirectionsError(f"'{key}' must be positive, got {value}", mapping.at(key))
+    return float(value)
+
+
+def _text(mapping: _LineDict, key: str, default="") -> str:
+    value = mapping.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise DirectionsError(f"'{key}' must be text, got {value!r}", mapping.at(key))
+    return str(value)
+
+
+def _read_yaml(path: pathlib.Path):
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DirectionsError(f"not valid YAML: {problem} (check indentation, colons and quotes)",
+                              mark.line + 1 if mark else None, path) from None
+
+
+def _vector(entry: _LineDict, base_dir: pathlib.Path, comps: Optional[Components], w_dim: Optional[int]):
+    has_component, has_vector = "component" in entry, "vector" in entry
+    if has_component == has_vector:
+        raise DirectionsError("give exactly one of 'component' (an index into the components file) "
+                              "or 'vector' (a .npy file or a list of numbers)", entry.line)
+    if has_component:
+        index = entry["component"]
+        if comps is None:
+            raise DirectionsError("'component' needs a components file: add 'components: FILE.npz' at the top",
+                                  entry.at("component"))
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < comps.num_components:
+            raise DirectionsError(f"'component' must be an integer 0-{comps.num_components - 1}, got {index!r}",
+                                  entry.at("component"))
+        return index, comps.comp[index].astype(np.float64)
+    value = entry["vector"]
+    try:
+        if isinstance(value, str):
+            vector_path = (base_dir / value) if not pathlib.Path(value).is_absolute() else pathlib.Path(value)
+            if not vector_path.exists():
+                raise DirectionsError(f"vector file {vector_path} not found", entry.at("vector"))
+            vector = np.load(vector_path, allow_pickle=False)
+        else:
+            vector = np.asarray(value, dtype=np.float64)
+        vector = unit(vector)
+    except (ValueError, TypeError) as exc:
+        raise DirectionsError(f"'vector' is not usable: {exc}", entry.at("vector")) from None
+    if w_dim is not None and vector.shape[0] != w_dim:
+        raise DirectionsError(f"'vector' has {vector.shape[0]} numbers but w_dim is {w_dim}", entry.at("vector"))
+    return None, vector
+
+
+def _direction(entry, base_dir, comps, num_ws, w_dim, list_line: int) -> Direction:
+    if not isinstance(entry, _LineDict):
+        raise DirectionsError(f"each item under 'directions' must be a mapping starting with '- name: ...', "
+                              f"got {entry!r}", list_line)
+    _check_keys(entry, DIRECTION_KEYS, "a direction")
+    name = _text(entry, "name", "").strip()
+    if not name or not slug(name):
+        raise DirectionsError("every direction needs a 'name' with letters or digits", entry.at("name"))
+    component, vector = _vector(entry, base_dir, comps, w_dim)
+    layers_spec = entry.get("layers", "all")
+    if num_ws is None:
+        raise DirectionsError("cannot check 'layers' without the number of W+ layers: add 'num_ws: N' at the top "
+                              "or a components file made by `ganspace fit`", entry.at("layers"))
+    try:
+        layers = parse_layers(layers_spec, num_ws)
+    except ValueError as exc:
+        raise DirectionsError(str(exc), entry.at("layers")) from None
+    mode = entry.get("mode", "add")
+    if mode not in MODES:
+        raise DirectionsError(f"'mode' must be one of {', '.join(MODES)}, got {mode!r}", entry.at("mode"))
+    if "sigma" in entry or component is None:
+        sigma = _number(entry, "sigma", positive=True)
+    else:
+        sigma = float(comps.stdev[component])
+    slider_min, slider_max = _number(entry, "slider_min", -3.0), _number(entry, "slider_max", 3.0)
+    if slider_min >= slider_max:
+        raise DirectionsError(f"'slider_min' ({slider_min}) must be below 'slider_max' ({slider_max})",
+                              entry.at("slider_min"))
+    default = _number(entry, "default", 0.0)
+    if not slider_min <= default <= slider_max:
+        raise DirectionsError(f"'default' ({default}) must lie within the slider range {slider_min}..{slider_max}",
+                              entry.at("default"))
+    others = entry.get("orthogonal_to", []) or []
+    if isinstance(others, str):
+        others = [others]
+    if not isinstance(others, list) or not all(isinstance(o, str) for o in others):
+        raise DirectionsError("'orthogonal_to' must be a list of direction names", entry.at("orthogonal_to"))
+    return Direction(name=name, description=_text(entry, "description"), component=component, vector=vector,
+                     layers=layers, mode=mode, sigma=sigma, slider_min=slider_min, slider_max=slider_max,
+                     default=default, sign=_text(entry, "sign"), orthogonal_to=others,
+                     mean=None if comps is None else comps.mean.astype(np.float64))
+
+
+def load_directions(path, network_sha256: Optional[str] = None, force: bool = False,
+                    components=None) -> DirectionsFile:
+    """Parse and validate a directions file; refuse one made for another network unless forced.
+
+    `components` (a Components or a path) overrides the file's own `components:` entry.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise DirectionsError(f"directions file {path} not found", None, path)
+    try:
+        return _load(path, network_sha256, force, components)
+    except DirectionsError as exc:
+        exc.path = path
+        raise
+
+
+def _load(path, network_sha256, force, components) -> DirectionsFile:
+    root = _read_yaml(path)
+    if not isinstance(root, _LineDict):
+        raise DirectionsError("the file must be a YAML mapping with 'network_sha256', 'components' and "
+                              "'directions' keys", 1)
+    _check_keys(root, TOP_KEYS, "the top level")
+    file_hash = root.raw.get("network_sha256") if root.get("network_sha256") is not None else None
+    if file_hash is not None and not (isinstance(file_hash, str) and re.fullmatch(r"[0-9a-fA-F]{64}", file_hash)):
+        raise DirectionsError("'network_sha256' must be the 64-hex-digit sha256 of the network file",
+                              root.at("network_sha256"))
+    if network_sha256 and not force and (file_hash or "").lower() != network_sha256.lower():
+        made_for = f"network {file_hash[:12]}..." if file_hash else "an unnamed network (no network_sha256)"
+        raise DirectionsError(f"this file was made for {made_for} but the loaded network is "
+                              f"{network_sha256[:12]}...; directions rarely transfer between networks. "
+                              f"Use --force (force=True) to apply them anyway", root.at("network_sha256"))
+    base_dir = path.parent
+    components_path = None
+    if isinstance(components, Components):
+        comps = components
+    else:
+        comps = None
+        source = components if components is not None else root.get("components")
+        if source is not None:
+            if not isinstance(source, (str, os.PathLike)):
+                raise DirectionsError("'components' must be a file name", root.at("components"))
+            components_path = pathlib.Path(source)
+            if components is None and not components_path.is_absolute():
+                components_path = base_dir / components_path
+            try:
+                comps = load_components(components_path)
+            except (OSError, ValueError) as exc:
+                raise DirectionsError(f"cannot read components file: {exc}", root.at("components")) from None
+    num_ws = root.get("num_ws", comps.meta.get("num_ws") if comps is not None else None)
+    if num_ws is not None and (isinstance(num_ws, bool) or not isinstance(num_ws, int) or num_ws < 1):
+        raise DirectionsError("'num_ws' must be a positive integer", root.at("num_ws"))
+    entries = root.get("directions")
+    if not isinstance(entries, list):
+        raise DirectionsError("'directions' must be a list of '- name: ...' items (it may be empty: [])",
+                              root.at("directions"))
+    w_dim = comps.w_dim if comps is not None else None
+    directions = [_direction(e, base_dir, comps, num_ws, w_dim, root.at("directions")) for e in entries]
+    _resolve_orthogonality(directions, entries)
+    return DirectionsFile(directions, file_hash, components_path, num_ws)
+
+
+def _resolve_orthogonality(directions: list[Direction], entries) -> None:
+    seen = {}
+    for direction, entry in zip(directions, entries):
+        if slug(direction.name) in seen:
+            raise DirectionsError(f"direction name '{direction.name}' is used twice (names must differ "
+                                  f"in letters or digits)", entry.at("name"))
+        seen[slug(direction.name)] = direction
+    base = {d.name: d.vector for d in directions}
+    for direction, entry in zip(directions, entries):
+        unknown = [o for o in direction.orthogonal_to if o not in base or o == direction.name]
+        if unknown:
+            raise DirectionsError(f"'orthogonal_to' names unknown directions {unknown}; known: {sorted(base)}",
+                                  entry.at("orthogonal_to"))
+        if direction.orthogonal_to:
+            try:
+                direction.vector = orthogonalize(base[direction.name], [base[o] for o in direction.orthogonal_to])
+            except ValueError as exc:
+                raise DirectionsError(str(exc), entry.at("orthogonal_to")) from None
+
+
+def _entry(direction: Direction, path: pathlib.Path) -> dict:
+    entry = {"name": direction.name, "description": direction.description}
+    if direction.component is not None:
+        entry["component"] = int(direction.component)
+    else:
+        vector_file = path.with_name(f"{path.stem}_vectors") / f"{slug(direction.name)}.npy"
+        vector_file.parent.mkdir(parents=True, exist_ok=True)
+        np.save(vector_file, np.asarray(direction.vector, dtype=np.float64))
+        entry["vector"] = str(vector_file.relative_to(path.parent))
+    entry.update(layers=format_layers(direction.layers), mode=direction.mode, sigma=float(direction.sigma),
+                 slider_min=float(direction.slider_min), slider_max=float(direction.slider_max),
+                 default=float(direction.default), sign=direction.sign)
+    if direction.orthogonal_to:
+        entry["orthogonal_to"] = list(direction.orthogonal_to)
+    return entry
+
+
+def append_direction(path, direction: Direction, network_sha256: Optional[str] = None,
+                     components_path=None) -> None:
+    """Add a direction to a directions file (creating it if needed), atomically, keeping FILE.bak.
+
+    Appends text when the file's layout allows, so hand-written comments survive; otherwise
+    rewrites the file through PyYAML (which drops comments; the .bak keeps them).
+    """
+    path = pathlib.Path(path)
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict) or not isinstance(data.setdefault("directions", []), list):
+            raise DirectionsError("cannot append: the file is not a valid directions file "
+                                  "(run `python -m ganspace validate`)", None, path)
+        if any(slug(str(d.get("name", ""))) == slug(direction.name) for d in data["directions"] if isinstance(d, dict)):
+            raise DirectionsError(f"a direction named '{direction.name}' already exists; choose another name",
+                                  None, path)
+    else:
+        text = None
+        data = {"network_sha256": network_sha256,
+                "components": None if components_path is None else str(components_path),
+                "directions": []}
+    entry = _entry(direction, path)
+    data["directions"].append(entry)
+    new_text = _appended_text(text, entry, data)
+    if new_text is None:
+        new_text = HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    if text is not None:
+        shutil.copy2(path, path.with_name(path.name + ".bak"))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new_text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _appended_text(text: Optional[str], entry: dict, expected: dict) -> Optional[str]:
+    """The old text with the entry appended as a block item, if that parses to exactly `expected`."""
+    if not text:
+        return None
+    indents = re.findall(r"^( *)- name:", text, flags=re.M)
+    indent = indents[-1] if indents else "  "
+    item = yaml.safe_dump([entry], sort_keys=False, allow_unicode=True, default_flow_style=False)
+    item = "".join(indent + line for line in item.splitlines(keepends=True))
+    candidate = text.rstrip("\n") + "\n" + item
+    try:
+        return candidate if yaml.safe_load(candidate) == expected else None
+    except yaml.YAMLError:
+        return None

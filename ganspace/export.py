@@ -1,0 +1,142 @@
+"""Batch export of labelled directions: PNGs with recipes, contact sheets, GIF sweeps, manifest.
+
+Resumable: a PNG already on disk whose embedded recipe equals the one it would get is
+skipped, so an interrupted export continues where it stopped, and a changed setting
+(truncation, direction, network) re-renders instead of silently keeping stale files.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pathlib
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ganspace.contact_sheet import contact_sheet, fit_cell
+from ganspace.directions import Direction, DirectionsFile, load_directions, slug
+from ganspace.edits import apply_edits
+from ganspace.layers import format_layers
+from ganspace.recipe import edit_to_recipe, read_recipe, save_png_with_recipe
+from ganspace.render import seed_to_w, synthesize_uint8
+
+MANIFEST_COLUMNS = ("seed", "class", "truncation", "direction", "component", "layers", "mode", "sigma",
+                    "strength", "file", "network_sha256")
+GIF_SEEDS = 8
+
+
+def image_name(direction: Direction, seed: int, strength: float, class_idx=None) -> str:
+    cls = "" if class_idx is None else f"_c{class_idx}"
+    return f"{slug(direction.name)}/seed{seed:04d}{cls}_{slug(direction.name)}_s{strength:+.2f}.png"
+
+
+def make_recipe(direction: Direction, seed: int, strength: float, truncation_psi: float, class_idx,
+                network_sha256: Optional[str]) -> dict:
+    edit = direction.edit(strength)
+    return dict(version=1, network_sha256=network_sha256, seed=int(seed), class_idx=class_idx,
+                truncation_psi=float(truncation_psi), noise_mode="const",
+                edits=[edit_to_recipe(edit, direction=direction.name, component=direction.component)])
+
+
+def _up_to_date(path: pathlib.Path, recipe: dict) -> bool:
+    if not path.exists():
+        return False
+    try:
+        return read_recipe(path) == json.loads(json.dumps(recipe, sort_keys=True))
+    except OSError:
+        return False
+
+
+def export_directions(G, directions_file, seeds: Sequence[int], strengths: Sequence[float], out_dir,
+                      truncation_psi: float = 0.7, class_idx=None, network_sha256: Optional[str] = None,
+                      progress: Optional[Callable] = None, batch_size: int = 8, gif: bool = False,
+                      max_cell: int = 256) -> list[dict]:
+    """Render every (direction, seed, strength); return the manifest rows (also written to out_dir).
+
+    `directions_file` is a DirectionsFile or a path (checked against network_sha256).
+    `progress((done, total))` is called as images are finished (tqdm wrappers and gr.Progress both fit).
+    """
+    if not isinstance(directions_file, DirectionsFile):
+        directions_file = load_directions(directions_file, network_sha256=network_sha256)
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    strengths = [float(s) for s in strengths]
+    jobs, manifest = [], []
+    for direction in directions_file.directions:
+        for seed in seeds:
+            for strength in strengths:
+                name = image_name(direction, seed, strength, class_idx)
+                recipe = make_recipe(direction, seed, strength, truncation_psi, class_idx, network_sha256)
+                jobs.append((direction, seed, strength, out_dir / name, recipe))
+                manifest.append(dict(seed=int(seed), **{"class": class_idx}, truncation=float(truncation_psi),
+                                     direction=direction.name, component=direction.component,
+                                     layers=format_layers(direction.layers), mode=direction.mode,
+                                     sigma=float(direction.sigma), strength=strength, file=name,
+                                     network_sha256=network_sha256))
+    total = len(jobs)
+    todo = [job for job in jobs if not _up_to_date(job[3], job[4])]
+    done = total - len(todo)
+    if progress:
+        progress((done, total))
+    base_ws: dict[int, torch.Tensor] = {}
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        for _, seed, _, _, _ in chunk:
+            if seed not in base_ws:
+                base_ws[seed] = seed_to_w(G, seed, truncation_psi, class_idx)
+        ws = torch.cat([apply_edits(base_ws[seed], [direction.edit(strength)])
+                        for direction, seed, strength, _, _ in chunk])
+        for pixels, (_, _, _, path, recipe) in zip(synthesize_uint8(G, ws), chunk):
+            save_png_with_recipe(path, pixels, recipe)
+        done += len(chunk)
+        if progress:
+            progress((done, total))
+    for direction in directions_file.directions:
+        _direction_summaries(direction, seeds, strengths, out_dir, class_idx, gif, max_cell)
+    _write_manifest(out_dir, manifest)
+    return manifest
+
+
+def _direction_summaries(direction, seeds, strengths, out_dir, class_idx, gif, max_cell) -> None:
+    """Contact sheet (seeds x strengths) and optional GIF sweep, built from the PNGs on disk."""
+    def load(seed, strength):
+        return np.asarray(Image.open(out_dir / image_name(direction, seed, strength, class_idx)).convert("RGB"))
+
+    cells = [[load(seed, s) for s in strengths] for seed in seeds]
+    title = (f"{direction.name}: layers {format_layers(direction.layers)}, {direction.mode}, "
+             f"sigma {direction.sigma:.3g}" + (f"  ({direction.sign})" if direction.sign else ""))
+    sheet = contact_sheet(cells, title, [f"seed {s}" for s in seeds], [f"{s:+.2f}σ" for s in strengths], max_cell)
+    _atomic_image_save(sheet, out_dir / f"sheet_{slug(direction.name)}.png")
+    if gif:
+        order = sorted(range(len(strengths)), key=lambda j: strengths[j])
+        order = order + order[-2:0:-1]   # ping-pong sweep
+        frames = []
+        for j in order:
+            strip = [fit_cell(cells[i][j], max_cell) for i in range(min(GIF_SEEDS, len(seeds)))]
+            frame = Image.new("RGB", (sum(im.width for im in strip), strip[0].height))
+            for k, im in enumerate(strip):
+                frame.paste(im, (k * strip[0].width, 0))
+            frames.append(frame)
+        _atomic_image_save(frames[0], out_dir / f"sweep_{slug(direction.name)}.gif", save_all=True,
+                           append_images=frames[1:], duration=250, loop=0)
+
+
+def _atomic_image_save(image: Image.Image, path: pathlib.Path, **kwargs) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    image.save(tmp, format=path.suffix.lstrip(".").upper(), **kwargs)
+    os.replace(tmp, path)
+
+
+def _write_manifest(out_dir: pathlib.Path, rows: list[dict]) -> None:
+    tmp = out_dir / "manifest.json.tmp"
+    tmp.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    os.replace(tmp, out_dir / "manifest.json")
+    tmp = out_dir / "manifest.csv.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
+    os.replace(tmp, out_dir / "manifest.csv")

@@ -1,0 +1,72 @@
+"""Component sheets: what a person looks at to name a direction.
+
+One PNG per (component, layer group): rows are seeds, columns strengths from -kσ to +kσ,
+centred on each sample's own coordinate (additive edit) or on the mean (absolute edit).
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ganspace.components import Components
+from ganspace.contact_sheet import contact_sheet
+from ganspace.edits import Edit, apply_edits
+from ganspace.layers import GROUP_NAMES, format_layers, layer_groups
+from ganspace.render import seed_to_w, synthesize_uint8
+
+CENTRES = ("sample", "mean")
+
+
+def sweep_edit(comps: Components, index: int, layers: tuple[int, int], strength: float, centre: str) -> Edit:
+    """The edit behind one sheet column: additive around the sample, or absolute around the mean."""
+    return Edit(vector=comps.comp[index], sigma=float(comps.stdev[index]), layers=layers, strength=strength,
+                mode="add" if centre == "sample" else "absolute", mean=comps.mean)
+
+
+def render_sweep(G, base_ws: torch.Tensor, edits: Sequence[Edit], batch_size: int = 16) -> np.ndarray:
+    """Images [len(base_ws), len(edits), H, W, C]: every seed under every single edit."""
+    codes = torch.cat([apply_edits(base_ws, [edit]) for edit in edits])        # edit-major order
+    images = np.concatenate([synthesize_uint8(G, codes[i:i + batch_size]) for i in range(0, len(codes), batch_size)])
+    return images.reshape(len(edits), len(base_ws), *images.shape[1:]).swapaxes(0, 1)
+
+
+def component_sheets(G, comps: Components, out_dir, num_components: int = 10, seeds: Sequence[int] = range(5),
+                     columns: int = 7, sigma_range: float = 3.0, centre: str = "sample",
+                     groups: Sequence[str] = GROUP_NAMES, truncation_psi: float = 0.7, class_idx=None,
+                     batch_size: int = 16, max_cell: int = 256,
+                     progress: Optional[Callable] = None) -> list[pathlib.Path]:
+    """Write comp{i:03d}_{group}.png sheets; returns their paths. `progress((done, total))` per sheet."""
+    if centre not in CENTRES:
+        raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
+    all_groups = layer_groups(G.num_ws)
+    unknown = [g for g in groups if g not in all_groups]
+    if unknown:
+        raise ValueError(f"unknown layer groups {unknown}; choose from {', '.join(all_groups)}")
+    num_components = min(num_components, comps.num_components)
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seeds = list(seeds)
+    base_ws = torch.cat([seed_to_w(G, seed, truncation_psi, class_idx) for seed in seeds])
+    strengths = np.linspace(-sigma_range, sigma_range, columns)
+    col_labels = [f"{s:+.1f}σ" for s in strengths]
+    if centre == "mean":
+        col_labels = [f"={s:+.1f}σ" for s in strengths]
+    written, total = [], num_components * len(groups)
+    for index in range(num_components):
+        for group in groups:
+            layers = all_groups[group]
+            edits = [sweep_edit(comps, index, layers, float(s), centre) for s in strengths]
+            cells = render_sweep(G, base_ws, edits, batch_size)
+            title = (f"component {index} | layers {format_layers(layers)} ({group}) | "
+                     f"{comps.var_ratio[index]:.1%} of variance | sigma {comps.stdev[index]:.3g} | "
+                     f"centred on {centre}")
+            sheet = contact_sheet(cells, title, [f"seed {s}" for s in seeds], col_labels, max_cell)
+            path = out_dir / f"comp{index:03d}_{group}.png"
+            sheet.save(path)
+            written.append(path)
+            if progress:
+                progress((len(written), total))
+    return written

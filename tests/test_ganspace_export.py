@@ -1,0 +1,174 @@
+"""Export (manifest vs files, recipes, resume), sheets, measured hints, and the CLI end to end."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from ganspace.__main__ import cli
+from ganspace.components import Components
+from ganspace.directions import DirectionsFile, Direction
+from ganspace.edits import apply_edits
+from ganspace.export import export_directions
+from ganspace.hints import STATISTICS, image_stats, measure_hints, stat_changes, suggest_labels, write_hints
+from ganspace.recipe import edits_from_recipe, read_recipe
+from ganspace.render import seed_to_w, synthesize_uint8
+from ganspace.sheets import component_sheets, render_sweep, sweep_edit
+from stylegan2.checkpoint import load_network, save_checkpoint
+from stylegan2.networks import Generator
+
+HASH = "cd" * 32
+
+
+@pytest.fixture(scope="module")
+def G():
+    torch.manual_seed(1)
+    return Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=16, img_channels=3,
+                     mapping_kwargs=dict(num_layers=2),
+                     synthesis_kwargs=dict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=None)).eval()
+
+
+@pytest.fixture(scope="module")
+def comps(G):
+    q, _ = np.linalg.qr(np.random.RandomState(0).randn(32, 32))
+    return Components(q.T[:3], G.mapping.w_avg.numpy(), [1.0, 0.8, 0.6], [0.3, 0.2, 0.1], dict(num_ws=G.num_ws))
+
+
+@pytest.fixture
+def directions(comps):
+    return DirectionsFile([
+        Direction(name="sleeve length", component=0, vector=comps.comp[0], layers=(0, 3), sigma=1.0),
+        Direction(name="colour", component=1, vector=comps.comp[1], layers=(4, 5), sigma=0.8, mode="absolute",
+                  mean=comps.mean),
+    ], HASH, None, 6)
+
+
+def test_export_manifest_matches_the_files_and_recipes_reproduce_them(G, directions, tmp_path):
+    calls = []
+    rows = export_directions(G, directions, [0, 3], [-2, 0, 2], tmp_path, truncation_psi=0.7,
+                             network_sha256=HASH, progress=calls.append, batch_size=5, gif=True)
+    assert len(rows) == 2 * 2 * 3 and calls[-1] == (12, 12)
+    pngs = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/*.png"))
+    assert pngs == sorted(row["file"] for row in rows)
+    assert json.loads((tmp_path / "manifest.json").read_text()) == rows
+    with open(tmp_path / "manifest.csv") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert [(r["file"], float(r["strength"]), int(r["seed"])) for r in csv_rows] == \
+        [(r["file"], r["strength"], r["seed"]) for r in rows]
+    assert "seed0003_sleeve-length_s+2.00.png" in rows[5]["file"]
+    for row in rows:
+        recipe = read_recipe(tmp_path / row["file"])
+        assert (recipe["seed"], recipe["network_sha256"], recipe["truncation_psi"]) == (row["seed"], HASH, 0.7)
+        assert recipe["edits"][0]["strength"] == row["strength"] and recipe["edits"][0]["direction"] == row["direction"]
+        ws = seed_to_w(G, recipe["seed"], recipe["truncation_psi"], recipe["class_idx"])
+        again = synthesize_uint8(G, apply_edits(ws, edits_from_recipe(recipe)))[0]
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / row["file"])), again)
+    plain = synthesize_uint8(G, seed_to_w(G, 3, 0.7))[0]       # strength 0 of an additive edit = the seed itself
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / rows[4]["file"])), plain)
+    assert (tmp_path / "sheet_sleeve-length.png").exists() and (tmp_path / "sheet_colour.png").exists()
+    assert Image.open(tmp_path / "sweep_colour.gif").n_frames == 4   # -2, 0, 2, 0 (ping-pong)
+
+
+def test_export_resumes_and_rerenders_only_what_changed(G, directions, tmp_path):
+    export_directions(G, directions, [1], [-1, 1], tmp_path, network_sha256=HASH)
+    files = sorted(tmp_path.glob("*/*.png"))
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    os.remove(files[0])
+    calls = []
+    export_directions(G, directions, [1], [-1, 1], tmp_path, network_sha256=HASH, progress=calls.append)
+    assert calls[0] == (3, 4)                                         # three were already done
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in files[1:]) and files[0].exists()
+    calls.clear()
+    export_directions(G, directions, [1], [-1, 1], tmp_path, truncation_psi=0.5, network_sha256=HASH,
+                      progress=calls.append)
+    assert calls[0] == (0, 4)                                         # a new truncation re-renders all
+    assert read_recipe(files[1])["truncation_psi"] == 0.5
+
+
+def test_sweep_columns_and_sheets(G, comps, tmp_path):
+    base = seed_to_w(G, [0, 1], 0.7)
+    edits = [sweep_edit(comps, 0, (0, 5), s, "sample") for s in (-2.0, 0.0, 2.0)]
+    images = render_sweep(G, base, edits, batch_size=4)
+    assert images.shape == (2, 3, 16, 16, 3)
+    np.testing.assert_array_equal(images[:, 1], synthesize_uint8(G, base))      # centre column = the sample
+    assert not np.array_equal(images[:, 0], images[:, 2])
+    paths = component_sheets(G, comps, tmp_path, num_components=2, seeds=[0, 1], columns=3)
+    assert sorted(p.name for p in paths) == sorted(f"comp{i:03d}_{g}.png" for i in range(2)
+                                                    for g in ("all", "coarse", "middle", "fine"))
+    width, height = Image.open(paths[0]).size
+    assert width >= 3 * 16 and height >= 2 * 16
+
+
+def test_image_statistics_on_a_hand_made_image():
+    image = np.full((1, 20, 20, 3), 255, np.uint8)
+    image[0, 5:15, 2:8] = 0                                           # 10 x 6 black block, left side
+    stats = image_stats(image)
+    assert stats["area"][0] == pytest.approx(60 / 400)
+    assert stats["height"][0] == pytest.approx(10 / 20) and stats["width"][0] == pytest.approx(6 / 20)
+    assert stats["luminance"][0] == pytest.approx(340 / 400)
+    assert stats["saturation"][0] == 0
+    assert stats["asymmetry"][0] == pytest.approx(120 / 400)          # block and its mirror differ fully
+    colours = np.zeros((3, 4, 4, 3), np.uint8)
+    colours[0, ..., 0] = colours[1, ..., 1] = colours[2, ..., 2] = 200
+    np.testing.assert_allclose(image_stats(colours)["hue"], [0, 120, -120], atol=1e-9)
+
+
+def test_hue_changes_wrap_and_labels_follow_the_numbers():
+    red, magenta_red = np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4, 3), np.uint8)
+    red[..., 0] = 200
+    magenta_red[..., 0], magenta_red[..., 2] = 200, 70                # hue a little below 360°
+    changes = stat_changes(red, magenta_red)
+    assert -30 < changes["hue"] < 0
+    dark, bright = np.full((2, 8, 8, 3), 40, np.uint8), np.full((2, 8, 8, 3), 200, np.uint8)
+    assert suggest_labels(stat_changes(dark, bright)).startswith("brightness")
+    assert suggest_labels({name: 0.0 for name in STATISTICS}) == ""
+
+
+def test_measure_hints_writes_one_row_per_component_and_group(G, comps, tmp_path):
+    rows = measure_hints(G, comps, num_components=2, seeds=[0, 1, 2], strength=2.0)
+    assert [(r["component"], r["group"]) for r in rows] == [(i, g) for i in range(2)
+                                                              for g in ("all", "coarse", "middle", "fine")]
+    assert all(set(STATISTICS) <= set(r) for r in rows)
+    write_hints(rows, tmp_path / "hints.csv")
+    with open(tmp_path / "hints.csv") as f:
+        assert len(list(csv.DictReader(f))) == 8
+    assert (tmp_path / "hints.md").read_text().startswith("| component")
+
+
+def test_cli_fit_sheets_hints_validate_export(G, tmp_path):
+    network = save_checkpoint(tmp_path / "tiny.safetensors", G_ema=G)
+    sha = load_network(str(network)).sha256
+    run = CliRunner().invoke
+    result = run(cli, ["fit", "--network", str(network), "--samples", "3000", "--components", "4", "--batch", "1000",
+                       "--stdev-samples", "500", "--out", str(tmp_path / "c.npz"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    result = run(cli, ["fit", "--network", str(network), "--method", "sefa", "--components", "4",
+                       "--stdev-samples", "200", "--out", str(tmp_path / "sefa.npz"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    result = run(cli, ["sheets", "--network", str(network), "--components", str(tmp_path / "c.npz"), "--num", "1",
+                       "--seeds", "0-1", "--columns", "3", "--groups", "all", "--out", str(tmp_path / "sheets")])
+    assert result.exit_code == 0 and (tmp_path / "sheets" / "comp000_all.png").exists(), result.output
+    result = run(cli, ["hints", "--network", str(network), "--components", str(tmp_path / "c.npz"), "--num", "1",
+                       "--seeds", "0-3", "--out", str(tmp_path / "hints.csv")])
+    assert result.exit_code == 0 and (tmp_path / "hints.csv").exists(), result.output
+    yaml_path = tmp_path / "d.yaml"
+    yaml_path.write_text(f"network_sha256: {sha}\ncomponents: c.npz\ndirections:\n"
+                         f"  - name: first\n    component: 0\n    layers: coarse\n")
+    result = run(cli, ["validate", "--directions", str(yaml_path), "--network", str(network)])
+    assert result.exit_code == 0 and "OK: 1 directions" in result.output, result.output
+    yaml_path.write_text(yaml_path.read_text().replace(sha, "0" * 64))
+    result = run(cli, ["validate", "--directions", str(yaml_path), "--network", str(network)])
+    assert result.exit_code == 1 and "line 1:" in result.output and "--force" in result.output
+    result = run(cli, ["export", "--network", str(network), "--directions", str(yaml_path), "--seeds", "0-1",
+                       "--strengths", "-1,1", "--out", str(tmp_path / "exp"), "--force"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "exp" / "manifest.json").read_text())
+    assert len(rows) == 4 and all((tmp_path / "exp" / r["file"]).exists() for r in rows)
+    assert rows[0]["network_sha256"] == sha and rows[0]["layers"] == "0-1"
+    result = run(cli, ["export", "--network", str(network), "--directions", str(yaml_path), "--seeds", "x",
+                       "--out", str(tmp_path / "exp")])
+    assert result.exit_code == 2 and "0-3,7" in result.output
