@@ -45,6 +45,12 @@ def main(network, directions, components, host, port, share, auth, device):
 
     try:
         loaded = load_studio_network(network)
+        if loaded.banner and directions is None and components is None:
+            import tempfile
+
+            from editor.demo import write_demo_files
+
+            directions, components = write_demo_files(loaded, tempfile.mkdtemp(prefix="afro-studio-demo-"))
         studio = Studio(loaded, directions_path=directions, components_path=components, device=device)
     except (OSError, ValueError, RecipeError, DirectionsError) as error:
         raise click.ClickException(str(error)) from None
