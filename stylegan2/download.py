@@ -92,7 +92,9 @@ def download(url: str, cache_dir: str | os.PathLike | None = None, sha256: str |
 def _fetch_into(url: str, part: pathlib.Path, progress: bool) -> None:
     """One HTTP request that appends the missing bytes to ``part`` (restarting it if the server ignores Range)."""
     have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
+    headers = {"Accept-Encoding": "identity"}  # byte offsets must refer to the file, not a compressed stream
+    if have:
+        headers["Range"] = f"bytes={have}-"
     with requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)) as response:
         if response.status_code == 416 and have:  # our partial file is not a prefix the server knows: restart
             part.unlink()

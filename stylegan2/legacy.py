@@ -162,6 +162,13 @@ def _numpy_scalar(dtype, data=None):
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
 
+def _codecs_encode(text, encoding="utf-8"):
+    """Protocol-2 pickles spell ``bytes`` as ``_codecs.encode(str, 'latin1')``; nothing else is allowed."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise UnsafePickleError("_codecs.encode is only allowed for protocol-2 byte strings")
+    return text.encode("latin1")
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     wrap = lambda name, fn: _SafeCallable(name, fn)  # noqa: E731
     table = {
@@ -174,6 +181,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
         ("numpy.core.multiarray", "scalar"): _numpy_scalar,
         ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+        ("_codecs", "encode"): _codecs_encode,
     }
     table = {key: wrap(".".join(key), fn) for key, fn in table.items()}
     table.update({
@@ -198,6 +206,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     """Resolves only allow-listed globals; any other global fails before anything runs."""
 
     def find_class(self, module: str, name: str):
+        module = {"__builtin__": "builtins"}.get(module, module)  # protocol 2 writes Python 2 names
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:

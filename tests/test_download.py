@@ -20,6 +20,7 @@ class _Server:
 
     def __init__(self):
         self.requests = []  # (path, Range header or None)
+        self.accept_encodings = []
         self.cut_after = None  # bytes to send before hanging up on the next request
         self.ignore_range = False
         self.bytes_sent = 0
@@ -31,6 +32,7 @@ class _Server:
 
             def do_GET(self):
                 server.requests.append((self.path, self.headers.get("Range")))
+                server.accept_encodings.append(self.headers.get("Accept-Encoding"))
                 if self.path != "/net.pkl":
                     self.send_error(404, "Not Found")
                     return
@@ -77,6 +79,7 @@ def test_download_then_cache_hit_skips_network(server, tmp_path):
     assert path == cached_path(server.url + "/net.pkl", tmp_path)
     assert not list(tmp_path.glob("*.part"))
     assert len(server.requests) == 1
+    assert server.accept_encodings == ["identity"]  # byte ranges must count file bytes, not gzip bytes
     again = download(server.url + "/net.pkl", cache_dir=tmp_path, sha256=PAYLOAD_SHA, progress=False)
     assert again == path and len(server.requests) == 1
 

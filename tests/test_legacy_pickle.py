@@ -92,11 +92,11 @@ def random_generator(seed=0):
     return G
 
 
-def official_snapshot_bytes(env, G, extra=None):
+def official_snapshot_bytes(env, G, extra=None, protocol=pickle.DEFAULT_PROTOCOL):
     nested_kwargs = {**G.init_kwargs, "mapping_kwargs": env.EasyDict(G.init_kwargs["mapping_kwargs"])}
     data = {"G": module_state(env, G, "Generator", nested_kwargs), "D": None,
             "G_ema": module_state(env, G, "Generator", nested_kwargs), **(extra or {})}
-    return pickle.dumps(data, protocol=pickle.DEFAULT_PROTOCOL)
+    return pickle.dumps(data, protocol=protocol)
 
 
 # ----------------------------------------------------------------------------- our own official-format pickles
@@ -127,10 +127,11 @@ def test_records_keep_weights_bit_exact_and_never_run_module_src(official_module
     assert "pwned" in rec.module_src  # kept as inert text only
 
 
-def test_generator_pickle_builds_our_module_with_identical_weights_and_output(official_modules, tmp_path):
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])  # official snapshots were written by Python 3.7-3.9
+def test_generator_pickle_builds_our_module_with_identical_weights_and_output(official_modules, tmp_path, protocol):
     G = random_generator()
     path = tmp_path / "snapshot.pkl"
-    path.write_bytes(official_snapshot_bytes(official_modules, G))
+    path.write_bytes(official_snapshot_bytes(official_modules, G, protocol=protocol))
 
     snap = load_official_snapshot(path)
 
@@ -235,6 +236,12 @@ def test_allowed_helpers_cannot_be_patched_by_the_pickle():
     raw = b"ctorch._utils\n_rebuild_tensor_v2\n}V__defaults__\n(I1\ntsb."
     with pytest.raises(UnsafePickleError, match="tried to modify torch._utils._rebuild_tensor_v2"):
         read_official_pickle(io.BytesIO(raw))
+
+
+def test_codecs_encode_only_decodes_latin1_strings():
+    assert read_official_pickle(io.BytesIO(pickle.dumps({"b": b"\x00\xff"}, protocol=2))) == {"b": b"\x00\xff"}
+    with pytest.raises(UnsafePickleError, match="_codecs.encode is only allowed"):
+        read_official_pickle(io.BytesIO(b"c_codecs\nencode\n(Vabc\nVrot13\ntR."))
 
 
 def test_tensorflow_pickles_get_a_conversion_hint():
