@@ -59,7 +59,7 @@ def class_labels(G, class_idx, n: int) -> torch.Tensor:
         return torch.zeros([n, 0], device=device_of(G))
     if class_idx is None:
         raise ValueError(f"this network is conditional ({c_dim} classes): pass a class index 0-{c_dim - 1}")
-    idx = np.broadcast_to(np.asarray(class_idx, dtype=np.int64), (n,))
+    idx = np.broadcast_to(np.asarray(class_idx, dtype=np.int64), (n,)).copy()
     if idx.min() < 0 or idx.max() >= c_dim:
         raise ValueError(f"class index must be in 0-{c_dim - 1}, got {sorted(set(idx.tolist()))}")
     c = torch.zeros([n, c_dim], device=device_of(G))
