@@ -49,7 +49,7 @@ class Vocabulary:
         if not isinstance(spec, dict) or not isinstance(spec.get("attributes"), dict):
             raise VocabularyError(f"{source}: expected a top-level 'attributes:' mapping")
         self.source = source
-        self.negators = frozenset(normalize_text(w) for w in spec.get("negators", []))
+        self.negators = frozenset(normalize_text(self._word(w)) for w in spec.get("negators", []))
         self.attributes: dict[str, dict[str, AttributeValue]] = {}
         self.combine: dict[str, str] = {}
         self._targets: dict[str, dict[str, str]] = {}   # phrase -> {attribute: value key}
@@ -79,8 +79,14 @@ class Vocabulary:
         # Whole words only; an optional plural on the last word ("dresses", "tops").
         self._pattern = re.compile(rf"(?<![a-z0-9])({alternation})(?:es|s)?(?![a-z0-9])")
 
+    def _word(self, word) -> str:
+        if isinstance(word, bool):   # YAML 1.1 reads a bare no/yes/on/off as a boolean
+            raise VocabularyError(f"{self.source}: a bare {word} in a list is read as a boolean by YAML; "
+                                  f"put quotes around words like \"no\", \"on\", \"off\"")
+        return str(word)
+
     def _add_phrase(self, phrase, targets: dict[str, str]) -> None:
-        normalized = normalize_text(phrase)
+        normalized = normalize_text(self._word(phrase))
         if not normalized:
             return
         merged = self._targets.setdefault(normalized, {})

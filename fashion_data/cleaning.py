@@ -54,7 +54,7 @@ def decode_image(data: bytes, options: CleanOptions) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise Rejected("too_many_pixels", str(exc)) from None
     except Exception as exc:  # any parser error in a hostile header is a bad file, not a crash
-        raise Rejected("undecodable", f"{type(exc).__name__}: {exc}") from None
+        raise _decode_failure(exc) from None
     width, height = image.size
     if width * height > options.max_pixels:
         raise Rejected("too_many_pixels", f"{width}x{height} > {options.max_pixels} pixels")
@@ -66,9 +66,13 @@ def decode_image(data: bytes, options: CleanOptions) -> Image.Image:
         if options.exif_rotate:
             image = ImageOps.exif_transpose(image)
     except Exception as exc:
-        reason = "truncated" if "truncated" in str(exc).lower() else "undecodable"
-        raise Rejected(reason, f"{type(exc).__name__}: {exc}") from None
+        raise _decode_failure(exc) from None
     return normalize_mode(image, options.channels, options.background or WHITE)
+
+
+def _decode_failure(exc: Exception) -> Rejected:
+    reason = "truncated" if "truncated" in str(exc).lower() else "undecodable"
+    return Rejected(reason, f"{type(exc).__name__}: {exc}")
 
 
 def _check_geometry(image: Image.Image, options: CleanOptions) -> None:
