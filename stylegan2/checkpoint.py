@@ -166,10 +166,12 @@ def _parse_header(path, size_bytes: bytes, read) -> dict:
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> NetworkBundle:
     """Read one of our ``.safetensors`` checkpoints (no pickle involved) into a bundle."""
-    data = pathlib.Path(path).read_bytes()
-    doc = _parse_header(path, data[:8], lambda n: data[8:8 + n])
+    doc = read_checkpoint_metadata(path)
+    if "G_ema" not in doc["nets"]:
+        raise CheckpointError(f"{path}: checkpoint has no G_ema network")
     try:
-        tensors = safetensors.torch.load(data)
+        with safetensors.safe_open(path, framework="pt", device="cpu") as f:  # memory-mapped, no full copy
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise CheckpointError(f"{path}: damaged .safetensors file ({exc})") from exc
     if doc.get("weights_sha256") != weights_sha256(tensors):
@@ -177,17 +179,15 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     nets = {}
     for name, spec in doc["nets"].items():
         prefix = f"{name}."
-        state = {key[len(prefix):]: value.float() if value.dtype == torch.float16 else value
-                 for key, value in tensors.items() if key.startswith(prefix)}
+        state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+        # float16 files load into our float32 modules: load_state_dict's copy casts
         nets[name] = construct_network(spec.get("class_name"), (), spec.get("init_kwargs", {}), state,
                                        f"{path}: {name}").to(device)
-    if "G_ema" not in nets:
-        raise CheckpointError(f"{path}: checkpoint has no G_ema network")
     return NetworkBundle(
         G_ema=nets["G_ema"], G=nets.get("G"), D=nets.get("D"),
         augment_p=doc.get("augment_p"), augment_kwargs=doc.get("augment_kwargs"),
         training_set_kwargs=doc.get("training_set_kwargs"), meta=doc,
-        sha256=hashlib.sha256(data).hexdigest(), source=str(path),
+        sha256=file_sha256(path), source=str(path),
     )
 
 

@@ -135,6 +135,9 @@ def test_corrupted_weights_are_detected(nets, tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupted"):
         load_checkpoint(path)
+    path.write_bytes(bytes(data[: len(data) - 100]))  # an interrupted copy
+    with pytest.raises(CheckpointError, match="damaged .safetensors file"):
+        load_checkpoint(path)
 
 
 def test_wrong_files_say_what_was_expected(tmp_path):
