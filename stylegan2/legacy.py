@@ -21,15 +21,15 @@ from typing import Any, BinaryIO, NamedTuple
 import numpy as np
 import torch
 
-PERSISTENT_CLASSES = ("Generator", "Discriminator")  # top-level networks we can rebuild
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle names a global outside the allow-list; nothing it refers to was run."""
+NETWORK_CLASSES = ("Generator", "Discriminator")  # top-level networks we can rebuild
 
 
 class NetworkLoadError(ValueError):
-    """A file was read, but its networks cannot be rebuilt as ours (wrong class, kwargs or weights)."""
+    """A network file cannot be turned into our modules; base of every loading error here."""
+
+
+class UnsafePickleError(NetworkLoadError, pickle.UnpicklingError):
+    """The pickle names a global outside the allow-list; nothing it refers to was run."""
 
 
 class LegacyFormatError(NetworkLoadError):
@@ -170,8 +170,7 @@ def _codecs_encode(text, encoding="utf-8"):
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
-    wrap = lambda name, fn: _SafeCallable(name, fn)  # noqa: E731
-    table = {
+    functions = {
         ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
         ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
@@ -183,7 +182,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("numpy._core.multiarray", "scalar"): _numpy_scalar,
         ("_codecs", "encode"): _codecs_encode,
     }
-    table = {key: wrap(".".join(key), fn) for key, fn in table.items()}
+    table = {key: _SafeCallable(".".join(key), fn) for key, fn in functions.items()}
     table.update({
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("numpy", "dtype"): np.dtype,
@@ -193,9 +192,9 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
     })
-    for name in dir(torch):  # dtypes appear as globals in _rebuild_tensor_v3 (e.g. torch.float32)
-        if isinstance(getattr(torch, name, None), torch.dtype):
-            table[("torch", name)] = getattr(torch, name)
+    for name, value in vars(torch).items():  # dtypes appear as globals in _rebuild_tensor_v3 (torch.float32)
+        if isinstance(value, torch.dtype):
+            table[("torch", name)] = value
     return table
 
 
@@ -246,7 +245,7 @@ def read_official_pickle(source: str | os.PathLike | BinaryIO) -> dict:
             return read_official_pickle(f)
     try:
         data = RestrictedUnpickler(source).load()
-    except (UnsafePickleError, LegacyFormatError):
+    except NetworkLoadError:
         raise
     except Exception as exc:  # truncated/corrupt stream, stand-in called with wrong arguments, ...
         raise LegacyFormatError(f"not a readable official StyleGAN2-ADA pickle: {exc}") from exc
@@ -258,8 +257,12 @@ def read_official_pickle(source: str | os.PathLike | BinaryIO) -> dict:
 def record_state_dict(record: PersistentRecord) -> dict[str, torch.Tensor]:
     """Flatten the nested ``_parameters``/``_buffers``/``_modules`` into a dotted state dict."""
     out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
 
     def visit(rec: PersistentRecord, prefix: str) -> None:
+        if id(rec) in seen:  # a well-formed module tree never revisits a node; a crafted one could loop forever
+            raise LegacyFormatError(f"module tree revisits a module at '{prefix or '(root)'}'")
+        seen.add(id(rec))
         state = rec.state
         skip = set(state.get("_non_persistent_buffers_set", ()))
         for group in ("_parameters", "_buffers"):
@@ -299,13 +302,13 @@ def construct_network(class_name: str, init_args: tuple | list, init_kwargs: dic
     """Build our Generator/Discriminator by class name and load ``state`` strictly (shared with checkpoint.py)."""
     from stylegan2 import networks  # deferred: reading pickles must not need the networks
 
-    if class_name not in PERSISTENT_CLASSES:
+    if class_name not in NETWORK_CLASSES:
         raise NetworkLoadError(
-            f"{what}: unknown network class '{class_name}'; expected one of {', '.join(PERSISTENT_CLASSES)}"
+            f"{what}: unknown network class '{class_name}'; expected one of {', '.join(NETWORK_CLASSES)}"
         )
     try:
         module = getattr(networks, class_name)(*init_args, **init_kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, KeyError, AssertionError) as exc:
         raise NetworkLoadError(f"{what}: cannot construct {class_name} from the recorded kwargs: {exc}") from exc
     load_state_strict(module, state, what)
     return module.eval()

@@ -243,3 +243,8 @@ def test_convert_cli_refuses_to_overwrite_or_misname(tmp_path):
     assert result.exit_code != 0 and "should end in .safetensors" in result.output
     result = runner.invoke(convert_main, [str(tmp_path / "missing.pkl"), str(tmp_path / "o.safetensors")])
     assert result.exit_code != 0 and "cannot find network" in result.output
+    hostile = tmp_path / "hostile.pkl"
+    hostile.write_bytes(b"\x80\x02cos\nsystem\n(Vtouch " + str(tmp_path / "pwned").encode() + b"\ntR.")
+    result = runner.invoke(convert_main, [str(hostile), str(tmp_path / "o.safetensors")])
+    assert result.exit_code == 1 and "refusing to load global 'os.system'" in result.output
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "o.safetensors").exists()

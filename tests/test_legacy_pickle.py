@@ -169,6 +169,13 @@ def test_weights_that_do_not_fit_name_the_keys(official_modules):
         load_official_snapshot(io.BytesIO(pickle.dumps({"G_ema": record})))
 
 
+def test_module_tree_with_a_cycle_is_refused(official_modules):
+    root = module_state(official_modules, torch.nn.Module(), "Generator", {})
+    root.state["_modules"]["again"] = root
+    with pytest.raises(LegacyFormatError, match="revisits a module at 'again.'"):
+        record_state_dict(read_official_pickle(io.BytesIO(pickle.dumps({"G_ema": root})))["G_ema"])
+
+
 def test_unknown_network_class_is_a_clear_error(official_modules):
     record = module_state(official_modules, torch.nn.Linear(2, 2), "StyleGAN3Generator", {})
     with pytest.raises(NetworkLoadError, match="unknown network class 'StyleGAN3Generator'"):
