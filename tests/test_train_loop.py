@@ -1,0 +1,189 @@
+"""End-to-end training runs of tiny 16 px networks on the CPU, through the real CLI (in-process)."""
+import json
+import pathlib
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from click.testing import CliRunner
+
+import train
+from stylegan2.checkpoint import load_network
+from training import loop, snapshot
+from conftest import OFFICIAL, require
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions run 10-50x faster on one thread than with OpenMP threads fighting for 2 busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+TINY = ["--cbase", "128", "--cmax", "16", "--zdim", "16", "--map", "2", "--batch", "4", "--metrics", "none",
+        "--workers", "0", "--cpu", "--tick", "0.008"]
+
+
+def make_dataset(root: pathlib.Path, n=8, res=16, classes=0) -> pathlib.Path:
+    """Random-noise images (easy for D to memorise) with optional dataset.json labels."""
+    root.mkdir(parents=True, exist_ok=True)
+    rnd = np.random.RandomState(0)
+    labels = []
+    for i in range(n):
+        PIL.Image.fromarray(rnd.randint(0, 256, size=(res, res, 3), dtype=np.uint8)).save(root / f"{i:04d}.png")
+        labels.append([f"{i:04d}.png", i % max(classes, 1)])
+    if classes:
+        (root / "dataset.json").write_text(json.dumps({"labels": labels, "class_names": [f"k{j}" for j in range(classes)]}))
+    return root
+
+
+def run_cli(args):
+    result = CliRunner().invoke(train.main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def only_run(outdir: pathlib.Path) -> pathlib.Path:
+    (run,) = [d for d in outdir.iterdir() if d.is_dir()]
+    return run
+
+
+def read_stats(run):
+    return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
+def test_a_few_ticks_write_snapshots_grids_and_stats(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    result = run_cli(["--outdir", tmp_path / "runs", "--data", data, "--kimg", "0.024", "--snap", "2", "--p", "0.1", *TINY])
+    assert result.exit_code == 0, result.output
+    run = only_run(tmp_path / "runs")
+    assert run.name == "00000-data-auto1-ada"
+    names = {p.name for p in run.iterdir()}
+    assert {"reals.png", "fakes-init-000000.000.png", "fakes000000.016.png", "fakes000000.024.png", "log.txt",
+            "training_options.json", "stats.jsonl"} <= names
+    assert [s.label for s in snapshot.list_snapshots(run)] == ["000000.016", "000000.024"]
+    stats = read_stats(run)
+    assert [s["kimg"] for s in stats] == [0.008, 0.016, 0.024] and [s["tick"] for s in stats] == [0, 1, 2]
+    for s in stats:
+        for key in ("Loss/G/loss", "Loss/D/real", "Loss/D/fake", "sec_per_kimg"):
+            assert np.isfinite(s[key])
+    assert "Loss/r1_penalty" in stats[0] and "Loss/pl_penalty" in stats[0]  # lazy regularisers ran at step 0
+    assert stats[-1]["ada_rt"] is not None and stats[-1]["augment_p"] != 0.1  # ADA moved p
+    net = load_network(run / "network-snapshot-000000.024.safetensors")
+    assert net.meta["cur_nimg"] == 24 and net.augment_p == pytest.approx(stats[-1]["augment_p"])
+    assert net.G_ema.img_resolution == 16 and net.D is not None and net.G is not None
+    grid = PIL.Image.open(run / "fakes000000.024.png")
+    assert grid.size == (8 * 16, 8 * 16)
+    assert "tick 2" in result.output and "eta" in result.output
+
+
+def test_ada_raises_p_when_d_memorises_a_tiny_dataset_and_noaug_keeps_it_zero(tmp_path):
+    data = make_dataset(tmp_path / "data", n=4)
+    args = ["--data", data, "--kimg", "0.048", "--snap", "100", "--tick", "0.016", *TINY[:-2]]
+    assert run_cli(["--outdir", tmp_path / "ada", "--target", "0.2", *args]).exit_code == 0
+    stats = read_stats(only_run(tmp_path / "ada"))
+    assert stats[-1]["ada_rt"] > 0.2 and stats[-1]["augment_p"] > 0
+    # every update moves p by batch * interval / (500 kimg) = 4 * 4 / 500000; 3 updates in 12 steps
+    assert stats[-1]["augment_p"] == pytest.approx(round(stats[-1]["augment_p"] / 3.2e-5) * 3.2e-5, abs=1e-9)
+    assert run_cli(["--outdir", tmp_path / "noaug", "--aug", "noaug", *args]).exit_code == 0
+    run = only_run(tmp_path / "noaug")
+    assert all(s["augment_p"] == 0 and s["ada_rt"] is None for s in read_stats(run))
+    assert load_network(snapshot.list_snapshots(run)[-1].network_path).augment_p is None
+
+
+def test_conditional_training_on_dataset_json_labels(tmp_path):
+    data = make_dataset(tmp_path / "data", n=6, classes=3)
+    result = run_cli(["--outdir", tmp_path / "runs", "--data", data, "--cond", "--mirror", "--kimg", "0.008", *TINY])
+    assert result.exit_code == 0, result.output
+    run = only_run(tmp_path / "runs")
+    assert run.name == "00000-data-auto1-cond-mirror-ada" and "12 images (with mirrors)" in result.output
+    net = load_network(snapshot.list_snapshots(run)[-1].network_path)
+    assert net.G_ema.c_dim == 3 and net.D.c_dim == 3
+    with torch.no_grad():  # the label changes the picture
+        z = torch.randn(1, 16)
+        a, b = (net.G_ema(z, torch.eye(3)[[k]], noise_mode="const") for k in (0, 1))
+    assert not torch.allclose(a, b)
+
+
+def test_cond_without_labels_and_bad_flags_are_clear_errors(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "r"), "--data", str(data), "--cond"])
+    assert result.exit_code != 0 and "--cond needs labels" in result.output
+    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "r"), "--resume", "latest"])
+    assert result.exit_code != 0 and "no complete snapshot" in result.output
+    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "r"), "--data", str(data), "--metrics", "fid1"])
+    assert result.exit_code != 0 and "unknown metric" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_prints_the_resolved_options_and_writes_nothing(tmp_path):
+    data = make_dataset(tmp_path / "data", res=32)
+    result = run_cli(["--outdir", tmp_path / "runs", "--data", data, "--cfg", "paper256", "--gamma", "3", "--dry-run"])
+    assert result.exit_code == 0
+    opts = json.loads(result.output[: result.output.rindex("}") + 1])
+    assert opts["batch"] == 64 and opts["loss"]["r1_gamma"] == 3 and opts["resolution"] == 32
+    assert "00000-data-paper2561-ada" in result.output and not (tmp_path / "runs").exists()
+
+
+def test_nan_loss_stops_with_the_tick_and_keeps_the_last_good_snapshot(tmp_path, monkeypatch):
+    data = make_dataset(tmp_path / "data")
+    real_accumulate = loop.StyleGAN2Loss.accumulate_gradients
+    calls = {"n": 0}
+
+    def poisoned(self, phase, *args, **kwargs):
+        stats = real_accumulate(self, phase, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] > 10 and "Loss/G/loss" in stats:  # after the first tick (2 steps, ~6 calls)
+            stats["Loss/G/loss"] = stats["Loss/G/loss"] * float("nan")
+        return stats
+
+    monkeypatch.setattr(loop.StyleGAN2Loss, "accumulate_gradients", poisoned)
+    result = CliRunner().invoke(train.main, [str(a) for a in ["--outdir", tmp_path / "runs", "--data", data,
+                                                                "--kimg", "0.04", "--snap", "1", *TINY]])
+    assert result.exit_code == 1
+    assert "diverged at tick" in result.output and "Loss/G/loss" in result.output
+    run = only_run(tmp_path / "runs")
+    snaps = snapshot.list_snapshots(run)
+    assert snaps and snaps[-1].kimg < 0.04
+    net = load_network(snaps[-1].network_path)
+    assert all(torch.isfinite(p).all() for p in net.G.parameters())
+
+
+def test_transfer_from_an_official_pickle_with_frozen_discriminator_layers(tmp_path):
+    pkl = require(OFFICIAL / "tiny16.pkl")
+    data = make_dataset(tmp_path / "data")
+    args = ["--outdir", tmp_path / "runs", "--data", data, "--resume", pkl, "--freezed", "2", "--kimg", "0.008",
+            "--batch", "4", "--metrics", "none", "--workers", "0", "--cpu", "--tick", "0.008"]
+    result = run_cli(args)
+    assert result.exit_code == 0, result.output
+    assert "Architecture follows --resume: z_dim: 512 -> 64" in result.output
+    source = load_network(pkl)
+    net = load_network(snapshot.list_snapshots(only_run(tmp_path / "runs"))[-1].network_path)
+    frozen = ["b16.fromrgb.weight", "b16.fromrgb.bias", "b16.conv0.weight"]  # layers 0 and 1 of D
+    for name in frozen:
+        assert torch.equal(net.D.state_dict()[name], source.D.state_dict()[name]), name
+    assert not torch.equal(net.D.state_dict()["b16.conv1.weight"], source.D.state_dict()["b16.conv1.weight"])
+    assert not torch.equal(net.G.state_dict()["synthesis.b16.conv1.weight"],
+                           source.G.state_dict()["synthesis.b16.conv1.weight"])
+    # G_ema starts as the source's G_ema and moved only a little (10-kimg half-life, ramped up)
+    delta = (net.G_ema.synthesis.b16.conv1.weight - source.G_ema.synthesis.b16.conv1.weight).abs().max()
+    assert 0 < delta < 0.1
+
+
+def test_resume_with_the_wrong_resolution_says_what_to_do(tmp_path):
+    pkl = require(OFFICIAL / "tiny16.pkl")
+    data = make_dataset(tmp_path / "data", res=32)
+    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "r"), "--data", str(data), "--resume", str(pkl)])
+    assert result.exit_code != 0 and "16px network" in result.output and "--resolution 16" in result.output
+
+
+def test_conditional_run_resumed_from_unconditional_pickle(tmp_path):
+    pkl = require(OFFICIAL / "tiny16.pkl")
+    data = make_dataset(tmp_path / "data", classes=3)
+    result = run_cli(["--outdir", tmp_path / "runs", "--data", data, "--cond", "--resume", pkl, "--kimg", "0.004",
+                      "--batch", "4", "--metrics", "none", "--workers", "0", "--cpu", "--tick", "0.004"])
+    assert result.exit_code == 0, result.output
+    assert "mapping.embed.weight is new" in result.output and "z columns copied" in result.output
+    net = load_network(snapshot.list_snapshots(only_run(tmp_path / "runs"))[-1].network_path)
+    assert net.G_ema.c_dim == 3 and net.G_ema.z_dim == 64

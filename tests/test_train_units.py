@@ -1,0 +1,323 @@
+"""Unit tests of the training pieces: presets, loss terms, EMA, lazy-regularisation Adam, sampler, snapshots."""
+import math
+import os
+import pathlib
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from stylegan2.networks import Generator
+from training import snapshot
+from training.config import PUBLISHED_CFGS, Overrides, auto_spec, cfg_spec, resolve_options
+from training.loop import InfiniteSampler, build_phases, update_ema
+from training.loss import StyleGAN2Loss
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions run 10-50x faster on one thread than with OpenMP threads fighting for 2 busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def options(**kw):
+    base = dict(data="x", resolution=256, num_channels=3, label_dim=0, dataset_name="x")
+    base.update(kw)
+    return resolve_options(**base)
+
+
+# ----------------------------------------------------------------------------- config
+
+def test_auto_heuristics_match_the_published_formulas():
+    s = auto_spec(256, 1)
+    assert (s.mb, s.mbstd, s.fmaps, s.lrate, s.map, s.ramp) == (16, 4, 0.5, 0.0025, 2, 0.05)
+    assert s.gamma == pytest.approx(0.0002 * 256 ** 2 / 16) and s.ema == pytest.approx(16 * 10 / 32)
+    s = auto_spec(1024, 8)
+    assert (s.mb, s.mbstd, s.fmaps, s.lrate) == (32, 4, 1, 0.002)
+    s = auto_spec(32, 4)  # min(4096 // 32, 32) * 4 = 128 -> capped at 64
+    assert (s.mb, s.mbstd) == (64, 4)
+
+
+def test_published_presets_resolve_to_network_kwargs():
+    assert PUBLISHED_CFGS["paper256"].mb == 64 and PUBLISHED_CFGS["cifar"].mbstd == 32
+    o = options(cfg="paper256")
+    assert o.batch == 64 and o.batch_gpu == 8 and o.rounds == 8
+    assert o.G_kwargs["synthesis_kwargs"] == dict(channel_base=16384, channel_max=512, num_fp16_res=4, conv_clamp=256)
+    assert o.G_kwargs["mapping_kwargs"]["num_layers"] == 8 and o.D_kwargs["epilogue_kwargs"]["mbstd_group_size"] == 8
+    assert o.loss["r1_gamma"] == 1 and o.ema_kimg == 20 and o.ema_rampup is None
+    assert o.G_opt == dict(lr=0.0025, betas=[0.0, 0.99], eps=1e-8)
+    cifar = options(cfg="cifar", resolution=32)
+    assert cifar.loss["pl_weight"] == 0 and cifar.loss["style_mixing_prob"] == 0
+
+
+def test_gpu_presets_and_overrides():
+    t4 = options(cfg="t4")
+    assert (t4.batch, t4.batch_gpu, t4.rounds) == (32, 16, 2)
+    assert options(cfg="t4", resolution=512).batch_gpu == 8
+    assert options(cfg="a100", resolution=512).batch == 64
+    o = options(cfg="auto", resolution=64, overrides=Overrides(cbase=8192, cmax=256, map=4, zdim=128, batch=8))
+    assert o.G_kwargs["synthesis_kwargs"]["channel_base"] == 8192 and o.D_kwargs["channel_max"] == 256
+    assert o.G_kwargs["mapping_kwargs"]["num_layers"] == 4 and o.G_kwargs["w_dim"] == 128 and o.batch_gpu == 8
+    fp32 = options(fp32=True)
+    assert fp32.G_kwargs["synthesis_kwargs"]["num_fp16_res"] == 0 and fp32.D_kwargs["conv_clamp"] is None
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(cond=True), "--cond needs labels"),
+    (dict(overrides=Overrides(batch=6, batch_gpu=4)), "multiple"),
+    (dict(aug="fixed"), "--p"),
+    (dict(cfg="nope"), "unknown --cfg"),
+])
+def test_inconsistent_options_are_clear_errors(kw, words):
+    with pytest.raises(ValueError, match=words):
+        options(**kw)
+
+
+def test_options_json_roundtrip():
+    o = options(cfg="t4", cond=False, metrics=["fid10k"])
+    assert type(o).from_json(o.to_json()) == o
+
+
+# ----------------------------------------------------------------------------- optimisers and EMA
+
+def test_lazy_regularisation_scales_adam_lr_and_betas():
+    o = options(cfg="paper256")
+    G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    phases = build_phases(G, list(G.parameters()), D, list(D.parameters()), o)
+    assert [(p.name, p.interval) for p in phases] == [("Gmain", 1), ("Greg", 4), ("Dmain", 1), ("Dreg", 16)]
+    g, d = phases[0].opt.param_groups[0], phases[2].opt.param_groups[0]
+    assert g["lr"] == pytest.approx(0.0025 * 4 / 5) and g["betas"][1] == pytest.approx(0.99 ** (4 / 5))
+    assert d["lr"] == pytest.approx(0.0025 * 16 / 17) and d["betas"][1] == pytest.approx(0.99 ** (16 / 17))
+    assert g["betas"][0] == 0 and g["eps"] == 1e-8 and phases[0].opt is phases[1].opt
+
+
+def test_ema_half_life_and_rampup():
+    G, G_ema = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    G.register_buffer("tracked", torch.tensor([5.0]))
+    G_ema.register_buffer("tracked", torch.tensor([0.0]))
+    before = G_ema.weight.detach().double().clone()
+    beta = update_ema(G_ema, G, cur_nimg=100_000, batch=32, ema_kimg=10, rampup=None)
+    assert beta == pytest.approx(0.5 ** (32 / 10_000))
+    expected = G.weight.detach().double() + (before - G.weight.detach().double()) * beta
+    assert torch.allclose(G_ema.weight.double(), expected, atol=1e-6)
+    assert G_ema.tracked.item() == 5.0  # buffers are copied, not averaged
+    # ramp-up: early in training the half-life is cur_nimg * rampup
+    assert update_ema(G_ema, G, cur_nimg=1000, batch=32, ema_kimg=10, rampup=0.05) == pytest.approx(0.5 ** (32 / 50))
+    # a 10-kimg half-life halves the distance after 10k images
+    G_ema.weight.data.zero_()
+    G.weight.data.fill_(1.0)
+    for _ in range(10_000 // 40):
+        update_ema(G_ema, G, cur_nimg=10**9, batch=40, ema_kimg=10, rampup=None)
+    assert G_ema.weight.mean().item() == pytest.approx(0.5, abs=1e-4)
+
+
+# ----------------------------------------------------------------------------- loss
+
+class LinearD(torch.nn.Module):
+    """D(x) = <a, x>: R1 = |a|^2 per sample, so every gradient is known in closed form."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.randn(shape, dtype=torch.float64))
+
+    def forward(self, img, c):
+        return (img * self.a).sum([1, 2, 3]).unsqueeze(1)
+
+
+class LinearG(torch.nn.Module):
+    """ws = z repeated (or per-layer linear maps); img = sum over layers of ws_l @ A_l."""
+
+    def __init__(self, z_dim=3, num_ws=4, res=4):
+        super().__init__()
+        self.z_dim, self.num_ws, self.res = z_dim, num_ws, res
+        self.A = torch.nn.Parameter(torch.randn(num_ws, z_dim, 3 * res * res, dtype=torch.float64))
+        self.scale = torch.nn.Parameter(torch.ones([], dtype=torch.float64))  # puts ws in the autograd graph
+        self.mapping = self._map
+        self.synthesis = self._syn
+
+    def _map(self, z, c, update_w_avg=None):
+        return (z * self.scale).unsqueeze(1).repeat(1, self.num_ws, 1)
+
+    def _syn(self, ws):
+        return torch.einsum("nlw,lwp->np", ws, self.A).reshape(-1, 3, self.res, self.res)
+
+
+def test_r1_gradient_is_gamma_times_a_times_gain():
+    D = LinearD([3, 4, 4])
+    loss = StyleGAN2Loss(LinearG(), D, r1_gamma=3.0)
+    real = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    stats = loss.accumulate_gradients("Dreg", real, torch.zeros(5, 0), torch.randn(5, 3), torch.zeros(5, 0), gain=16)
+    # loss = mean_n(gamma/2 * |a|^2) * gain  ->  d/da = gamma * a * gain
+    assert torch.allclose(D.a.grad, 3.0 * D.a.detach() * 16)
+    assert torch.allclose(stats["Loss/r1_penalty"], D.a.detach().square().sum().expand(5))
+
+
+def test_nonsaturating_losses_match_softplus_by_hand():
+    G, D = LinearG(), LinearD([3, 4, 4])
+    loss = StyleGAN2Loss(G, D, style_mixing_prob=0.0)
+    z = torch.randn(6, 3, dtype=torch.float64)
+    real = torch.randn(6, 3, 4, 4, dtype=torch.float64)
+    c = torch.zeros(6, 0)
+    s = loss.accumulate_gradients("Gmain", real, c, z, c, gain=1)
+    logits = D(G.synthesis(G.mapping(z, c)), c).detach()
+    assert torch.allclose(s["Loss/G/loss"], torch.log1p(torch.exp(-logits)))
+    s = loss.accumulate_gradients("Dmain", real, c, z, c, gain=1)
+    assert torch.allclose(s["Loss/D/fake"], torch.log1p(torch.exp(logits)))
+    assert torch.allclose(s["Loss/D/real"], torch.log1p(torch.exp(-D(real, c).detach())))
+    assert set(s) >= {"Loss/signs/real", "Loss/scores/real"} and "Loss/r1_penalty" not in s
+
+
+def test_path_length_penalty_and_running_mean_by_hand():
+    G, D = LinearG(res=4), LinearD([3, 4, 4])
+    loss = StyleGAN2Loss(G, D, style_mixing_prob=0.0, pl_weight=2.0, pl_batch_shrink=2, pl_decay=0.01)
+    loss.pl_mean = torch.zeros([], dtype=torch.float64)
+    z = torch.randn(8, 3, dtype=torch.float64)
+    c = torch.zeros(8, 0)
+    torch.manual_seed(7)
+    loss.accumulate_gradients("Greg", None, c, z, c, gain=4)
+    torch.manual_seed(7)
+    y = torch.randn(4, 3, 4, 4, dtype=torch.float64) / 4.0  # noise / sqrt(H*W), for the first 8 // 2 samples
+    # d(img . y)/d ws[n, l] = A_l @ y_n  (independent of n's latent: the generator is linear)
+    J = torch.einsum("lwp,np->nlw", G.A.detach(), y.reshape(4, -1))
+    lengths = J.square().sum(2).mean(1).sqrt()
+    assert loss.pl_mean.item() == pytest.approx(0.01 * lengths.mean().item(), rel=1e-9)
+    # gradient of mean((len - pl_mean)^2) * weight * gain w.r.t. A, via float64 autograd on the closed form
+    A = G.A.detach().clone().requires_grad_(True)
+    L = torch.einsum("lwp,np->nlw", A, y.reshape(4, -1)).square().sum(2).mean(1).sqrt()
+    ((L - loss.pl_mean) ** 2 * 2.0).mean().mul(4).backward()
+    assert torch.allclose(G.A.grad, A.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_style_mixing_takes_late_layers_from_a_second_latent():
+    G = LinearG(z_dim=3, num_ws=6)
+    loss = StyleGAN2Loss(G, LinearD([3, 4, 4]), style_mixing_prob=1.0)
+    z = torch.randn(2, 3, dtype=torch.float64)
+    cutoffs = set()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        _, ws = loss.run_G(z, None)
+        same = (ws == z[:, None, :]).all(dim=2).all(dim=0)
+        cutoff = int(same.float().argmin())
+        assert 1 <= cutoff < 6 and same[:cutoff].all() and not same[cutoff:].any()
+        assert torch.equal(ws[0, cutoff], ws[0, -1])  # all late layers share one mixing latent
+        cutoffs.add(cutoff)
+    assert len(cutoffs) >= 3
+    loss.style_mixing_prob = 0.0
+    assert torch.equal(loss.run_G(z, None)[1], z[:, None, :].repeat(1, 6, 1))
+
+
+def test_style_mixing_does_not_update_w_avg_twice():
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    loss = StyleGAN2Loss(G, LinearD([3, 8, 8]), style_mixing_prob=1.0)
+    z = torch.randn(4, 8)
+    torch.manual_seed(0)
+    loss.run_G(z, None)
+    with torch.no_grad():
+        expected = G.mapping.fc0(torch.nn.functional.normalize(z, dim=1) * math.sqrt(8)).mean(0) * (1 - 0.995)
+    assert torch.allclose(G.mapping.w_avg, expected, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- sampler
+
+def take(sampler, n):
+    it = iter(sampler)
+    return [next(it) for _ in range(n)]
+
+
+def test_sampler_shards_each_epoch_and_restarts_exactly():
+    a, b = InfiniteSampler(10, rank=0, num_replicas=2, seed=3), InfiniteSampler(10, rank=1, num_replicas=2, seed=3)
+    first_a, first_b = take(a, 5), take(b, 5)
+    assert sorted(first_a + first_b) == list(range(10))  # epoch 0 split between ranks, no overlap
+    second = take(a, 10)[5:] + take(b, 10)[5:]
+    assert sorted(second) == list(range(10)) and second != first_a + first_b  # reshuffled epoch 1
+    restarted = InfiniteSampler(10, rank=1, num_replicas=2, seed=3)
+    restarted.position = 7
+    assert take(restarted, 6) == take(b, 13)[7:]
+
+
+# ----------------------------------------------------------------------------- snapshot files
+
+def test_rng_state_roundtrip_through_a_weights_only_file(tmp_path):
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    np.random.randn()  # leaves a cached gaussian in numpy's state
+    state = snapshot.capture_rng_state(torch.device("cpu"))
+    expected = (torch.rand(3), np.random.randn(3), random.random())
+    snapshot.save_training_state(tmp_path / "s.pt", {"rng": [state]})
+    torch.manual_seed(99), np.random.seed(99), random.seed(99)
+    snapshot.restore_rng_state(snapshot.load_training_state(tmp_path / "s.pt")["rng"][0], torch.device("cpu"))
+    got = (torch.rand(3), np.random.randn(3), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+def test_preserved_rng_hides_side_work():
+    torch.manual_seed(0)
+    with snapshot.preserved_rng(torch.device("cpu")):
+        torch.randn(100), np.random.rand(5)
+    after = torch.rand(2)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(2))
+
+
+def test_only_complete_pairs_count_and_old_ones_are_pruned(tmp_path):
+    run = tmp_path / "00003-x"
+    run.mkdir()
+    for label in ("000004", "000008", "000012"):
+        snap = snapshot.Snapshot(run, label)
+        snapshot.write_snapshot(snap, {"cur_nimg": int(label) * 1000},
+                                lambda p: pathlib.Path(p).write_bytes(b"net"), keep=2)
+    assert [s.label for s in snapshot.list_snapshots(run)] == ["000008", "000012"]
+    assert not (run / "network-snapshot-000004.safetensors").exists() and not (run / "training-state-000004.pt").exists()
+    # a kill between the state and the network rename leaves a lone state file: ignored
+    snapshot.save_training_state(run / "training-state-000016.pt", {})
+    assert snapshot.latest_snapshot(tmp_path).label == "000012"
+    assert not [p for p in os.listdir(run) if p.endswith(".tmp")]
+    (tmp_path / "00004-y").mkdir()  # a newer run without snapshots is skipped
+    assert snapshot.latest_snapshot(tmp_path).run_dir == run
+    assert snapshot.kimg_label(4032, 4) == "000004" and snapshot.kimg_label(32, 0.016) == "000000.032"
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old")
+
+    def boom(path):
+        pathlib.Path(path).write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        snapshot.atomic_write(target, boom)
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["f.bin"]
+
+
+# ----------------------------------------------------------------------------- transfer learning
+
+def tiny_G(c_dim):
+    torch.manual_seed(c_dim)
+    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=8, img_channels=3,
+                     mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=16))
+
+
+def test_conditional_network_from_unconditional_source_draws_the_same_images():
+    src, dst = tiny_G(0).eval(), tiny_G(3).eval()
+    notes = snapshot.transfer_weights(src, dst)
+    assert any("mapping.embed" in n and "new" in n for n in notes)
+    assert any("mapping.fc0.weight" in n and "z columns" in n for n in notes)
+    z = torch.randn(4, 16)
+    c = torch.eye(3)[[0, 1, 2, 0]]
+    with torch.no_grad():
+        assert torch.allclose(dst.mapping(z, c), src.mapping(z, None), atol=1e-5)
+        assert torch.allclose(dst(z, c, noise_mode="const"), src(z, None, noise_mode="const"), atol=1e-5)
+
+
+def test_transfer_skips_mismatched_shapes_with_a_note():
+    src = tiny_G(0)
+    dst = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=2),
+                    synthesis_kwargs=dict(channel_base=128, channel_max=32))
+    notes = snapshot.transfer_weights(src, dst)
+    assert any("synthesis.b4.const" in n and "initialised fresh" in n for n in notes)
+    assert torch.equal(dst.mapping.fc1.weight, src.mapping.fc1.weight)

@@ -1,0 +1,231 @@
+"""Train a StyleGAN2-ADA generator on a fashion dataset.
+
+Examples:
+
+\b
+  # 256 px on one GPU, published heuristics, mirrored data, ADA on:
+  python train.py --outdir runs --data fashion256.zip --mirror
+\b
+  # fine-tune FFHQ-256 on a 16 GB T4, conditional on the dataset's classes:
+  python train.py --outdir runs --data fashion256.zip --cfg t4 --cond --mirror --resume ffhq256 --freezed 4
+\b
+  # a small 64 px model on a CPU or laptop GPU, custom widths:
+  python train.py --outdir runs --data fashion64.zip --cfg auto --cbase 8192 --cmax 256 --map 4 --batch 16 \\
+      --kimg 500 --tick 1 --snap 10 --metrics none
+\b
+  # continue the newest run in runs/ exactly where it stopped (also after a crash or kill -9):
+  python train.py --outdir runs --resume latest
+\b
+  # four GPUs on this machine (train.py starts torchrun for you):
+  python train.py --outdir runs --data fashion512.zip --gpus 4 --cfg paper512
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import click
+
+from training.config import CFG_NAMES, Overrides, TrainingOptions, adopt_architecture, describe, resolve_options
+
+AUGPIPES = ["blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc"]
+METRIC_NAMES = ["fid50k_full", "kid50k_full", "fid10k", "fid10k_full", "kid10k_full"]
+RESUMABLE_AFTER_RUN = ("kimg", "snap", "tick", "keep", "metrics", "workers")  # may change on --resume latest
+
+
+def parse_metrics(text: str) -> list[str]:
+    if text.strip().lower() in ("", "none"):
+        return []
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRIC_NAMES]
+    if unknown:
+        raise click.BadParameter(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)} "
+                                 f"or 'none'", param_hint="--metrics")
+    return names
+
+
+def next_run_dir(outdir: pathlib.Path, desc: str) -> pathlib.Path:
+    existing = [int(m.group(1)) for d in outdir.iterdir() if (m := re.match(r"^(\d{5})-", d.name))] \
+        if outdir.is_dir() else []
+    return outdir / f"{max(existing, default=-1) + 1:05d}-{desc}"
+
+
+def explicitly_given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+@click.command(help=__doc__, context_settings=dict(max_content_width=110))
+@click.pass_context
+# where
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Folder for numbered run folders.")
+@click.option("--data", type=click.Path(exists=True), help="Dataset: dataset_tool.py zip, official layout, or folder of square images.")
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (GPUs); >1 launches torchrun.")
+# what
+@click.option("--cfg", type=click.Choice(CFG_NAMES), default="auto", show_default=True, help="Hyper-parameter preset.")
+@click.option("--cond", is_flag=True, help="Condition on the dataset's class labels (dataset.json).")
+@click.option("--mirror", is_flag=True, help="Add x-flipped copies of the images.")
+@click.option("--kimg", type=click.FloatRange(min=0, min_open=True), help="Training length in thousands of real images. [preset]")
+@click.option("--batch", type=click.IntRange(min=1), help="Total batch size. [preset]")
+@click.option("--batch-gpu", type=click.IntRange(min=1), help="Micro-batch per GPU; smaller = less memory, gradient accumulation. [preset]")
+@click.option("--gamma", type=click.FloatRange(min=0), help="R1 regularisation weight. [preset]")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate of G and D. [preset]")
+@click.option("--ema", type=click.FloatRange(min=0, min_open=True), help="G_ema half-life in kimg. [preset]")
+# architecture overrides
+@click.option("--cbase", type=click.IntRange(min=1), help="Channel base (fmaps x 32768): width of all layers. [preset]")
+@click.option("--cmax", type=click.IntRange(min=1), help="Maximum channels per layer. [512]")
+@click.option("--map", "map_layers", type=click.IntRange(min=1), help="Mapping-network depth. [preset]")
+@click.option("--zdim", type=click.IntRange(min=1), help="Size of z and w. [512]")
+@click.option("--mbstd-group", type=click.IntRange(min=1), help="Minibatch-stddev group size. [preset]")
+@click.option("--fp16-res", type=click.IntRange(min=0), help="Number of top resolutions run in fp16 on GPUs. [4]")
+# augmentation
+@click.option("--aug", type=click.Choice(["ada", "noaug", "fixed"]), default="ada", show_default=True, help="Augmentation mode.")
+@click.option("--p", type=click.FloatRange(0, 1), help="Augment probability for --aug fixed (start value for ada).")
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=0.6, show_default=True, help="ADA target for r_t.")
+@click.option("--augpipe", type=click.Choice(AUGPIPES), default="bgc", show_default=True, help="Augmentations used.")
+# transfer learning and resume
+@click.option("--resume", help="ffhq256|ffhq512|ffhq1024|PATH|URL to fine-tune from, or 'latest' to continue the newest run in --outdir exactly.")
+@click.option("--freezed", type=click.IntRange(min=0), default=0, show_default=True, help="Freeze the first N discriminator layers (Freeze-D).")
+# schedule and outputs
+@click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=4, show_default=True, help="kimg per progress line.")
+@click.option("--snap", type=click.IntRange(min=1), default=50, show_default=True, help="Snapshot every N ticks.")
+@click.option("--keep", type=click.IntRange(min=1), default=5, show_default=True, help="Keep the newest N snapshots.")
+@click.option("--metrics", default="fid50k_full", show_default=True, help="Comma-separated metrics at each snapshot, or 'none'.")
+# numerics
+@click.option("--fp32", is_flag=True, help="Disable mixed precision (fp16 layers and conv clamping).")
+@click.option("--allow-tf32", is_flag=True, help="Allow TF32 matmuls/convolutions on Ampere+ (off, like the paper).")
+@click.option("--deterministic", is_flag=True, help="Reproducible bit for bit (slower): deterministic kernels, no autotuning.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--workers", type=click.IntRange(min=0), default=3, show_default=True, help="DataLoader worker processes.")
+@click.option("--cpu", is_flag=True, help="Train on the CPU even if a GPU is present.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
+def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gamma, lr, ema, cbase, cmax, map_layers,
+         zdim, mbstd_group, fp16_res, aug, p, target, augpipe, resume, freezed, tick, snap, keep, metrics, fp32,
+         allow_tf32, deterministic, seed, workers, cpu, dry_run):
+    from training import distributed
+
+    metrics = parse_metrics(metrics)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
+    outdir = pathlib.Path(outdir)
+    resume_snapshot, resume_network = None, None
+    if resume == "latest":
+        opts, run_dir, resume_snapshot = options_for_latest(ctx, outdir, kimg=kimg, snap=snap, tick=tick, keep=keep,
+                                                            metrics=metrics, workers=workers)
+    else:
+        if data is None:
+            raise click.UsageError("--data is required (except with --resume latest)")
+        opts, resume_network = options_for_new_run(
+            data=data, cfg=cfg, gpus=gpus, cond=cond, mirror=mirror, resume=resume, freezed=freezed,
+            overrides=Overrides(batch=batch, batch_gpu=batch_gpu, gamma=gamma, kimg=kimg, lr=lr, ema=ema, cbase=cbase,
+                                cmax=cmax, map=map_layers, zdim=zdim, mbstd_group=mbstd_group, fp16_res=fp16_res),
+            tick=tick, snap=snap, keep=keep, aug=aug, augpipe=augpipe, target=target, p=p, metrics=metrics, seed=seed,
+            workers=workers, fp32=fp32, allow_tf32=allow_tf32, deterministic=deterministic)
+        run_dir = None
+    if dry_run:
+        click.echo(opts.to_json())
+        where = run_dir or next_run_dir(outdir, describe(opts))
+        click.echo(f"Run folder would be: {where}" + (" (continuing it)" if resume_snapshot else ""))
+        return
+    if opts.gpus > 1 and not distributed.launched_by_torchrun():
+        # Re-launch ourselves under torchrun, one process per GPU; its exit code is ours.
+        cmd = distributed.torchrun_command(opts.gpus, [os.path.abspath(__file__), *sys.argv[1:]])
+        click.echo(f"Launching: {' '.join(cmd)}")
+        sys.exit(subprocess.call(cmd))
+
+    dist = distributed.init_distributed(opts.gpus, force_cpu=cpu)
+    try:
+        if run_dir is None:
+            if dist.is_main:
+                run_dir = next_run_dir(outdir, describe(opts))
+                run_dir.mkdir(parents=True, exist_ok=False)
+                (run_dir / "training_options.json").write_text(opts.to_json())
+            run_dir = pathlib.Path(distributed.all_gather_objects(str(run_dir))[0])
+        elif dist.is_main:
+            drop_stats_after(run_dir / "stats.jsonl", resume_snapshot.kimg)
+            (run_dir / "training_options.json").write_text(opts.to_json())
+        log = make_logger(run_dir / "log.txt") if dist.is_main else None
+        if dist.is_main:
+            log(f"Run folder: {run_dir}")
+        from training.loop import TrainingDiverged, training_loop
+        try:
+            training_loop(opts, run_dir, dist, resume_network=resume_network, resume_snapshot=resume_snapshot,
+                          **({"log": log} if log else {}))
+        except TrainingDiverged as exc:
+            raise click.ClickException(str(exc)) from exc
+    finally:
+        distributed.shutdown_distributed()
+
+
+def options_for_new_run(*, data, resume, **kwargs):
+    from training.dataset import ImageDataset
+
+    dataset = ImageDataset(data, use_labels=kwargs["cond"], xflip=False)
+    resume_network = None
+    if resume:
+        from stylegan2.checkpoint import load_network
+        resume_network = load_network(resume)
+        res = resume_network.G_ema.img_resolution
+        if res != dataset.resolution:
+            raise click.ClickException(f"--resume {resume} is a {res}px network but {data} holds {dataset.resolution}px "
+                                       f"images; re-make the dataset at {res}px (dataset_tool.py --resolution {res}) "
+                                       f"or pick a {dataset.resolution}px source")
+    try:
+        opts = resolve_options(data=os.path.abspath(data), resolution=dataset.resolution,
+                               num_channels=dataset.num_channels, label_dim=dataset.label_dim,
+                               dataset_name=dataset.name, resume=resume, **kwargs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if resume_network is not None:
+        D_init = getattr(resume_network.D, "init_kwargs", None)
+        for change in adopt_architecture(opts, resume_network.G_ema.init_kwargs, D_init):
+            click.echo(f"Architecture follows --resume: {change}")
+    return opts, resume_network
+
+
+def options_for_latest(ctx, outdir: pathlib.Path, **new_values):
+    from training.snapshot import latest_snapshot
+
+    snap = latest_snapshot(outdir)
+    if snap is None:
+        raise click.ClickException(f"--resume latest: no complete snapshot in any run folder of {outdir}")
+    opts = TrainingOptions.from_json((snap.run_dir / "training_options.json").read_text())
+    for name in RESUMABLE_AFTER_RUN:
+        if explicitly_given(ctx, name):
+            setattr(opts, name, new_values[name])
+    ignored = [n for n in ("data", "cfg", "batch", "gamma", "cond", "mirror", "aug", "augpipe", "seed")
+               if explicitly_given(ctx, n)]
+    if ignored:
+        click.echo(f"--resume latest continues {snap.run_dir.name} with its own options; ignoring "
+                   f"{', '.join('--' + n for n in ignored)}")
+    click.echo(f"Continuing {snap.run_dir} from {snap.network_path.name}")
+    return opts, snap.run_dir, snap
+
+
+def drop_stats_after(path: pathlib.Path, kimg: float) -> None:
+    """Forget ticks logged after the snapshot we resume from: they will be trained again."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["kimg"] <= kimg + 1e-9:
+                kept.append(line)
+        except (ValueError, KeyError):
+            continue  # a line cut short by a kill
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def make_logger(path: pathlib.Path):
+    def log(message: str) -> None:
+        click.echo(message)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(message + "\n")
+    return log
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""Training configurations: the published presets, the `auto` heuristics and the fully resolved options.
+
+Everything the loop needs is resolved here, once, into a `TrainingOptions` that is written to the run
+folder as JSON; the loop never re-derives a hyper-parameter, so a run can be reproduced or resumed from
+its JSON alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CfgSpec:
+    """One preset, in the units of the StyleGAN2-ADA paper (Appendix: configurations)."""
+
+    ref_gpus: int        # GPUs the preset was tuned for; batch_gpu = mb // ref_gpus unless given
+    kimg: float          # training length in thousands of real images shown to D
+    mb: int              # total minibatch over all GPUs
+    mbstd: int           # minibatch-stddev group size
+    fmaps: float         # feature-map scale: channel_base = fmaps * 32768
+    lrate: float         # Adam learning rate of G and D
+    gamma: float         # R1 weight
+    ema: float           # G_ema half-life in kimg
+    ramp: float | None   # G_ema ramp-up: half-life <= ramp * cur_nimg
+    map: int             # mapping-network depth
+    batch_gpu: int | None = None  # per-GPU micro-batch (gradient accumulation when < mb // gpus)
+
+
+# Published presets (StyleGAN2-ADA paper, Appendix A and the official tool's --cfg table).
+PUBLISHED_CFGS: dict[str, CfgSpec] = {
+    "stylegan2": CfgSpec(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None, map=8),
+    "paper256": CfgSpec(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1, ema=20, ramp=None, map=8),
+    "paper512": CfgSpec(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None, map=8),
+    "paper1024": CfgSpec(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=2, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
+    "cifar": CfgSpec(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
+}
+CFG_NAMES = ["auto", *PUBLISHED_CFGS, "t4", "a100"]
+
+# Single-GPU presets: (total batch, per-GPU micro-batch) by resolution. Sized from the published
+# memory figures (auto cfg on a V100: batch 16 at 256 px takes ~5 GB, batch 8 at 512 px ~7.6 GB, fp16
+# in the top 4 resolutions); T4 = 16 GB, A100 = 40 GB (the 80 GB card fits the same with headroom).
+GPU_PRESET_BATCHES: dict[str, dict[int, tuple[int, int]]] = {
+    "t4": {128: (32, 32), 256: (32, 16), 512: (16, 8), 1024: (8, 4)},
+    "a100": {128: (64, 64), 256: (64, 64), 512: (64, 32), 1024: (32, 16)},
+}
+
+
+def auto_spec(resolution: int, gpus: int) -> CfgSpec:
+    """The official `auto` heuristics: batch and R1 weight scale with resolution and GPU count."""
+    mb = max(min(gpus * min(4096 // resolution, 32), 64), gpus)
+    return CfgSpec(
+        ref_gpus=gpus, kimg=25000, mb=mb, mbstd=min(mb // gpus, 4),
+        fmaps=1 if resolution >= 512 else 0.5,
+        lrate=0.002 if resolution >= 1024 else 0.0025,
+        gamma=0.0002 * resolution ** 2 / mb, ema=mb * 10 / 32, ramp=0.05, map=2,
+    )
+
+
+def gpu_spec(name: str, resolution: int, gpus: int) -> CfgSpec:
+    """t4 / a100: `auto`-style hyper-parameters with a batch that fits the card (8 mapping layers, as FFHQ)."""
+    table = GPU_PRESET_BATCHES[name]
+    key = min((r for r in table if r >= resolution), default=max(table))
+    mb, batch_gpu = table[key]
+    mb *= gpus
+    return CfgSpec(
+        ref_gpus=gpus, kimg=25000, mb=mb, mbstd=min(batch_gpu, 4),
+        fmaps=1 if resolution >= 512 else 0.5,
+        lrate=0.002 if resolution >= 1024 else 0.0025,
+        gamma=0.0002 * resolution ** 2 / mb, ema=mb * 10 / 32, ramp=0.05, map=8, batch_gpu=batch_gpu,
+    )
+
+
+def cfg_spec(cfg: str, resolution: int, gpus: int) -> CfgSpec:
+    if cfg == "auto":
+        return auto_spec(resolution, gpus)
+    if cfg in GPU_PRESET_BATCHES:
+        return gpu_spec(cfg, resolution, gpus)
+    if cfg in PUBLISHED_CFGS:
+        return PUBLISHED_CFGS[cfg]
+    raise ValueError(f"unknown --cfg {cfg!r}; choose one of {', '.join(CFG_NAMES)}")
+
+
+@dataclass
+class TrainingOptions:
+    """Every resolved setting of one run (saved as training_options.json)."""
+
+    # data
+    data: str
+    resolution: int
+    num_channels: int
+    label_dim: int
+    cond: bool
+    mirror: bool
+    dataset_name: str
+    # schedule
+    gpus: int
+    batch: int
+    batch_gpu: int
+    kimg: float
+    tick: float
+    snap: int
+    keep: int
+    # networks and optimisers
+    cfg: str
+    G_kwargs: dict
+    D_kwargs: dict
+    G_opt: dict
+    D_opt: dict
+    ema_kimg: float
+    ema_rampup: float | None
+    # loss
+    loss: dict
+    G_reg_interval: int = 4
+    D_reg_interval: int = 16
+    # augmentation
+    aug: str = "ada"
+    augpipe: str = "bgc"
+    target: float = 0.6
+    p: float = 0.0
+    ada_interval: int = 4
+    ada_kimg: float = 500
+    # transfer learning / resume
+    resume: str | None = None
+    freezed: int = 0
+    # misc
+    metrics: list[str] = field(default_factory=list)
+    seed: int = 0
+    workers: int = 3
+    fp32: bool = False
+    allow_tf32: bool = False
+    deterministic: bool = False
+
+    @property
+    def rounds(self) -> int:
+        """Gradient-accumulation rounds per step on each GPU."""
+        return self.batch // (self.gpus * self.batch_gpu)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainingOptions":
+        values = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"training options JSON has unknown keys {sorted(unknown)}; was it written by a newer version?")
+        return cls(**values)
+
+
+@dataclass
+class Overrides:
+    """Command-line values that replace the preset's (None = keep the preset)."""
+
+    batch: int | None = None
+    batch_gpu: int | None = None
+    gamma: float | None = None
+    kimg: float | None = None
+    lr: float | None = None
+    ema: float | None = None
+    cbase: int | None = None
+    cmax: int | None = None
+    map: int | None = None
+    zdim: int | None = None
+    mbstd_group: int | None = None
+    fp16_res: int | None = None
+
+
+def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim: int, dataset_name: str,
+                    cfg: str = "auto", gpus: int = 1, cond: bool = False, mirror: bool = False,
+                    overrides: Overrides | None = None, tick: float = 4, snap: int = 50, keep: int = 5,
+                    aug: str = "ada", augpipe: str = "bgc", target: float = 0.6, p: float | None = None,
+                    resume: str | None = None, freezed: int = 0, metrics: list[str] | None = None,
+                    seed: int = 0, workers: int = 3, fp32: bool = False, allow_tf32: bool = False,
+                    deterministic: bool = False) -> TrainingOptions:
+    """Turn the user's choices into complete options, checking that they are consistent."""
+    ov = overrides or Overrides()
+    if gpus < 1:
+        raise ValueError("--gpus must be at least 1")
+    if cond and label_dim == 0:
+        raise ValueError("--cond needs labels: the dataset has no dataset.json labels (see dataset_tool.py)")
+    spec = cfg_spec(cfg, resolution, gpus)
+
+    batch = ov.batch if ov.batch is not None else spec.mb
+    if ov.batch_gpu is not None:
+        batch_gpu = ov.batch_gpu
+    elif ov.batch is not None:
+        batch_gpu = batch // gpus
+    elif spec.batch_gpu is not None:
+        batch_gpu = spec.batch_gpu
+    else:
+        batch_gpu = max(spec.mb // spec.ref_gpus, 1)
+    batch_gpu = min(batch_gpu, batch // gpus) if batch >= gpus else batch_gpu
+    if batch < 1 or batch_gpu < 1 or batch % (gpus * batch_gpu) != 0:
+        raise ValueError(f"--batch {batch} must be a positive multiple of gpus ({gpus}) x batch-gpu ({batch_gpu})")
+    mbstd = ov.mbstd_group if ov.mbstd_group is not None else spec.mbstd
+    mbstd = min(mbstd, batch_gpu)
+    if batch_gpu % mbstd != 0:
+        raise ValueError(f"the per-GPU batch {batch_gpu} must be a multiple of the mbstd group size {mbstd}; "
+                         f"set --mbstd-group to a divisor of it")
+
+    channel_base = ov.cbase if ov.cbase is not None else int(spec.fmaps * 32768)
+    channel_max = ov.cmax if ov.cmax is not None else 512
+    zdim = ov.zdim if ov.zdim is not None else 512
+    num_fp16_res = 0 if fp32 else (ov.fp16_res if ov.fp16_res is not None else 4)
+    conv_clamp = None if fp32 else 256
+    G_kwargs = dict(
+        z_dim=zdim, c_dim=label_dim if cond else 0, w_dim=zdim, img_resolution=resolution, img_channels=num_channels,
+        mapping_kwargs=dict(num_layers=ov.map if ov.map is not None else spec.map),
+        synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res,
+                              conv_clamp=conv_clamp),
+    )
+    D_kwargs = dict(
+        c_dim=label_dim if cond else 0, img_resolution=resolution, img_channels=num_channels,
+        channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
+        block_kwargs=dict(freeze_layers=freezed), epilogue_kwargs=dict(mbstd_group_size=mbstd),
+    )
+    lr = ov.lr if ov.lr is not None else spec.lrate
+    opt = dict(lr=lr, betas=[0.0, 0.99], eps=1e-8)
+    gamma = ov.gamma if ov.gamma is not None else spec.gamma
+    loss = dict(r1_gamma=gamma, style_mixing_prob=0.9, pl_weight=2.0, pl_batch_shrink=2, pl_decay=0.01)
+    if cfg == "cifar":  # the published CIFAR setup turns both generator regularisers off
+        loss.update(style_mixing_prob=0.0, pl_weight=0.0)
+
+    if aug not in ("ada", "noaug", "fixed"):
+        raise ValueError(f"--aug must be ada, noaug or fixed, got {aug!r}")
+    if aug == "fixed" and p is None:
+        raise ValueError("--aug fixed needs --p (the fixed augmentation probability)")
+    if p is not None and not 0 <= p <= 1:
+        raise ValueError(f"--p must be in [0, 1], got {p}")
+    if not 0 < target <= 1:
+        raise ValueError(f"--target must be in (0, 1], got {target}")
+    if freezed < 0:
+        raise ValueError("--freezed must be >= 0")
+    kimg = ov.kimg if ov.kimg is not None else spec.kimg
+    if kimg <= 0 or tick <= 0 or snap < 1 or keep < 1:
+        raise ValueError("--kimg and --tick must be > 0, --snap and --keep >= 1")
+
+    return TrainingOptions(
+        data=str(data), resolution=resolution, num_channels=num_channels, label_dim=label_dim, cond=cond,
+        mirror=mirror, dataset_name=dataset_name, gpus=gpus, batch=batch, batch_gpu=batch_gpu, kimg=kimg,
+        tick=tick, snap=snap, keep=keep, cfg=cfg, G_kwargs=G_kwargs, D_kwargs=D_kwargs, G_opt=dict(opt),
+        D_opt=dict(opt), ema_kimg=ov.ema if ov.ema is not None else spec.ema, ema_rampup=spec.ramp, loss=loss,
+        aug=aug, augpipe=augpipe, target=target, p=(p if p is not None else 0.0) if aug != "noaug" else 0.0,
+        resume=resume, freezed=freezed, metrics=list(metrics or []), seed=seed, workers=workers, fp32=fp32,
+        allow_tf32=allow_tf32, deterministic=deterministic,
+    )
+
+
+def adopt_architecture(opts: TrainingOptions, G_init: dict[str, Any], D_init: dict[str, Any] | None) -> list[str]:
+    """Make our networks' shapes follow a network we transfer from (FFHQ etc.); returns what changed.
+
+    Transfer learning copies weights by name, which only works when the layer widths agree, so the
+    widths, latent sizes and mapping depth come from the source; precision, labels and D's
+    mini-batch settings stay ours.
+    """
+    changes = []
+    G_src_syn = G_init.get("synthesis_kwargs", {})
+    pairs = [
+        (opts.G_kwargs, "z_dim", G_init.get("z_dim")),
+        (opts.G_kwargs, "w_dim", G_init.get("w_dim")),
+        (opts.G_kwargs["mapping_kwargs"], "num_layers", G_init.get("mapping_kwargs", {}).get("num_layers", 8)),
+        (opts.G_kwargs["synthesis_kwargs"], "channel_base", G_src_syn.get("channel_base", 32768)),
+        (opts.G_kwargs["synthesis_kwargs"], "channel_max", G_src_syn.get("channel_max", 512)),
+    ]
+    if D_init is not None:
+        pairs += [(opts.D_kwargs, "channel_base", D_init.get("channel_base", 32768)),
+                  (opts.D_kwargs, "channel_max", D_init.get("channel_max", 512))]
+    else:
+        pairs += [(opts.D_kwargs, "channel_base", G_src_syn.get("channel_base", 32768)),
+                  (opts.D_kwargs, "channel_max", G_src_syn.get("channel_max", 512))]
+    for target, key, value in pairs:
+        if value is not None and target.get(key) != value:
+            changes.append(f"{key}: {target.get(key)} -> {value}")
+            target[key] = value
+    return changes
+
+
+def describe(opts: TrainingOptions) -> str:
+    """Short run-folder suffix, e.g. 'fashion-auto1-cond-mirror-ada-resumeffhq256'."""
+    parts = [opts.dataset_name, f"{opts.cfg}{opts.gpus}"]
+    if opts.cond:
+        parts.append("cond")
+    if opts.mirror:
+        parts.append("mirror")
+    parts.append(opts.aug if opts.aug != "fixed" else f"p{opts.p:g}")
+    if opts.resume:
+        name = opts.resume.rstrip("/").split("/")[-1].split(".")[0]
+        parts.append(f"resume{name}"[:40])
+    if opts.freezed:
+        parts.append(f"freezed{opts.freezed}")
+    return "-".join(p.replace(" ", "_") for p in parts)

@@ -1,0 +1,435 @@
+"""The StyleGAN2-ADA training loop. Read it top to bottom: set-up, then one optimiser step per iteration,
+with a tick (log line, stats, maybe a snapshot) every `opts.tick` kimg.
+
+Exactness contract: everything that draws random numbers during training draws from the global RNGs of
+this process (seeded per rank), and everything done between steps (grids, metrics, snapshots) runs
+inside `preserved_rng`, so a run resumed from a snapshot replays the very same numbers.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import pathlib
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+
+from stylegan2.checkpoint import load_network, save_checkpoint
+from stylegan2.networks import Discriminator, Generator
+from training import distributed, snapshot
+from training.augment import AUGPIPE_PRESETS, AdaptiveAugment, AugmentPipe
+from training.config import TrainingOptions
+from training.dataset import ImageDataset
+from training.loss import StyleGAN2Loss
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or weight became NaN/Inf; the last good snapshot is kept untouched."""
+
+
+@dataclass
+class Phase:
+    name: str
+    module: torch.nn.Module
+    params: list[torch.nn.Parameter]
+    opt: torch.optim.Optimizer
+    interval: int
+
+
+def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distributed.DistInfo,
+                  resume_network=None, resume_snapshot: snapshot.Snapshot | None = None,
+                  log=print) -> None:
+    """Train until opts.kimg; `resume_network` is a transfer source, `resume_snapshot` an exact restart."""
+    device = dist.device
+    is_main = dist.is_main
+    log = log if is_main else (lambda *a, **k: None)
+    start_time = time.time()
+
+    # ------------------------------------------------------------------ numerics and seeds
+    torch.backends.cudnn.benchmark = not opts.deterministic
+    torch.backends.cuda.matmul.allow_tf32 = opts.allow_tf32
+    torch.backends.cudnn.allow_tf32 = opts.allow_tf32
+    if opts.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    rank_seed = opts.seed * dist.world_size + dist.rank
+    seed_everything(rank_seed)
+
+    # ------------------------------------------------------------------ data
+    dataset = ImageDataset(opts.data, use_labels=opts.cond, xflip=opts.mirror, seed=opts.seed)
+    if dataset.resolution != opts.resolution or dataset.num_channels != opts.num_channels:
+        raise ValueError(f"dataset is now {dataset.resolution}px x{dataset.num_channels}, but the run was "
+                         f"set up for {opts.resolution}px x{opts.num_channels}")
+    batch_per_gpu = opts.batch // dist.world_size
+    sampler = InfiniteSampler(len(dataset), rank=dist.rank, num_replicas=dist.world_size, seed=opts.seed)
+    labels = dataset.labels.astype(np.float32) if opts.cond else None  # G's classes follow the data's balance
+    log(f"Dataset: {dataset.name}, {len(dataset)} images{' (with mirrors)' if opts.mirror else ''}, "
+        f"{opts.resolution}px, {'labels ' + str(dataset.label_dim) if opts.cond else 'unconditional'}")
+
+    # ------------------------------------------------------------------ networks
+    G = Generator(**opts.G_kwargs).to(device).train()
+    D = Discriminator(**opts.D_kwargs).to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    G_trainable = [p for p in G.parameters() if p.requires_grad]
+    D_trainable = [p for p in D.parameters() if p.requires_grad]  # frozen (--freezed) layers excluded
+    augment_p_from_resume = None
+    if resume_snapshot is not None:
+        bundle = load_network(resume_snapshot.network_path)
+        snapshot.load_exact(bundle, G=G, D=D, G_ema=G_ema)
+        log(f"Resuming exactly from {resume_snapshot.network_path}")
+    elif resume_network is not None:
+        for name, dst in (("G", G), ("D", D), ("G_ema", G_ema)):
+            src = getattr(resume_network, name) or (resume_network.G_ema if name == "G" else None)
+            if src is None:
+                log(f"Transfer: the source has no {name}; it starts from scratch")
+                continue
+            for note in snapshot.transfer_weights(src, dst):
+                log(f"Transfer {name}: {note}")
+        augment_p_from_resume = resume_network.augment_p
+        log(f"Transfer learning from {opts.resume}")
+    for module in (G, D, G_ema):
+        distributed.broadcast_module(module)
+    G.requires_grad_(False)
+    D.requires_grad_(False)
+    log(f"G: {count_params(G):,} parameters, D: {count_params(D):,} parameters "
+        f"({sum(p.numel() for p in D_trainable):,} trainable)")
+
+    # ------------------------------------------------------------------ augmentation
+    augment_pipe, ada = None, None
+    if opts.aug != "noaug":
+        if opts.augpipe not in AUGPIPE_PRESETS:
+            raise ValueError(f"unknown --augpipe {opts.augpipe!r}; choose one of {', '.join(AUGPIPE_PRESETS)}")
+        augment_pipe = AugmentPipe(**AUGPIPE_PRESETS[opts.augpipe]).to(device).train().requires_grad_(False)
+        start_p = opts.p
+        if opts.aug == "ada" and augment_p_from_resume is not None and opts.p == 0:
+            start_p = float(augment_p_from_resume)
+            log(f"Augment p = {start_p:.3f}, taken over from the transfer source")
+        augment_pipe.p.copy_(torch.as_tensor(start_p))
+        if opts.aug == "ada":
+            ada = AdaptiveAugment(augment_pipe, target=opts.target, interval=opts.ada_interval,
+                                  speed_kimg=opts.ada_kimg,
+                                  reduce=distributed.all_reduce_sum if dist.world_size > 1 else None)
+
+    # ------------------------------------------------------------------ loss and optimisers
+    loss = StyleGAN2Loss(G, D, augment_pipe=augment_pipe, **opts.loss)
+    phases = build_phases(G, G_trainable, D, D_trainable, opts)
+
+    # ------------------------------------------------------------------ counters (maybe restored)
+    cur_nimg, cur_tick, batch_idx = 0, 0, 0
+    if resume_snapshot is not None:
+        state = snapshot.load_training_state(resume_snapshot.state_path)
+        if state["world_size"] != dist.world_size:
+            raise RuntimeError(f"the snapshot was written by {state['world_size']} processes; resume it with "
+                               f"--gpus {state['world_size']} for an exact continuation")
+        cur_nimg, cur_tick, batch_idx = state["cur_nimg"], state["cur_tick"], state["batch_idx"]
+        for phase_state, phase in zip(state["optimizers"], phases[::2]):
+            phase.opt.load_state_dict(phase_state)
+        loss.pl_mean.copy_(state["pl_mean"])
+        if augment_pipe is not None:
+            augment_pipe.p.copy_(state["augment_p"])
+        if ada is not None:
+            ada.load_state_dict(state["ada"])
+        sampler.position = state["sampler_position"]
+        snapshot.restore_rng_state(state["rng"][dist.rank], device)
+    data_iter = iter(torch.utils.data.DataLoader(
+        dataset, batch_size=batch_per_gpu, sampler=sampler, num_workers=opts.workers,
+        pin_memory=device.type == "cuda", prefetch_factor=2 if opts.workers > 0 else None,
+        persistent_workers=opts.workers > 0, generator=torch.Generator().manual_seed(opts.seed)))
+
+    # ------------------------------------------------------------------ start images
+    grid = None
+    if is_main:
+        with snapshot.preserved_rng(device):
+            grid = make_grid_inputs(G, dataset, labels, opts, device)
+            save_grid(grid.reals, grid.shape, run_dir / "reals.png")
+            save_grid(render_grid(G_ema, grid, opts.batch_gpu), grid.shape,
+                      run_dir / f"fakes-init-{snapshot.kimg_label(cur_nimg, opts.tick)}.png")
+
+    # ------------------------------------------------------------------ the loop
+    total_nimg = int(round(opts.kimg * 1000))
+    tick_nimg = max(int(round(opts.tick * 1000)), 1)
+    tick_start_nimg, tick_start_time = cur_nimg, time.time()
+    tick_stats = TickStats(device)
+    log(f"Training for {opts.kimg:g} kimg from {cur_nimg / 1000:g} kimg, batch {opts.batch} "
+        f"({batch_per_gpu} per process x {dist.world_size}, micro-batch {opts.batch_gpu})")
+    done = cur_nimg >= total_nimg
+    while not done:
+        # Fetch reals and draw latents and labels for every phase.
+        real_img, real_c = next(data_iter)
+        sampler.position += batch_per_gpu
+        real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(opts.batch_gpu)
+        real_c = real_c.to(device).split(opts.batch_gpu)
+        gen_z = torch.randn([len(phases), batch_per_gpu, G.z_dim], device=device)
+        if labels is not None:
+            picks = np.random.randint(len(labels), size=len(phases) * batch_per_gpu)
+            gen_c = torch.from_numpy(labels[picks]).to(device).reshape(len(phases), batch_per_gpu, -1)
+        else:
+            gen_c = torch.zeros([len(phases), batch_per_gpu, 0], device=device)
+
+        # One optimiser step per phase that is due at this batch.
+        for phase, phase_z, phase_c in zip(phases, gen_z, gen_c):
+            if batch_idx % phase.interval != 0:
+                continue
+            phase.opt.zero_grad(set_to_none=True)
+            for p in phase.params:
+                p.requires_grad_(True)
+            rounds = zip(real_img, real_c, phase_z.split(opts.batch_gpu), phase_c.split(opts.batch_gpu))
+            for r_img, r_c, r_z, r_gen_c in rounds:
+                stats = loss.accumulate_gradients(phase.name, r_img, r_c, r_z, r_gen_c,
+                                                  gain=phase.interval / opts.rounds)
+                tick_stats.add(stats)
+                if ada is not None and "Loss/scores/real" in stats:
+                    ada.accumulate(stats["Loss/scores/real"])
+            for p in phase.params:
+                p.requires_grad_(False)
+            distributed.all_reduce_mean_grads(phase.params)
+            phase.opt.step()
+
+        # G_ema: exponential moving average with a half-life of ema_kimg (ramped up early in training).
+        update_ema(G_ema, G, cur_nimg=cur_nimg, batch=opts.batch, ema_kimg=opts.ema_kimg, rampup=opts.ema_rampup)
+
+        cur_nimg += opts.batch
+        batch_idx += 1
+
+        # ADA: nudge p towards the overfitting target every `ada_interval` steps.
+        if ada is not None and batch_idx % opts.ada_interval == 0:
+            ada.update(opts.batch)
+
+        # Tick: log, check health, maybe snapshot.
+        done = cur_nimg >= total_nimg
+        if not done and cur_nimg < tick_start_nimg + tick_nimg:
+            continue
+        tick_time = time.time() - tick_start_time
+        summary = tick_stats.reduce_and_reset()
+        tick_kimg = (cur_nimg - tick_start_nimg) / 1000
+        sec_per_kimg = tick_time / max(tick_kimg, 1e-9)
+        eta = (total_nimg - cur_nimg) / 1000 * sec_per_kimg
+        record = {
+            "tick": cur_tick, "kimg": cur_nimg / 1000, "timestamp": time.time(), "total_sec": time.time() - start_time,
+            "sec_per_tick": tick_time, "sec_per_kimg": sec_per_kimg, "eta_sec": eta,
+            **summary,
+            "augment_p": float(augment_pipe.p) if augment_pipe is not None else 0.0,
+            "ada_rt": float(ada.rt) if ada is not None and ada.rt is not None else None,
+            "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None,
+        }
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        log(progress_line(record))
+        bad = [k for k, v in summary.items() if k.startswith("Loss/") and not math.isfinite(v)]
+        bad += [f"weight {n}" for n, t in named_tensors(G, D) if not torch.isfinite(t).all()]
+        if bad:
+            raise TrainingDiverged(f"training diverged at tick {cur_tick} (kimg {cur_nimg / 1000:g}): non-finite "
+                                   f"{', '.join(bad[:5])}. The last good snapshot is kept; resume from it with "
+                                   f"a lower --gamma or learning rate, or --fp32.")
+
+        cur_tick += 1
+        if done or cur_tick % opts.snap == 0:
+            record["ddp_max_diff"] = max(distributed.max_rank_difference(m) for m in (G, D, G_ema))
+            if record["ddp_max_diff"] != 0:
+                raise RuntimeError(f"processes disagree on the weights (max difference {record['ddp_max_diff']}); "
+                                   f"this is a bug in gradient synchronisation")
+            state = {
+                "cur_nimg": cur_nimg, "cur_tick": cur_tick, "batch_idx": batch_idx, "world_size": dist.world_size,
+                "optimizers": [phase.opt.state_dict() for phase in phases[::2]],
+                "pl_mean": loss.pl_mean.detach().cpu(),
+                "augment_p": augment_pipe.p.detach().cpu() if augment_pipe is not None else None,
+                "ada": ada.state_dict() if ada is not None else None,
+                "sampler_position": sampler.position,
+                "rng": distributed.all_gather_objects(snapshot.capture_rng_state(device)),
+            }
+            if is_main:
+                with snapshot.preserved_rng(device):
+                    label = snapshot.kimg_label(cur_nimg, opts.tick)
+                    save_grid(render_grid(G_ema, grid, opts.batch_gpu), grid.shape, run_dir / f"fakes{label}.png")
+                    record["metrics"] = compute_metrics(opts, G_ema, dataset, device, log)
+                    meta = {"kimg": cur_nimg / 1000, "cur_nimg": cur_nimg, "tick": cur_tick,
+                            "augment_p": record["augment_p"] if augment_pipe is not None else None,
+                            "augment_kwargs": AUGPIPE_PRESETS[opts.augpipe] if augment_pipe is not None else None,
+                            "training_options": json.loads(opts.to_json())}
+                    snapshot.write_snapshot(
+                        snapshot.Snapshot(run_dir, label), state,
+                        lambda path: save_checkpoint(path, G=G, D=D, G_ema=G_ema, meta=meta),
+                        keep=opts.keep)
+        if is_main:
+            append_stats(run_dir / "stats.jsonl", record)
+        tick_start_nimg, tick_start_time = cur_nimg, time.time()
+    log(f"Done: {cur_nimg / 1000:g} kimg in {time.time() - start_time:.0f} s. Snapshots in {run_dir}")
+
+
+# ============================================================================ helpers
+
+def build_phases(G, G_params, D, D_params, opts: TrainingOptions) -> list[Phase]:
+    """Gmain, Greg, Dmain, Dreg with one Adam per network.
+
+    Lazy regularisation runs the regulariser only every `reg_interval` steps; Adam's learning rate
+    and betas are scaled by c = interval / (interval + 1) so that one "main + reg" cycle moves the
+    weights like `interval` ordinary steps would (StyleGAN2, Appendix B).
+    """
+    phases = []
+    for name, module, params, opt_kwargs, reg_interval in (("G", G, G_params, opts.G_opt, opts.G_reg_interval),
+                                                          ("D", D, D_params, opts.D_opt, opts.D_reg_interval)):
+        c = reg_interval / (reg_interval + 1)
+        opt = torch.optim.Adam(params, lr=opt_kwargs["lr"] * c, betas=[b ** c for b in opt_kwargs["betas"]],
+                               eps=opt_kwargs["eps"])
+        phases.append(Phase(f"{name}main", module, params, opt, 1))
+        phases.append(Phase(f"{name}reg", module, params, opt, reg_interval))
+    return phases
+
+
+@torch.no_grad()
+def update_ema(G_ema, G, cur_nimg: int, batch: int, ema_kimg: float, rampup: float | None) -> float:
+    """G_ema <- lerp towards G with a half-life of ema_kimg (shorter early on with ramp-up); returns beta."""
+    ema_nimg = ema_kimg * 1000
+    if rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * rampup)
+    beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+    return beta
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+class InfiniteSampler(torch.utils.data.Sampler):
+    """Endless reshuffled epochs, rank r taking every world-th index; restartable at any `position`.
+
+    The order is a pure function of (seed, epoch), so the sampler state is just the number of indices
+    this rank has consumed, which the loop advances itself (DataLoader prefetching runs ahead of it).
+    """
+
+    def __init__(self, size: int, rank: int = 0, num_replicas: int = 1, seed: int = 0):
+        if size < 1:
+            raise ValueError("the dataset is empty")
+        self.size, self.rank, self.num_replicas, self.seed = size, rank, num_replicas, seed
+        self.position = 0
+
+    def __iter__(self):
+        epoch, order = -1, None
+        k = self.position
+        while True:
+            global_pos = k * self.num_replicas + self.rank
+            if global_pos // self.size != epoch:
+                epoch = global_pos // self.size
+                order = np.random.RandomState((self.seed + epoch) % 2 ** 32).permutation(self.size)
+            yield int(order[global_pos % self.size])
+            k += 1
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def named_tensors(*modules):
+    for module in modules:
+        yield from module.named_parameters()
+
+
+class TickStats:
+    """Per-tick means of the loss statistics, summed on-device and reduced over ranks once per tick."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+
+    def add(self, stats: dict[str, torch.Tensor]) -> None:
+        for key, value in stats.items():
+            value = value.detach().to(torch.float64).flatten()
+            acc = self.sums.setdefault(key, torch.zeros([2], dtype=torch.float64, device=self.device))
+            acc += torch.stack([value.sum(), torch.tensor(value.numel(), dtype=torch.float64, device=self.device)])
+
+    def reduce_and_reset(self) -> dict[str, float]:
+        keys = sorted(self.sums)
+        if not keys:
+            return {}
+        packed = distributed.all_reduce_sum(torch.stack([self.sums[k] for k in keys]))
+        self.sums = {}
+        return {k: float(s / n) if n > 0 else math.nan for k, (s, n) in zip(keys, packed.tolist())}
+
+
+def progress_line(r: dict) -> str:
+    eta = r["eta_sec"]
+    parts = [f"tick {r['tick']:<5d}", f"kimg {r['kimg']:<9.3f}", f"sec/kimg {r['sec_per_kimg']:<8.2f}",
+             f"eta {int(eta // 3600)}h{int(eta % 3600 // 60):02d}m{int(eta % 60):02d}s"]
+    for key, short in (("Loss/G/loss", "G"), ("Loss/D/real", "Dreal"), ("Loss/D/fake", "Dfake"),
+                       ("Loss/r1_penalty", "r1"), ("Loss/pl_penalty", "pl")):
+        if key in r:
+            parts.append(f"{short} {r[key]:.3f}")
+    parts.append(f"augment {r['augment_p']:.3f}")
+    if r.get("gpu_mem_gb") is not None:
+        parts.append(f"gpumem {r['gpu_mem_gb']:.2f}GB")
+    return "  ".join(parts)
+
+
+def append_stats(path: pathlib.Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, allow_nan=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@dataclass
+class GridInputs:
+    shape: tuple[int, int]  # (columns, rows)
+    reals: np.ndarray       # uint8 [N, H, W, C]
+    z: torch.Tensor
+    c: torch.Tensor
+
+
+def make_grid_inputs(G, dataset, labels, opts: TrainingOptions, device) -> GridInputs:
+    """Fixed reals and fixed latents (seeded by --seed) for the reals.png / fakes*.png grids."""
+    cols = int(np.clip(1280 // opts.resolution, 4, 8))
+    rows = int(np.clip(720 // opts.resolution, 4, 8))
+    n = cols * rows
+    rnd = np.random.RandomState(opts.seed)
+    order = rnd.permutation(len(dataset))[:n]
+    order = np.resize(order, n)
+    reals = np.stack([dataset[int(i)][0] for i in order]).transpose(0, 2, 3, 1)
+    z = torch.from_numpy(rnd.randn(n, G.z_dim).astype(np.float32)).to(device)
+    if labels is not None:  # one row per class, cycling
+        eye = np.eye(labels.shape[1], dtype=np.float32)
+        c = torch.from_numpy(eye[np.arange(n) // cols % labels.shape[1]]).to(device)
+    else:
+        c = torch.zeros([n, 0], device=device)
+    return GridInputs((cols, rows), reals, z, c)
+
+
+@torch.no_grad()
+def render_grid(G_ema, grid: GridInputs, batch: int) -> np.ndarray:
+    images = []
+    for z, c in zip(grid.z.split(batch), grid.c.split(batch)):
+        img = G_ema(z, c, noise_mode="const")
+        images.append((img * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(images)
+
+
+def save_grid(images: np.ndarray, shape: tuple[int, int], path: pathlib.Path) -> None:
+    cols, rows = shape
+    n, h, w, c = images.shape
+    canvas = images[: cols * rows].reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+    PIL.Image.fromarray(canvas[:, :, 0] if c == 1 else canvas).save(path)
+
+
+def compute_metrics(opts: TrainingOptions, G_ema, dataset, device, log) -> dict:
+    """Metrics at a snapshot; a missing feature network skips them with one line instead of failing."""
+    if not opts.metrics:
+        return {}
+    from training import metrics as metric_lib
+    results = {}
+    for name in opts.metrics:
+        try:
+            results[name] = metric_lib.compute_metric(name, G=G_ema, dataset=dataset, device=device)
+        except metric_lib.FeatureNetworkUnavailable as exc:
+            log(f"Skipping metric {name}: {exc}")
+            results[name] = None
+    return results

@@ -1,0 +1,202 @@
+"""Snapshots that survive SIGKILL, and the training state that makes `--resume latest` exact.
+
+A snapshot is a pair written in this order: `training-state-<kimg>.pt` (optimisers, RNG states of every
+rank, counters, sampler position, ADA state), then `network-snapshot-<kimg>.safetensors` (G, D, G_ema).
+Each file is written to a temporary name, fsync'ed and renamed, so a file either exists complete or
+not at all; a pair counts only when both exist and their counters agree, so a kill between the two
+renames just leaves the previous pair as the latest.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import random
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+NETWORK_PREFIX = "network-snapshot-"
+STATE_PREFIX = "training-state-"
+_LABEL = re.compile(rf"^{NETWORK_PREFIX}(\d{{6}}(?:\.\d{{3}})?)\.safetensors$")
+
+
+def kimg_label(cur_nimg: int, tick_kimg: float) -> str:
+    """Whole kimg like the official tool (`000120`), with decimals when ticks are shorter than 1 kimg."""
+    if tick_kimg >= 1:
+        return f"{cur_nimg // 1000:06d}"
+    return f"{cur_nimg / 1000:010.3f}"
+
+
+def atomic_write(path: pathlib.Path, write: Callable[[pathlib.Path], None]) -> None:
+    """Run write(tmp_path) then publish it at `path` with fsync + rename (never a half-written file)."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = pathlib.Path(tmp)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+# ----------------------------------------------------------------------------- RNG state
+
+def capture_rng_state(device: torch.device) -> dict[str, Any]:
+    """Every generator the loop draws from, as tensors and plain numbers (loadable with weights_only)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss_next": py_state[2]},
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+@contextlib.contextmanager
+def preserved_rng(device: torch.device) -> Iterator[None]:
+    """Side work (grids, metrics) must not move the training RNG, or a resumed run would differ."""
+    state = capture_rng_state(device)
+    try:
+        yield
+    finally:
+        restore_rng_state(state, device)
+
+
+# ----------------------------------------------------------------------------- snapshot files
+
+@dataclass(frozen=True)
+class Snapshot:
+    run_dir: pathlib.Path
+    label: str
+
+    @property
+    def network_path(self) -> pathlib.Path:
+        return self.run_dir / f"{NETWORK_PREFIX}{self.label}.safetensors"
+
+    @property
+    def state_path(self) -> pathlib.Path:
+        return self.run_dir / f"{STATE_PREFIX}{self.label}.pt"
+
+    @property
+    def kimg(self) -> float:
+        return float(self.label)
+
+
+def save_training_state(path: pathlib.Path, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_training_state(path: pathlib.Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which one and what to do
+        raise RuntimeError(f"cannot read training state {path}: {exc}. Delete this snapshot pair to resume "
+                           f"from the previous one.") from exc
+
+
+def list_snapshots(run_dir: pathlib.Path) -> list[Snapshot]:
+    """Complete pairs (network + state) in a run folder, oldest first."""
+    run_dir = pathlib.Path(run_dir)
+    found = []
+    for path in run_dir.glob(f"{NETWORK_PREFIX}*.safetensors"):
+        match = _LABEL.match(path.name)
+        if match:
+            snap = Snapshot(run_dir, match.group(1))
+            if snap.state_path.exists():
+                found.append(snap)
+    return sorted(found, key=lambda s: s.kimg)
+
+
+def latest_snapshot(outdir: pathlib.Path) -> Snapshot | None:
+    """Newest complete snapshot of the most recent run folder in `outdir` that has one."""
+    outdir = pathlib.Path(outdir)
+    if not outdir.is_dir():
+        return None
+    runs = sorted((d for d in outdir.iterdir() if d.is_dir() and re.match(r"^\d{5}-", d.name)),
+                  key=lambda d: int(d.name[:5]), reverse=True)
+    for run in runs:
+        snaps = list_snapshots(run)
+        if snaps:
+            return snaps[-1]
+    return None
+
+
+def write_snapshot(snap: Snapshot, state: dict[str, Any], write_network: Callable[[pathlib.Path], None],
+                   keep: int) -> None:
+    """Write state then network (both atomic), then drop all but the newest `keep` pairs."""
+    save_training_state(snap.state_path, state)
+    write_network(snap.network_path)
+    for old in list_snapshots(snap.run_dir)[:-keep]:
+        old.network_path.unlink(missing_ok=True)  # network first: a lone state file is ignored
+        old.state_path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- resume
+
+def load_exact(bundle, **modules: torch.nn.Module) -> None:
+    """Exact resume: every parameter and buffer of our networks comes from the snapshot, bit for bit."""
+    for name, dst in modules.items():
+        src = getattr(bundle, name, None)
+        if src is None:
+            raise RuntimeError(f"the snapshot has no {name}; it cannot be resumed exactly")
+        try:
+            dst.load_state_dict(src.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise RuntimeError(f"the snapshot's {name} does not match this run's options: {exc}") from exc
+
+
+@torch.no_grad()
+def transfer_weights(src: torch.nn.Module, dst: torch.nn.Module) -> list[str]:
+    """Transfer learning: copy every tensor whose name and shape agree; return notes on the rest.
+
+    One mismatch is repaired rather than skipped: a conditional generator started from an
+    unconditional one has a wider first mapping layer (z and the label embedding are concatenated).
+    Its z columns get the source weights, rescaled for the wider fan-in, and its label columns start
+    at zero, so the new network first draws exactly what the source drew and learns to use labels.
+    """
+    src_state = src.state_dict()
+    notes = []
+    for name, tensor in dst.state_dict().items():
+        if name not in src_state:
+            notes.append(f"{name} is new (initialised fresh)")
+            continue
+        source = src_state[name].to(tensor.device, tensor.dtype)
+        if source.shape == tensor.shape:
+            tensor.copy_(source)
+        elif name.endswith("mapping.fc0.weight") and source.shape[0] == tensor.shape[0] \
+                and source.shape[1] < tensor.shape[1]:
+            # weight_gain = lr_mul / sqrt(fan_in): keep the z part's effective weights unchanged.
+            tensor.zero_()
+            tensor[:, :source.shape[1]] = source * np.sqrt(tensor.shape[1] / source.shape[1])
+            notes.append(f"{name}: z columns copied, label columns start at zero")
+        else:
+            notes.append(f"{name}: shape {tuple(source.shape)} -> {tuple(tensor.shape)}, initialised fresh")
+    return notes
