@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import pathlib
+import secrets
 import struct
 
 import safetensors.torch
@@ -120,9 +121,9 @@ def save_checkpoint(path: str | os.PathLike, G: torch.nn.Module | None = None, D
 def _atomic_write(path: pathlib.Path, payload: bytes) -> pathlib.Path:
     """Temp file in the same folder, fsync, rename: a crash leaves the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # unique per writer; umask-respecting mode
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
