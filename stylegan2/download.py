@@ -72,11 +72,15 @@ def download(url: str, cache_dir: str | os.PathLike | None = None, sha256: str |
             break
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                 _IncompleteError) as exc:
-            if attempt == retries:
-                raise DownloadError(
-                    f"download of {url} was interrupted ({exc}); {part.stat().st_size if part.exists() else 0} bytes "
-                    f"are kept in {part}: run the same command again to resume"
-                ) from exc
+            if attempt < retries:
+                continue
+            kept = part.stat().st_size if part.exists() else 0
+            if not kept:
+                raise DownloadError(f"could not download {url} ({exc}); check the network connection and the URL") from exc
+            raise DownloadError(
+                f"download of {url} was interrupted ({exc}); {kept} bytes are kept in {part}: "
+                "run the same command again to resume"
+            ) from exc
     if sha256 is not None:
         actual = file_sha256(part)
         if actual != sha256.lower():
@@ -96,7 +100,9 @@ def _fetch_into(url: str, part: pathlib.Path, progress: bool) -> None:
     if have:
         headers["Range"] = f"bytes={have}-"
     with requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)) as response:
-        if response.status_code == 416 and have:  # our partial file is not a prefix the server knows: restart
+        resumed_elsewhere = (response.status_code == 206
+                             and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"))
+        if have and (response.status_code == 416 or resumed_elsewhere):  # our partial file is unusable: restart
             part.unlink()
             return _fetch_into(url, part, progress)
         if response.status_code >= 400:

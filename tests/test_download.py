@@ -23,6 +23,7 @@ class _Server:
         self.accept_encodings = []
         self.cut_after = None  # bytes to send before hanging up on the next request
         self.ignore_range = False
+        self.range_offset_error = 0  # a faulty server answers a Range request from the wrong offset
         self.bytes_sent = 0
         server = self
 
@@ -39,7 +40,7 @@ class _Server:
                 start = 0
                 match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
                 if match and not server.ignore_range:
-                    start = int(match.group(1))
+                    start = int(match.group(1)) - server.range_offset_error
                     if start >= len(PAYLOAD):
                         self.send_error(416, "Range Not Satisfiable")
                         return
@@ -119,6 +120,22 @@ def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
     cached_path(url, tmp_path).with_suffix(".pkl.part").write_bytes(b"junk" * 10)
     server.ignore_range = True
     assert download(url, cache_dir=tmp_path, progress=False).read_bytes() == PAYLOAD
+
+
+def test_range_answered_from_the_wrong_offset_restarts_cleanly(server, tmp_path):
+    url = server.url + "/net.pkl"
+    cached_path(url, tmp_path).with_suffix(".pkl.part").write_bytes(PAYLOAD[:1000])
+    server.range_offset_error = 10
+    assert download(url, cache_dir=tmp_path, sha256=PAYLOAD_SHA, progress=False).read_bytes() == PAYLOAD
+    assert [rng for _, rng in server.requests] == ["bytes=1000-", None]
+
+
+def test_unreachable_server_says_to_check_the_connection(server, tmp_path):
+    url = server.url + "/net.pkl"
+    server.close()
+    with pytest.raises(DownloadError, match="check the network connection"):
+        download(url, cache_dir=tmp_path, progress=False, retries=1)
+    assert not list(tmp_path.iterdir())
 
 
 def test_sha_mismatch_deletes_and_errors(server, tmp_path):
