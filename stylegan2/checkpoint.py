@@ -72,10 +72,8 @@ def describe_networks(nets: dict[str, torch.nn.Module]) -> dict:
             raise CheckpointError(f"{name} has no init_kwargs dict: only stylegan2.networks modules can be saved")
         out["nets"][name] = {"class_name": type(module).__name__, "init_kwargs": to_plain(module.init_kwargs),
                              "num_params": sum(p.numel() for p in module.parameters())}
-    reference = nets.get("G_ema") or nets.get("G") or nets.get("D")
     for key in ("img_resolution", "img_channels", "c_dim", "z_dim", "w_dim", "num_ws"):
-        if hasattr(reference, key):
-            out[key] = int(getattr(reference, key))
+        out[key] = int(getattr(nets["G_ema"], key))
     return out
 
 
