@@ -43,11 +43,13 @@ def _parse_attrs(ctx, param, value):
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True, help="3 = RGB, 1 = greyscale.")
 @click.option("--min-size", type=int, default=None, help="Drop photos whose short side is smaller (default: resolution/2; 0 disables).")
 @click.option("--max-aspect", type=float, default=4.0, show_default=True, help="Drop photos longer than this ratio (0 disables).")
-@click.option("--max-pixels", type=int, default=100_000_000, show_default=True, help="Skip images whose header claims more pixels (decompression bombs).")
+@click.option("--max-pixels", type=int, default=100_000_000, show_default=True, help="Skip images whose header claims more pixels (decompression bombs; Pillow itself refuses above ~179 MP).")
 @click.option("--max-file-mb", type=float, default=200.0, show_default=True, help="Skip files larger than this.")
 @click.option("--exif-rotate/--no-exif-rotate", default=True, show_default=True, help="Apply EXIF orientation.")
 @click.option("--dedupe/--no-dedupe", default=True, show_default=True, help="Drop exact duplicates (same decoded pixels).")
-@click.option("--near-threshold", type=int, default=6, show_default=True, help="Near duplicates: at most this many of 64 perceptual-hash bits differ and the mean colour is close (-1 disables).")
+@click.option("--near-threshold", type=int, default=6, show_default=True, help="Near duplicates: at most this many of 64 perceptual-hash bits differ (-1 disables)...")
+@click.option("--near-colour-tolerance", type=int, default=20, show_default=True,
+              help="...and no cell of a 4x4 colour thumbnail differs by more than this (keeps other colourways).")
 @click.option("--max-images", type=int, default=None, help="Stop after writing this many images.")
 @click.option("--shuffle", is_flag=True, help="Process photos in a random (seeded) order instead of sorted paths, e.g. to sample with --max-images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --shuffle.")
@@ -76,6 +78,7 @@ def main(quiet, channels, **kwargs):
     click.echo(report.summary())
     click.echo(f"Wrote {options.dest} (details in its report.json).")
     if report.written == 0:
+        click.echo("No image was usable: check the reasons above (e.g. lower --min-size, or --unlabelled unknown).", err=True)
         sys.exit(1)
 
 

@@ -24,6 +24,7 @@ from fashion_data.pipeline import BuildOptions, build_dataset
 def make_photos(folder: pathlib.Path, count: int, seed: int = 0) -> int:
     """Smooth random 'garments' with some texture; returns total bytes written."""
     rng = np.random.RandomState(seed)
+    texture = Image.effect_noise((2000, 2000), 40).convert("RGB")   # sensor-like grain, cropped per photo
     total = 0
     for i in tqdm(range(count), desc="generating photos", unit="img"):
         long_side = int(rng.randint(300, 2001))
@@ -31,7 +32,7 @@ def make_photos(folder: pathlib.Path, count: int, seed: int = 0) -> int:
         size = (short_side, long_side) if rng.rand() < 0.7 else (long_side, short_side)
         grid = rng.randint(0, 256, (6, 6, 3)).astype(np.uint8)
         image = Image.fromarray(grid).resize(size, Image.Resampling.BICUBIC)
-        image = Image.blend(image, Image.effect_noise(size, 40).convert("RGB"), 0.15)   # sensor-like texture
+        image = Image.blend(image, texture.crop((0, 0) + size), 0.15)
         path = folder / f"{i // 100:03d}" / (f"photo_{i:05d}.png" if i % 10 == 0 else f"photo_{i:05d}.jpg")
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path, quality=90, compress_level=1)

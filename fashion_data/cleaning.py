@@ -18,6 +18,7 @@ EXIF_ORIENTATION_TAG = 0x0112
 ORIENTATIONS_THAT_SWAP_AXES = (5, 6, 7, 8)
 PHASH_SIZE = 32     # the photo is shrunk to 32x32 grey before the DCT
 PHASH_BLOCK = 8     # the lowest 8x8 frequencies give the 64 hash bits
+COLOUR_GRID = 4     # near duplicates must also match on a 4x4 colour thumbnail
 WHITE = (255, 255, 255)
 
 
@@ -145,14 +146,19 @@ def perceptual_hash(image: Image.Image) -> int:
     return int(sum(1 << i for i, bit in enumerate(bits) if bit))
 
 
-def mean_colour(image: Image.Image) -> tuple[float, ...]:
-    """Average colour per channel: the grey perceptual hash cannot tell colourways apart, this can."""
-    return tuple(float(v) for v in np.asarray(image, dtype=np.float64).reshape(-1, len(image.getbands())).mean(axis=0))
+def colour_layout(image: Image.Image) -> bytes:
+    """A 4x4 colour thumbnail (uint8 bytes): the grey hash cannot tell a navy dress from a royal-blue
+    one on the same backdrop; this can, while re-encoded copies stay within a few levels."""
+    return np.asarray(image.resize((COLOUR_GRID, COLOUR_GRID), Image.Resampling.BOX), dtype=np.uint8).tobytes()
 
 
-def fingerprint(image: Image.Image) -> tuple[int, tuple[float, ...]]:
-    """(perceptual hash, mean colour); the colour comes from a box thumbnail, cheap for big photos."""
-    return perceptual_hash(image), mean_colour(image.resize((PHASH_SIZE, PHASH_SIZE), Image.Resampling.BOX))
+def fingerprint(image: Image.Image) -> tuple[int, bytes]:
+    return perceptual_hash(image), colour_layout(image)
+
+
+def colour_distance(a: bytes, b: bytes) -> int:
+    """Largest per-cell, per-channel difference between two colour layouts."""
+    return int(np.abs(np.frombuffer(a, np.uint8).astype(np.int16) - np.frombuffer(b, np.uint8)).max())
 
 
 def hamming(a: int, b: int) -> int:
@@ -160,7 +166,7 @@ def hamming(a: int, b: int) -> int:
 
 
 class NearDuplicateIndex:
-    """Find an earlier photo whose hash is within ``threshold`` bits and whose mean colour is close.
+    """Find an earlier photo whose hash is within ``threshold`` bits and whose colour layout is close.
 
     Split the 64 bits into threshold+1 chunks: two hashes that differ in at most
     ``threshold`` bits agree exactly on at least one chunk (pigeonhole), so only
@@ -168,7 +174,7 @@ class NearDuplicateIndex:
     the same garment in another colourway (same shape, same hash) as a new image.
     """
 
-    def __init__(self, threshold: int, colour_tolerance: float = 16.0):
+    def __init__(self, threshold: int, colour_tolerance: int = 20):
         if not 0 <= threshold <= 16:
             raise ValueError(f"near-duplicate threshold must be 0..16 bits, got {threshold}")
         self.threshold = threshold
@@ -178,18 +184,18 @@ class NearDuplicateIndex:
         self._tables: list[dict[int, list[tuple]]] = [{} for _ in self._chunks]
         self._count = 0
 
-    def find(self, value: int, colour: tuple[float, ...]) -> tuple[str, int] | None:
+    def find(self, value: int, colour: bytes) -> tuple[str, int] | None:
         """The closest earlier (key, distance), ties to the earliest added; None when none is near."""
         best = None   # (distance, insertion order, key)
         for (shift, mask), table in zip(self._chunks, self._tables):
             for other, other_colour, order, key in table.get((value >> shift) & mask, ()):
                 candidate = (hamming(value, other), order, key)
                 if (candidate[0] <= self.threshold and (best is None or candidate < best)
-                        and max(abs(a - b) for a, b in zip(colour, other_colour)) <= self.colour_tolerance):
+                        and colour_distance(colour, other_colour) <= self.colour_tolerance):
                     best = candidate
         return None if best is None else (best[2], best[0])
 
-    def add(self, value: int, colour: tuple[float, ...], key: str) -> None:
+    def add(self, value: int, colour: bytes, key: str) -> None:
         self._count += 1
         for (shift, mask), table in zip(self._chunks, self._tables):
             table.setdefault((value >> shift) & mask, []).append((value, colour, self._count, key))

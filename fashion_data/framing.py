@@ -26,6 +26,16 @@ def estimate_background(image: Image.Image) -> tuple[int, ...]:
     return tuple(int(v) for v in np.median(border, axis=0).round())
 
 
+def _fill_for_mode(colour: tuple, mode: str):
+    """An RGB colour on a greyscale canvas becomes its luma (ITU-R 601, as Pillow's own L conversion)."""
+    if mode != "L":
+        return tuple(colour[:3])
+    if len(colour) == 1:
+        return colour[0]
+    red, green, blue = colour[:3]
+    return round((red * 299 + green * 587 + blue * 114) / 1000)
+
+
 def frame_image(image: Image.Image, resolution: int, transform: str = "pad",
                 background: tuple | None = None) -> Image.Image:
     """Return a ``resolution`` x ``resolution`` image in the same mode (RGB or L)."""
@@ -47,6 +57,6 @@ def frame_image(image: Image.Image, resolution: int, transform: str = "pad",
         scale = resolution / max(width, height)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         inner = image.resize(size, LANCZOS, reducing_gap=REDUCING_GAP)
-    canvas = Image.new(image.mode, (resolution, resolution), fill[0] if image.mode == "L" else tuple(fill[:3]))
+    canvas = Image.new(image.mode, (resolution, resolution), _fill_for_mode(fill, image.mode))
     canvas.paste(inner, ((resolution - inner.width) // 2, (resolution - inner.height) // 2))
     return canvas

@@ -47,6 +47,7 @@ class BuildOptions:
     exif_rotate: bool = True
     dedupe: bool = True
     near_threshold: int = 6                  # Hamming bits; -1 disables near-duplicate detection
+    near_colour_tolerance: int = 20          # and at most this difference on the 4x4 colour thumbnail
     max_images: int | None = None
     shuffle: bool = False
     seed: int = 0
@@ -88,7 +89,7 @@ class Processed:
     png: bytes = b""
     content: str = ""
     phash: int = 0
-    colour: tuple = ()
+    colour: bytes = b""
 
 
 _worker: dict = {}
@@ -198,21 +199,11 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> Report:
         max_aspect=options.max_aspect, max_pixels=options.max_pixels,
         exif_rotate=options.exif_rotate, draft_size=max(options.resolution, MIN_DECODE_SIZE))
 
-    candidates = []
-    names = source.list_files()
-    report.files_found = len(names)
-    for name in names:
-        if is_hidden(name):
-            report.drop(name, "hidden")
-        elif not is_image_name(name):
-            report.drop(name, "not_image_extension")
-        else:
-            candidates.append(name)
-    if options.shuffle:
-        np.random.RandomState(options.seed).shuffle(candidates)
+    candidates = _scan(source, options, report)
 
     exact_seen: dict[str, str] = {}
-    near_index = NearDuplicateIndex(options.near_threshold) if options.near_threshold >= 0 else None
+    near_index = (NearDuplicateIndex(options.near_threshold, options.near_colour_tolerance)
+                  if options.near_threshold >= 0 else None)
     labels: list[tuple[str, str]] = []
     processed = 0
     with DatasetWriter(options.dest, options.overwrite) as writer, tempfile.TemporaryDirectory() as scratch:
@@ -259,6 +250,23 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> Report:
         report.seconds = time.perf_counter() - started
         writer.add("report.json", json.dumps(report.to_dict(), indent=1, ensure_ascii=False).encode())
     return report
+
+
+def _scan(source: Source, options: BuildOptions, report: Report) -> list[str]:
+    """Image files in processing order (sorted, or seeded-shuffled); the rest are reported as ignored."""
+    candidates = []
+    names = source.list_files()
+    report.files_found = len(names)
+    for name in names:
+        if is_hidden(name):
+            report.drop(name, "hidden")
+        elif not is_image_name(name):
+            report.drop(name, "not_image_extension")
+        else:
+            candidates.append(name)
+    if options.shuffle:
+        np.random.RandomState(options.seed).shuffle(candidates)
+    return candidates
 
 
 def _dataset_json(labels: list[tuple[str, str]], cond_attr: tuple[str, ...]) -> dict:

@@ -79,6 +79,8 @@ class Report:
         if self.metadata:
             lines.append(f"  metadata: {self.metadata['rows_matched']} of {self.metadata['rows']} rows matched a photo")
         for name, counts in self.coverage.items():
+            if set(counts) == {"(none)"}:
+                continue
             top = ", ".join(f"{value} {n}" for value, n in counts.most_common(6))
             lines.append(f"  {name}: {top}")
         if self.class_counts:

@@ -343,6 +343,21 @@ def test_label_from_folder(tmp_path):
     assert [r["attributes"].get("garment") for r in records] == ["dress", "dress", "jacket", "jacket", "t_shirt"]
 
 
+def test_class_from_combined_attributes(tmp_path):
+    for name, seed in [("a.jpg", 1), ("b.jpg", 2), ("c.jpg", 3)]:
+        save(smooth_photo(seed), tmp_path / "src" / name, "JPEG")
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(row) for row in [
+        {"file": "a.jpg", "title": "Women's kente dress"}, {"file": "b.jpg", "title": "Men's kente shirt"},
+        {"file": "c.jpg", "title": "Kente dress"}]))
+    report = build_dataset(BuildOptions(source=str(tmp_path / "src"), dest=str(tmp_path / "out"), resolution=RES,
+                                        metadata=str(tmp_path / "t.jsonl"), cond_attr=("garment", "wearer")),
+                           progress=False)
+    meta = json.loads((tmp_path / "out/dataset.json").read_text())
+    assert meta["class_names"] == ["dress / women", "shirt / men"] and [c for _, c in meta["labels"]] == [0, 1]
+    assert report.to_dict()["dropped"] == [{"file": "c.jpg", "step": "label", "reason": "no_label",
+                                             "detail": "no garment + wearer found"}]
+
+
 def test_dest_inside_source_is_refused(corpus):
     with pytest.raises(ValueError, match="inside --source"):
         build_dataset(BuildOptions(source=str(corpus), dest=str(corpus / "out.zip"), resolution=RES), progress=False)

@@ -10,8 +10,8 @@ import scipy.fft
 from PIL import Image
 
 from fashion_data import cleaning
-from fashion_data.cleaning import (CleanOptions, NearDuplicateIndex, Rejected, decode_image, fingerprint, hamming,
-                                   normalize_mode, perceptual_hash)
+from fashion_data.cleaning import (CleanOptions, NearDuplicateIndex, Rejected, colour_distance, decode_image,
+                                   fingerprint, hamming, normalize_mode, perceptual_hash)
 from fashion_data.framing import estimate_background, frame_image
 from fashion_data.metadata import MetadataError, load_metadata
 from fashion_data.parallel import ordered_map
@@ -40,11 +40,13 @@ def test_perceptual_hash_bits_follow_the_median_rule():
     assert perceptual_hash(image) == expected
 
 
-def test_fingerprint_colour_is_the_image_mean():
-    pixels = np.random.RandomState(4).randint(0, 256, (64, 96, 3), dtype=np.uint8)   # BOX 2x3 blocks: exact mean
-    phash, colour = fingerprint(Image.fromarray(pixels))
-    np.testing.assert_allclose(colour, pixels.reshape(-1, 3).mean(0), atol=0.5)
+def test_colour_layout_is_the_4x4_block_mean():
+    pixels = np.random.RandomState(4).randint(0, 256, (64, 96, 3), dtype=np.uint8)
+    phash, layout = fingerprint(Image.fromarray(pixels))
+    blocks = pixels.reshape(4, 16, 4, 24, 3).astype(np.float64).mean(axis=(1, 3))
+    assert np.abs(np.frombuffer(layout, np.uint8).reshape(4, 4, 3) - blocks).max() <= 1
     assert phash == perceptual_hash(Image.fromarray(pixels))
+    assert colour_distance(layout, bytes(48)) == int(np.frombuffer(layout, np.uint8).max())
 
 
 def test_hamming_counts_differing_bits():
@@ -59,7 +61,7 @@ def test_near_duplicate_index_agrees_with_brute_force(threshold):
     for i in range(0, 300, 7):   # plant neighbours a few bits away
         hashes[i] = hashes[i // 2] ^ sum(1 << int(b) for b in rng.choice(64, rng.randint(0, 9), replace=False))
     index = NearDuplicateIndex(threshold)
-    colour = (0.0, 0.0, 0.0)
+    colour = bytes(48)
     kept = []
     for key, value in enumerate(hashes):
         candidates = [(hamming(value, other), order, k) for order, (other, k) in enumerate(kept)
@@ -72,10 +74,14 @@ def test_near_duplicate_index_agrees_with_brute_force(threshold):
 
 
 def test_near_duplicate_index_keeps_other_colourways():
-    index = NearDuplicateIndex(4, colour_tolerance=16)
-    index.add(12345, (200.0, 10.0, 10.0), "red.jpg")
-    assert index.find(12345, (10.0, 10.0, 200.0)) is None
-    assert index.find(12345 ^ 1, (205.0, 12.0, 8.0)) == ("red.jpg", 1)
+    index = NearDuplicateIndex(4, colour_tolerance=20)
+    red = np.full((4, 4, 3), (200, 10, 10), np.uint8)
+    index.add(12345, red.tobytes(), "red.jpg")
+    blue_centre = red.copy()
+    blue_centre[1:3, 1:3] = (10, 10, 200)
+    assert index.find(12345, blue_centre.tobytes()) is None
+    assert index.find(12345 ^ 1, (red + 20).tobytes()) == ("red.jpg", 1)
+    assert index.find(12345 ^ 1, (red + 21).tobytes()) is None
 
 
 def corrupt_pixels() -> bytes:
@@ -153,6 +159,11 @@ def test_center_crop_equals_crop_then_plain_lanczos():
     ours = np.asarray(frame_image(photo, 16, "center-crop"), dtype=np.int16)
     assert np.abs(ours - expected).max() <= 4   # the box pre-reduction (reducing_gap) changes a few levels at most
     assert frame_image(photo, 16, "resize").size == (16, 16)
+
+
+def test_rgb_background_on_a_grey_canvas_is_its_luma():
+    framed = frame_image(Image.new("L", (8, 4), 0), 8, "pad", background=(255, 0, 0))
+    assert framed.mode == "L" and framed.getpixel((0, 0)) == 76 == Image.new("RGB", (1, 1), (255, 0, 0)).convert("L").getpixel((0, 0))
 
 
 def test_center_crop_wide_is_a_centred_two_to_one_band():
