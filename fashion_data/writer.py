@@ -16,6 +16,16 @@ class DestinationError(ValueError):
     """--dest cannot be written; the message says what to change."""
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def archive_name(index: int) -> str:
     """The official tool's naming: 1000 images per folder."""
     return f"{index // 1000:05d}/img{index:08d}.png"
@@ -32,6 +42,7 @@ class DatasetWriter:
         if self.dest.exists() and self.is_zip != self.dest.is_file():
             raise DestinationError(f"--dest {self.dest} exists as a {'folder' if self.is_zip else 'file'}; remove it first")
         self.dest.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_partials()
         self.temp = self.dest.with_name(f".{self.dest.name}.partial-{os.getpid()}")
         self._remove(self.temp)
         if self.is_zip:
@@ -70,6 +81,13 @@ class DatasetWriter:
         if self.is_zip:
             self._zip.close()
         self._remove(self.temp)
+
+    def _remove_stale_partials(self) -> None:
+        """A killed run (SIGKILL, power cut) leaves its hidden partial behind; clear those of dead processes."""
+        for partial in self.dest.parent.glob(f".{self.dest.name}.partial-*"):
+            pid = partial.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _process_alive(int(pid)):
+                self._remove(partial)
 
     @staticmethod
     def _remove(path: pathlib.Path) -> None:

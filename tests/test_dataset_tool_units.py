@@ -2,6 +2,8 @@
 import io
 import itertools
 import json
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -187,6 +189,16 @@ def test_writer_zip_and_folder(tmp_path):
     writer.add("dataset.json", b"{}")
     writer.abort()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip"]
+
+
+def test_writer_clears_partials_of_killed_runs_only(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".out.zip.partial-{int(dead.stdout)}"
+    stale.write_bytes(b"half a zip")
+    alive = tmp_path / ".out.zip.partial-1"   # pid 1 always exists
+    alive.write_bytes(b"another run in progress")
+    DatasetWriter(tmp_path / "out.zip").abort()
+    assert not stale.exists() and alive.exists()
 
 
 def test_source_lists_sorted_posix_paths_from_folder_and_zip(tmp_path):
