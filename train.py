@@ -30,20 +30,20 @@ import sys
 
 import click
 
+from training.metrics import METRICS
 from training.config import CFG_NAMES, Overrides, TrainingOptions, adopt_architecture, describe, resolve_options
 
 AUGPIPES = ["blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc"]
-METRIC_NAMES = ["fid50k_full", "kid50k_full", "fid10k", "fid10k_full", "kid10k_full"]
-RESUMABLE_AFTER_RUN = ("kimg", "snap", "tick", "keep", "metrics", "workers")  # may change on --resume latest
+RESUMABLE_AFTER_RUN = ("kimg", "snap", "tick", "keep", "metrics", "feature_net", "workers")  # may change on --resume latest
 
 
 def parse_metrics(text: str) -> list[str]:
     if text.strip().lower() in ("", "none"):
         return []
     names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METRIC_NAMES]
+    unknown = [m for m in names if m not in METRICS]
     if unknown:
-        raise click.BadParameter(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)} "
+        raise click.BadParameter(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)} "
                                  f"or 'none'", param_hint="--metrics")
     return names
 
@@ -93,7 +93,8 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 @click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=4, show_default=True, help="kimg per progress line.")
 @click.option("--snap", type=click.IntRange(min=1), default=50, show_default=True, help="Snapshot every N ticks.")
 @click.option("--keep", type=click.IntRange(min=1), default=5, show_default=True, help="Keep the newest N snapshots.")
-@click.option("--metrics", default="fid50k_full", show_default=True, help="Comma-separated metrics at each snapshot, or 'none'.")
+@click.option("--metrics", default="fid50k_full", show_default=True, help=f"Comma-separated metrics at each snapshot ({', '.join(METRICS)}), or 'none'.")
+@click.option("--feature-net", help="Inception feature network (path or URL) for FID/KID. [$AFRO_FASHION_INCEPTION; metrics are skipped without one]")
 # numerics
 @click.option("--fp32", is_flag=True, help="Disable mixed precision (fp16 layers and conv clamping).")
 @click.option("--allow-tf32", is_flag=True, help="Allow TF32 matmuls/convolutions on Ampere+ (off, like the paper).")
@@ -103,7 +104,7 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 @click.option("--cpu", is_flag=True, help="Train on the CPU even if a GPU is present.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
 def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gamma, lr, ema, cbase, cmax, map_layers,
-         zdim, mbstd_group, fp16_res, aug, p, target, augpipe, resume, freezed, tick, snap, keep, metrics, fp32,
+         zdim, mbstd_group, fp16_res, aug, p, target, augpipe, resume, freezed, tick, snap, keep, metrics, feature_net, fp32,
          allow_tf32, deterministic, seed, workers, cpu, dry_run):
     from training import distributed
 
@@ -114,7 +115,7 @@ def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gam
     resume_snapshot, resume_network = None, None
     if resume == "latest":
         opts, run_dir, resume_snapshot = options_for_latest(ctx, outdir, kimg=kimg, snap=snap, tick=tick, keep=keep,
-                                                            metrics=metrics, workers=workers)
+                                                            metrics=metrics, feature_net=feature_net, workers=workers)
     else:
         if data is None:
             raise click.UsageError("--data is required (except with --resume latest)")
@@ -122,7 +123,8 @@ def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gam
             data=data, cfg=cfg, gpus=gpus, cond=cond, mirror=mirror, resume=resume, freezed=freezed,
             overrides=Overrides(batch=batch, batch_gpu=batch_gpu, gamma=gamma, kimg=kimg, lr=lr, ema=ema, cbase=cbase,
                                 cmax=cmax, map=map_layers, zdim=zdim, mbstd_group=mbstd_group, fp16_res=fp16_res),
-            tick=tick, snap=snap, keep=keep, aug=aug, augpipe=augpipe, target=target, p=p, metrics=metrics, seed=seed,
+            tick=tick, snap=snap, keep=keep, aug=aug, augpipe=augpipe, target=target, p=p, metrics=metrics,
+            feature_net=feature_net, seed=seed,
             workers=workers, fp32=fp32, allow_tf32=allow_tf32, deterministic=deterministic)
         run_dir = None
     if dry_run:

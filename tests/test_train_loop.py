@@ -187,3 +187,37 @@ def test_conditional_run_resumed_from_unconditional_pickle(tmp_path):
     assert "mapping.embed.weight is new" in result.output and "z columns copied" in result.output
     net = load_network(snapshot.list_snapshots(only_run(tmp_path / "runs"))[-1].network_path)
     assert net.G_ema.c_dim == 3 and net.G_ema.z_dim == 64
+
+
+class TinyFeatures(torch.nn.Module):
+    """Stand-in for Inception: uint8 images -> 8 pooled features."""
+
+    fingerprint = "tiny-test-features"
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+
+    def forward(self, images):
+        return self.conv(images.float() / 255).mean([2, 3])
+
+
+def test_metrics_are_computed_at_snapshots_or_skipped_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AFRO_FASHION_INCEPTION", raising=False)
+    data = make_dataset(tmp_path / "data")
+    args = ["--data", data, "--kimg", "0.008", "--metrics", "fid10k_full,kid10k_full",
+            *[a for a in TINY if a not in ("--metrics", "none")]]
+    result = run_cli(["--outdir", tmp_path / "skip", *args])
+    assert result.exit_code == 0 and "will be skipped" in result.output
+    assert read_stats(only_run(tmp_path / "skip"))[-1]["metrics"] == {}
+
+    real_compute = loop.compute_metric
+    monkeypatch.setattr(loop, "load_feature_net", lambda source, device: TinyFeatures())
+    monkeypatch.setattr(loop, "compute_metric", lambda *a, **k: real_compute(*a, num_gen=64, **k))
+    result = run_cli(["--outdir", tmp_path / "with", *args])
+    assert result.exit_code == 0, result.output
+    metrics = read_stats(only_run(tmp_path / "with"))[-1]["metrics"]
+    assert set(metrics) == {"fid10k_full", "kid10k_full"} and metrics["fid10k_full"] > 0
+    assert "Metric fid10k_full at 0.008 kimg" in result.output

@@ -127,6 +127,7 @@ class TrainingOptions:
     freezed: int = 0
     # misc
     metrics: list[str] = field(default_factory=list)
+    feature_net: str | None = None  # path/URL of the FID feature network (default: $AFRO_FASHION_INCEPTION)
     seed: int = 0
     workers: int = 3
     fp32: bool = False
@@ -174,6 +175,7 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
                     overrides: Overrides | None = None, tick: float = 4, snap: int = 50, keep: int = 5,
                     aug: str = "ada", augpipe: str = "bgc", target: float = 0.6, p: float | None = None,
                     resume: str | None = None, freezed: int = 0, metrics: list[str] | None = None,
+                    feature_net: str | None = None,
                     seed: int = 0, workers: int = 3, fp32: bool = False, allow_tf32: bool = False,
                     deterministic: bool = False) -> TrainingOptions:
     """Turn the user's choices into complete options, checking that they are consistent."""
@@ -245,7 +247,7 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
         tick=tick, snap=snap, keep=keep, cfg=cfg, G_kwargs=G_kwargs, D_kwargs=D_kwargs, G_opt=dict(opt),
         D_opt=dict(opt), ema_kimg=ov.ema if ov.ema is not None else spec.ema, ema_rampup=spec.ramp, loss=loss,
         aug=aug, augpipe=augpipe, target=target, p=(p if p is not None else 0.0) if aug != "noaug" else 0.0,
-        resume=resume, freezed=freezed, metrics=list(metrics or []), seed=seed, workers=workers, fp32=fp32,
+        resume=resume, freezed=freezed, metrics=list(metrics or []), feature_net=feature_net, seed=seed, workers=workers, fp32=fp32,
         allow_tf32=allow_tf32, deterministic=deterministic,
     )
 

@@ -94,6 +94,19 @@ def all_reduce_mean_grads(params: Iterable[torch.nn.Parameter]) -> None:
         p.grad.copy_(g.reshape(p.shape))
 
 
+def all_reduce_mean_(tensors: Iterable[torch.Tensor]) -> None:
+    """Average running statistics (w_avg, pl_mean) over ranks so every rank keeps the same copy.
+
+    They are lerps of per-batch means, so averaging the ranks' updates equals one update with the
+    global batch: the result matches single-process training with the same total batch.
+    """
+    if world_size() == 1:
+        return
+    for tensor in tensors:
+        dist.all_reduce(tensor)
+        tensor /= world_size()
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum a (stats) tensor over ranks, in place; a no-op when single-process."""
     if world_size() > 1:

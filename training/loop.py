@@ -26,7 +26,9 @@ from training import distributed, snapshot
 from training.augment import AUGPIPE_PRESETS, AdaptiveAugment, AugmentPipe
 from training.config import TrainingOptions
 from training.dataset import ImageDataset
+from training.feature_net import load_feature_net
 from training.loss import StyleGAN2Loss
+from training.metrics import compute_metric
 
 
 class TrainingDiverged(RuntimeError):
@@ -96,6 +98,7 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
         distributed.broadcast_module(module)
     G.requires_grad_(False)
     D.requires_grad_(False)
+    running_stats = [b for name, b in G.named_buffers() if name.endswith("w_avg")]  # the only buffers training moves
     log(f"G: {count_params(G):,} parameters, D: {count_params(D):,} parameters "
         f"({sum(p.numel() for p in D_trainable):,} trainable)")
 
@@ -150,6 +153,13 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
             save_grid(render_grid(G_ema, grid, opts.batch_gpu), grid.shape,
                       run_dir / f"fakes-init-{snapshot.kimg_label(cur_nimg, opts.tick)}.png")
 
+    # ------------------------------------------------------------------ metrics (rank 0)
+    feature_net = None
+    if is_main and opts.metrics:
+        feature_net = load_feature_net(opts.feature_net, device=device)
+        if feature_net is None:
+            log(f"Metrics {','.join(opts.metrics)} will be skipped: no feature network (see the line above)")
+
     # ------------------------------------------------------------------ the loop
     total_nimg = int(round(opts.kimg * 1000))
     tick_nimg = max(int(round(opts.tick * 1000)), 1)
@@ -191,6 +201,7 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
             phase.opt.step()
 
         # G_ema: exponential moving average with a half-life of ema_kimg (ramped up early in training).
+        distributed.all_reduce_mean_([*running_stats, loss.pl_mean])
         update_ema(G_ema, G, cur_nimg=cur_nimg, batch=opts.batch, ema_kimg=opts.ema_kimg, rampup=opts.ema_rampup)
 
         cur_nimg += opts.batch
@@ -246,7 +257,11 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                 with snapshot.preserved_rng(device):
                     label = snapshot.kimg_label(cur_nimg, opts.tick)
                     save_grid(render_grid(G_ema, grid, opts.batch_gpu), grid.shape, run_dir / f"fakes{label}.png")
-                    record["metrics"] = compute_metrics(opts, G_ema, dataset, device, log)
+                    record["metrics"] = {name: compute_metric(name, G_ema, dataset, feature_net=feature_net,
+                                                              device=device, seed=opts.seed, progress=False)
+                                         for name in opts.metrics} if feature_net is not None else {}
+                    for name, value in record["metrics"].items():
+                        log(f"Metric {name} at {cur_nimg / 1000:g} kimg: {value:.4f}")
                     meta = {"kimg": cur_nimg / 1000, "cur_nimg": cur_nimg, "tick": cur_tick,
                             "augment_p": record["augment_p"] if augment_pipe is not None else None,
                             "augment_kwargs": AUGPIPE_PRESETS[opts.augpipe] if augment_pipe is not None else None,
@@ -419,17 +434,3 @@ def save_grid(images: np.ndarray, shape: tuple[int, int], path: pathlib.Path) ->
     canvas = images[: cols * rows].reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
     PIL.Image.fromarray(canvas[:, :, 0] if c == 1 else canvas).save(path)
 
-
-def compute_metrics(opts: TrainingOptions, G_ema, dataset, device, log) -> dict:
-    """Metrics at a snapshot; a missing feature network skips them with one line instead of failing."""
-    if not opts.metrics:
-        return {}
-    from training import metrics as metric_lib
-    results = {}
-    for name in opts.metrics:
-        try:
-            results[name] = metric_lib.compute_metric(name, G=G_ema, dataset=dataset, device=device)
-        except metric_lib.FeatureNetworkUnavailable as exc:
-            log(f"Skipping metric {name}: {exc}")
-            results[name] = None
-    return results

@@ -1,0 +1,114 @@
+"""`--resume latest`: bitwise-identical continuation, and recovery after SIGKILL."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import train
+from conftest import REPO
+from stylegan2.checkpoint import load_network
+from training import snapshot
+from test_train_loop import TINY, make_dataset, only_run, read_stats
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(False)
+
+
+def run_cli(args):
+    result = CliRunner().invoke(train.main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_half_plus_resume_plus_half_equals_straight_run_bitwise(tmp_path):
+    data = make_dataset(tmp_path / "data", classes=2)
+    # 3 steps per tick: the second half holds a path-length step (batch 4) and an ADA update (batch 4),
+    # p starts at 0.3 so augmentation (its RNG included) is active; labels exercise label sampling.
+    common = ["--data", data, "--cond", "--mirror", "--deterministic", "--p", "0.3", "--snap", "1",
+              *TINY[:-2], "--tick", "0.012"]
+    run_cli(["--outdir", tmp_path / "straight", "--kimg", "0.024", *common])
+    run_cli(["--outdir", tmp_path / "split", "--kimg", "0.012", *common])
+    result = run_cli(["--outdir", tmp_path / "split", "--resume", "latest", "--kimg", "0.024"])
+    assert "Training for 0.024 kimg from 0.012 kimg" in result.output
+
+    straight, split = only_run(tmp_path / "straight"), only_run(tmp_path / "split")
+    a = load_file(straight / "network-snapshot-000000.024.safetensors")
+    b = load_file(split / "network-snapshot-000000.024.safetensors")
+    assert a.keys() == b.keys() and len(a) > 100
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"differs after resume: {different[:5]}"
+    # and training did move the weights in the second half
+    mid = load_file(straight / "network-snapshot-000000.012.safetensors")
+    assert not torch.equal(mid["G.synthesis.b16.conv1.weight"], a["G.synthesis.b16.conv1.weight"])
+
+    sa = snapshot.load_training_state(straight / "training-state-000000.024.pt")
+    sb = snapshot.load_training_state(split / "training-state-000000.024.pt")
+    for key in ("cur_nimg", "cur_tick", "batch_idx", "sampler_position", "ada"):
+        assert sa[key] == sb[key], key
+    assert torch.equal(sa["pl_mean"], sb["pl_mean"]) and torch.equal(sa["augment_p"], sb["augment_p"])
+    for opt_a, opt_b in zip(sa["optimizers"], sb["optimizers"]):
+        for (ka, va), (kb, vb) in zip(opt_a["state"].items(), opt_b["state"].items()):
+            assert torch.equal(va["exp_avg"], vb["exp_avg"]) and torch.equal(va["exp_avg_sq"], vb["exp_avg_sq"])
+    assert sa["cur_nimg"] == 24 and sa["batch_idx"] == 6 and sa["ada"]["p"] != 0.3
+    # stats continue in the same file without a restart at 0
+    assert [s["kimg"] for s in read_stats(split)] == [0.012, 0.024]
+
+
+def test_resume_latest_refuses_a_different_process_count(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    run_cli(["--outdir", tmp_path / "r", "--data", data, "--kimg", "0.004", *TINY[:-2], "--tick", "0.004"])
+    state_path = snapshot.list_snapshots(only_run(tmp_path / "r"))[-1].state_path
+    state = snapshot.load_training_state(state_path)
+    state["world_size"] = 2
+    snapshot.save_training_state(state_path, state)
+    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "r"), "--resume", "latest", "--kimg", "0.008"])
+    assert result.exit_code != 0 and "--gpus 2" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_from_its_last_snapshot(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    outdir = tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(REPO / "train.py"), "--outdir", str(outdir), "--data", str(data), "--kimg", "10",
+           "--snap", "1", "--keep", "3", *TINY]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if outdir.exists() and snapshot.latest_snapshot(outdir) is not None:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.5)  # let it get into the middle of the next tick / snapshot
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    latest = snapshot.latest_snapshot(outdir)
+    assert latest is not None and latest.kimg >= 0.008
+    target = latest.kimg + 0.016
+    result = run_cli(["--outdir", outdir, "--resume", "latest", "--kimg", f"{target:.3f}", "--workers", "0"])
+    assert f"from {latest.kimg:g} kimg" in result.output
+    run = only_run(outdir)
+    snaps = snapshot.list_snapshots(run)
+    assert snaps[-1].kimg == pytest.approx(target) and len(snaps) <= 3
+    for snap in snaps:  # every remaining snapshot is complete and loads
+        net = load_network(snap.network_path)
+        assert net.meta["cur_nimg"] == round(snap.kimg * 1000)
+        assert snapshot.load_training_state(snap.state_path)["cur_nimg"] == net.meta["cur_nimg"]
+    kimgs = [s["kimg"] for s in read_stats(run)]
+    assert kimgs == sorted(set(kimgs)) and kimgs[-1] == pytest.approx(target)
+    assert json.loads((run / "training_options.json").read_text())["kimg"] == pytest.approx(target)
