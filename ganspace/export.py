@@ -107,8 +107,8 @@ def _direction_summaries(direction, seeds, strengths, out_dir, class_idx, gif, m
 
     cells = [[load(seed, s) for s in strengths] for seed in seeds]
     title = (f"{direction.name}: layers {format_layers(direction.layers)}, {direction.mode}, "
-             f"sigma {direction.sigma:.3g}" + (f"  ({direction.sign})" if direction.sign else ""))
-    sheet = contact_sheet(cells, title, [f"seed {s}" for s in seeds], [f"{s:+.2f}σ" for s in strengths], max_cell)
+             f"sigma {direction.sigma:.3g}, columns in sigma" + (f"  ({direction.sign})" if direction.sign else ""))
+    sheet = contact_sheet(cells, title, [f"seed {s}" for s in seeds], [f"{s:+.2f}" for s in strengths], max_cell)
     _atomic_image_save(sheet, out_dir / f"sheet_{slug(direction.name)}.png")
     if gif:
         order = sorted(range(len(strengths)), key=lambda j: strengths[j])

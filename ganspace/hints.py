@@ -32,6 +32,11 @@ BACKGROUND_THRESHOLD = 0.12   # max per-channel distance (0-1) from the border c
 OCCUPIED_FRACTION = 0.02      # a row/column with this share of foreground counts as occupied
 
 
+def as_rgb(images: np.ndarray) -> np.ndarray:
+    """[N, H, W, C] with C = 1, 3 or 4 -> [N, H, W, 3] (grey repeated, alpha dropped)."""
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images[..., :3]
+
+
 def foreground_mask(images: np.ndarray) -> np.ndarray:
     """[N, H, W] bool: pixels that differ from the image's median border colour."""
     x = images.astype(np.float64) / 255
@@ -49,7 +54,8 @@ def _extent(occupied: np.ndarray) -> np.ndarray:
 
 
 def image_stats(images: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-image statistics of uint8 [N, H, W, 3] images; hue is in degrees, the rest in 0-1."""
+    """Per-image statistics of uint8 [N, H, W, C] images; hue is in degrees, the rest in 0-1."""
+    images = as_rgb(images)
     x = images.astype(np.float64) / 255
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     maxc, minc = x.max(axis=-1), x.min(axis=-1)
@@ -96,7 +102,7 @@ def measure_hints(G, comps: Components, num_components: int = 10, seeds: Sequenc
             layers = all_groups[group]
             edits = [sweep_edit(comps, index, layers, s, "sample") for s in (-strength, strength)]
             images = render_sweep(G, base_ws, edits, batch_size)
-            changes = stat_changes(images[:, 0, ..., :3], images[:, 1, ..., :3])
+            changes = stat_changes(images[:, 0], images[:, 1])
             rows.append(dict(component=index, group=group, layers=format_layers(layers),
                              var_ratio=float(comps.var_ratio[index]), **changes, suggestion=suggest_labels(changes)))
             if progress:

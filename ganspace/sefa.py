@@ -11,6 +11,8 @@ import re
 
 import numpy as np
 
+from ganspace.estimators import canonical_signs
+
 _AFFINE_NAME = re.compile(r"(?:^|\.)synthesis\.b(\d+)\.(conv0|conv1|torgb)\.affine$")
 
 
@@ -38,7 +40,6 @@ def sefa_directions(G, num_components: int, layers: tuple[int, int] | None = Non
 
     Returns (unit rows [K, w_dim], eigenvalue shares [K]).
     """
-    from ganspace.estimators import canonical_signs
     weights = [w for idx, _, w in style_affines(G) if layers is None or layers[0] <= idx <= layers[1]]
     if not weights:
         raise ValueError(f"no style affines feed layers {layers}")

@@ -51,9 +51,9 @@ def component_sheets(G, comps: Components, out_dir, num_components: int = 10, se
     seeds = list(seeds)
     base_ws = torch.cat([seed_to_w(G, seed, truncation_psi, class_idx) for seed in seeds])
     strengths = np.linspace(-sigma_range, sigma_range, columns)
-    col_labels = [f"{s:+.1f}σ" for s in strengths]
+    col_labels = [f"{s:+.1f}" for s in strengths]
     if centre == "mean":
-        col_labels = [f"={s:+.1f}σ" for s in strengths]
+        col_labels = [f"={s:+.1f}" for s in strengths]
     written, total = [], num_components * len(groups)
     for index in range(num_components):
         for group in groups:
@@ -62,7 +62,7 @@ def component_sheets(G, comps: Components, out_dir, num_components: int = 10, se
             cells = render_sweep(G, base_ws, edits, batch_size)
             title = (f"component {index} | layers {format_layers(layers)} ({group}) | "
                      f"{comps.var_ratio[index]:.1%} of variance | sigma {comps.stdev[index]:.3g} | "
-                     f"centred on {centre}")
+                     f"columns in sigma, centred on {centre}")
             sheet = contact_sheet(cells, title, [f"seed {s}" for s in seeds], col_labels, max_cell)
             path = out_dir / f"comp{index:03d}_{group}.png"
             sheet.save(path)

@@ -96,9 +96,8 @@ def test_sweep_columns_and_sheets(G, comps, tmp_path):
     assert images.shape == (2, 3, 16, 16, 3)
     np.testing.assert_array_equal(images[:, 1], synthesize_uint8(G, base))      # centre column = the sample
     assert not np.array_equal(images[:, 0], images[:, 2])
-    paths = component_sheets(G, comps, tmp_path, num_components=2, seeds=[0, 1], columns=3)
-    assert sorted(p.name for p in paths) == sorted(f"comp{i:03d}_{g}.png" for i in range(2)
-                                                    for g in ("all", "coarse", "middle", "fine"))
+    paths = component_sheets(G, comps, tmp_path, num_components=1, seeds=[0, 1], columns=3)
+    assert sorted(p.name for p in paths) == sorted(f"comp000_{g}.png" for g in ("all", "coarse", "middle", "fine"))
     width, height = Image.open(paths[0]).size
     assert width >= 3 * 16 and height >= 2 * 16
 
@@ -115,6 +114,8 @@ def test_image_statistics_on_a_hand_made_image():
     colours = np.zeros((3, 4, 4, 3), np.uint8)
     colours[0, ..., 0] = colours[1, ..., 1] = colours[2, ..., 2] = 200
     np.testing.assert_allclose(image_stats(colours)["hue"], [0, 120, -120], atol=1e-9)
+    grey = image_stats(image[..., :1])                                # one-channel images work too
+    assert grey["area"][0] == pytest.approx(60 / 400) and grey["saturation"][0] == 0
 
 
 def test_hue_changes_wrap_and_labels_follow_the_numbers():
@@ -172,3 +173,19 @@ def test_cli_fit_sheets_hints_validate_export(G, tmp_path):
     result = run(cli, ["export", "--network", str(network), "--directions", str(yaml_path), "--seeds", "x",
                        "--out", str(tmp_path / "exp")])
     assert result.exit_code == 2 and "0-3,7" in result.output
+
+
+def test_export_of_an_official_conditional_pickle_reproduces_official_pixels_at_strength_0(tmp_path):
+    from conftest import OFFICIAL, require
+    bundle = load_network(str(require(OFFICIAL / "tiny32c.pkl")))
+    refs = np.load(require(OFFICIAL / "tiny32c_refs.npz"))
+    G = bundle.G_ema.eval()
+    comps = Components(np.eye(G.w_dim)[:2], np.zeros(G.w_dim), [1.0, 1.0], [0.5, 0.5], dict(num_ws=G.num_ws))
+    directions = DirectionsFile([Direction(name="first", component=0, vector=comps.comp[0], layers=(0, 3))],
+                                bundle.sha256, None, G.num_ws)
+    seed = 7                                                      # the refs use class seed % c_dim
+    rows = export_directions(G, directions, [seed], [0.0, 1.0], tmp_path, truncation_psi=0.7,
+                             class_idx=seed % G.c_dim, network_sha256=bundle.sha256)
+    assert "_c1_" in rows[0]["file"] and rows[0]["class"] == 1
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / rows[0]["file"])), refs[f"png_seed{seed}_psi0.7"])
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / rows[1]["file"])), refs[f"png_seed{seed}_psi0.7"])

@@ -86,11 +86,11 @@ def test_streaming_covariance_equals_numpy_even_with_a_large_offset():
 
 
 def test_streaming_fit_equals_in_memory_fit(G):
-    one_batch = fit_components(G, 3000, 8, batch_size=3000, stdev_samples=500)
-    many_batches = fit_components(G, 3000, 8, batch_size=137, stdev_samples=500)
+    one_batch = fit_components(G, 2000, 8, batch_size=2000, stdev_samples=300)
+    many_batches = fit_components(G, 2000, 8, batch_size=137, stdev_samples=300)
     np.testing.assert_allclose(one_batch.comp, many_batches.comp, atol=1e-5)
     np.testing.assert_allclose(one_batch.var_ratio, many_batches.var_ratio, rtol=1e-5)
-    ipca = fit_components(G, 3000, 8, estimator="ipca", batch_size=500, stdev_samples=500)
+    ipca = fit_components(G, 2000, 8, estimator="ipca", batch_size=500, stdev_samples=300)
     np.testing.assert_allclose(np.abs(ipca.comp @ one_batch.comp.T)[:3, :3], np.eye(3), atol=1e-3)
 
 
