@@ -64,7 +64,7 @@ def _parse_attrs(ctx, param, value):
               help="Photos without the --cond-attr value: drop them or put them in an 'unknown' class.")
 @click.option("--png-compress-level", type=click.IntRange(0, 9), default=3, show_default=True,
               help="PNG zlib level: higher is smaller and slower.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Parallel decode/resize processes.")
+@click.option("--workers", type=click.IntRange(1, None), default=1, show_default=True, help="Parallel decode/resize processes.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --dest (only once the new one is complete).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def main(quiet, channels, **kwargs):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import platform
+import resource
 import tempfile
 import time
 
@@ -19,6 +20,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from fashion_data.pipeline import BuildOptions, build_dataset
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished workers: comparable even on a busy shared machine."""
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def make_photos(folder: pathlib.Path, count: int, seed: int = 0) -> int:
@@ -51,17 +58,18 @@ def main(count, resolution, workers, transform):
         megabytes = make_photos(scratch / "photos", count) / 1e6
         rows = []
         for n in [int(w) for w in workers.split(",")]:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), cpu_seconds()
             report = build_dataset(BuildOptions(source=str(scratch / "photos"), dest=str(scratch / f"out{n}.zip"),
                                                 resolution=resolution, transform=transform, workers=n), progress=True)
             seconds = time.perf_counter() - started
-            rows.append((n, report.written, seconds, report.written / seconds,
+            cpu = cpu_seconds() - cpu_started
+            rows.append((n, report.written, seconds, report.written / seconds, cpu / report.written * 1000,
                          os.path.getsize(scratch / f"out{n}.zip") / 1e6))
     print(f"\n{count} photos ({megabytes:.0f} MB), {resolution}px, --transform {transform}; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
-    print(f"{'workers':>7} | {'written':>7} | {'seconds':>7} | {'img/s':>6} | {'zip MB':>6}")
-    for n, written, seconds, rate, size in rows:
-        print(f"{n:>7} | {written:>7} | {seconds:>7.1f} | {rate:>6.1f} | {size:>6.1f}")
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'workers':>7} | {'written':>7} | {'seconds':>7} | {'img/s':>6} | {'CPU ms/img':>10} | {'zip MB':>6}")
+    for n, written, seconds, rate, cpu_ms, size in rows:
+        print(f"{n:>7} | {written:>7} | {seconds:>7.1f} | {rate:>6.1f} | {cpu_ms:>10.1f} | {size:>6.1f}")
 
 
 if __name__ == "__main__":
