@@ -160,6 +160,8 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
         if feature_net is None:
             log(f"Metrics {','.join(opts.metrics)} will be skipped: no feature network (see the line above)")
 
+    tensorboard = open_tensorboard(run_dir) if is_main else None
+
     # ------------------------------------------------------------------ the loop
     total_nimg = int(round(opts.kimg * 1000))
     tick_nimg = max(int(round(opts.tick * 1000)), 1)
@@ -258,7 +260,7 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                     label = snapshot.kimg_label(cur_nimg, opts.tick)
                     save_grid(render_grid(G_ema, grid, opts.batch_gpu), grid.shape, run_dir / f"fakes{label}.png")
                     record["metrics"] = {name: compute_metric(name, G_ema, dataset, feature_net=feature_net,
-                                                              device=device, seed=opts.seed, progress=False)
+                                                              device=device, seed=opts.seed)
                                          for name in opts.metrics} if feature_net is not None else {}
                     for name, value in record["metrics"].items():
                         log(f"Metric {name} at {cur_nimg / 1000:g} kimg: {value:.4f}")
@@ -272,6 +274,12 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                         keep=opts.keep)
         if is_main:
             append_stats(run_dir / "stats.jsonl", record)
+            if tensorboard is not None:
+                scalars = {**record, **{f"Metrics/{k}": v for k, v in record.get("metrics", {}).items()}}
+                for key, value in scalars.items():
+                    if isinstance(value, (int, float)) and key not in ("tick", "kimg", "timestamp"):
+                        tensorboard.add_scalar(key, value, global_step=int(cur_nimg / 1000), walltime=record["timestamp"])
+                tensorboard.flush()
         tick_start_nimg, tick_start_time = cur_nimg, time.time()
     log(f"Done: {cur_nimg / 1000:g} kimg in {time.time() - start_time:.0f} s. Snapshots in {run_dir}")
 
@@ -384,6 +392,15 @@ def progress_line(r: dict) -> str:
     if r.get("gpu_mem_gb") is not None:
         parts.append(f"gpumem {r['gpu_mem_gb']:.2f}GB")
     return "  ".join(parts)
+
+
+def open_tensorboard(run_dir: pathlib.Path):
+    """TensorBoard events beside stats.jsonl when tensorboard is installed (it is optional)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir))
 
 
 def append_stats(path: pathlib.Path, record: dict) -> None:
