@@ -61,7 +61,7 @@ def load_generator(network: str, device: str):
 def check_class(G, class_idx):
     if G.c_dim == 0 and class_idx is not None:
         raise click.BadParameter("this network is unconditional: drop --class", param_hint="--class")
-    if G.c_dim > 0 and class_idx is None:
+    if G.c_dim > 0 and (class_idx is None or not 0 <= class_idx < G.c_dim):
         raise click.BadParameter(f"this network is conditional: pass --class 0-{G.c_dim - 1}", param_hint="--class")
 
 

@@ -150,6 +150,9 @@ def test_cli_fit_sheets_hints_validate_export(G, tmp_path):
     result = run(cli, ["fit", "--network", str(network), "--method", "sefa", "--components", "4",
                        "--stdev-samples", "200", "--out", str(tmp_path / "sefa.npz"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    result = run(cli, ["sheets", "--network", str(network), "--components", str(tmp_path / "c.npz"), "--class", "1",
+                       "--out", str(tmp_path / "sheets")])
+    assert result.exit_code == 2 and "unconditional" in result.output
     result = run(cli, ["sheets", "--network", str(network), "--components", str(tmp_path / "c.npz"), "--num", "1",
                        "--seeds", "0-1", "--columns", "3", "--groups", "all", "--out", str(tmp_path / "sheets")])
     assert result.exit_code == 0 and (tmp_path / "sheets" / "comp000_all.png").exists(), result.output
