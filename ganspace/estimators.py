@@ -62,14 +62,23 @@ def pca_from_covariance(cov: np.ndarray, num_components: int) -> tuple[np.ndarra
 
 
 def fit_ipca(batches: Iterable[np.ndarray], num_components: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IncrementalPCA over the stream: (components, mean, variance ratios)."""
+    """IncrementalPCA over the stream: (components, mean, variance ratios).
+
+    Each batch is held back one step so a short last batch (fewer rows than components,
+    which IncrementalPCA refuses) is merged into the one before it.
+    """
     from sklearn.decomposition import IncrementalPCA
     ipca = IncrementalPCA(n_components=num_components)
+    held = None
     for batch in batches:
-        if batch.shape[0] < num_components:
-            raise ValueError(f"IncrementalPCA needs batches of at least {num_components} samples; "
-                             f"raise --batch or --samples")
-        ipca.partial_fit(batch)
+        if held is None or len(batch) < num_components:
+            held = batch if held is None else np.concatenate([held, batch])
+            continue
+        ipca.partial_fit(held)
+        held = batch
+    if held is None or len(held) < num_components:
+        raise ValueError(f"IncrementalPCA needs at least {num_components} samples per batch; raise --batch or --samples")
+    ipca.partial_fit(held)
     return canonical_signs(ipca.components_), ipca.mean_, ipca.explained_variance_ratio_
 
 

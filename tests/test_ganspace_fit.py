@@ -90,8 +90,9 @@ def test_streaming_fit_equals_in_memory_fit(G):
     many_batches = fit_components(G, 2000, 8, batch_size=137, stdev_samples=300)
     np.testing.assert_allclose(one_batch.comp, many_batches.comp, atol=1e-5)
     np.testing.assert_allclose(one_batch.var_ratio, many_batches.var_ratio, rtol=1e-5)
-    ipca = fit_components(G, 2000, 8, estimator="ipca", batch_size=500, stdev_samples=300)
+    ipca = fit_components(G, 2000, 8, estimator="ipca", batch_size=665, stdev_samples=300)   # last batch: 5 rows
     np.testing.assert_allclose(np.abs(ipca.comp @ one_batch.comp.T)[:3, :3], np.eye(3), atol=1e-3)
+    np.testing.assert_allclose(ipca.mean, one_batch.mean, atol=1e-5)                         # all 2000 were used
 
 
 @pytest.mark.parametrize("estimator", ["pca", "ipca"])
