@@ -26,6 +26,7 @@ import train  # noqa: E402
 CONFIGS = {
     "tiny16": (16, ["--cbase", "128", "--cmax", "16", "--zdim", "16", "--map", "2", "--batch", "4"], 0.008),
     "small32": (32, ["--cbase", "1024", "--cmax", "64", "--zdim", "64", "--map", "2", "--batch", "8"], 0.016),
+    "lite64": (64, ["--cbase", "4096", "--cmax", "128", "--zdim", "128", "--map", "2", "--batch", "16"], 0.032),
     "default64": (64, ["--cbase", "8192", "--cmax", "256", "--zdim", "256", "--map", "4", "--batch", "16"], 0.032),
     "paper256": (256, ["--cfg", "paper256", "--batch", "32"], 1.0),
     "paper256-fp32": (256, ["--cfg", "paper256", "--batch", "32", "--fp32"], 1.0),

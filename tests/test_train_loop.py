@@ -78,7 +78,7 @@ def test_a_few_ticks_write_snapshots_grids_and_stats(tmp_path):
     assert "tick 2" in result.output and "eta" in result.output
 
 
-def test_ada_raises_p_when_d_memorises_a_tiny_dataset_and_noaug_keeps_it_zero(tmp_path):
+def test_ada_raises_p_when_d_memorises_a_tiny_dataset_fixed_and_noaug_do_not_move_it(tmp_path):
     data = make_dataset(tmp_path / "data", n=4)
     args = ["--data", data, "--kimg", "0.048", "--snap", "100", "--tick", "0.016", *TINY[:-2]]
     assert run_cli(["--outdir", tmp_path / "ada", "--target", "0.2", *args]).exit_code == 0
@@ -90,6 +90,8 @@ def test_ada_raises_p_when_d_memorises_a_tiny_dataset_and_noaug_keeps_it_zero(tm
     run = only_run(tmp_path / "noaug")
     assert all(s["augment_p"] == 0 and s["ada_rt"] is None for s in read_stats(run))
     assert load_network(snapshot.list_snapshots(run)[-1].network_path).augment_p is None
+    assert run_cli(["--outdir", tmp_path / "fixed", "--aug", "fixed", "--p", "0.3", *args]).exit_code == 0
+    assert all(s["augment_p"] == pytest.approx(0.3) for s in read_stats(only_run(tmp_path / "fixed")))
 
 
 def test_conditional_training_on_dataset_json_labels(tmp_path):

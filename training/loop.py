@@ -259,11 +259,6 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                 with snapshot.preserved_rng(device):
                     label = snapshot.kimg_label(cur_nimg, opts.tick)
                     save_grid(render_grid(G_ema, grid, opts.batch_gpu), grid.shape, run_dir / f"fakes{label}.png")
-                    record["metrics"] = {name: compute_metric(name, G_ema, dataset, feature_net=feature_net,
-                                                              device=device, seed=opts.seed)
-                                         for name in opts.metrics} if feature_net is not None else {}
-                    for name, value in record["metrics"].items():
-                        log(f"Metric {name} at {cur_nimg / 1000:g} kimg: {value:.4f}")
                     meta = {"kimg": cur_nimg / 1000, "cur_nimg": cur_nimg, "tick": cur_tick,
                             "augment_p": record["augment_p"] if augment_pipe is not None else None,
                             "augment_kwargs": AUGPIPE_PRESETS[opts.augpipe] if augment_pipe is not None else None,
@@ -272,6 +267,12 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                         snapshot.Snapshot(run_dir, label), state,
                         lambda path: save_checkpoint(path, G=G, D=D, G_ema=G_ema, meta=meta),
                         keep=opts.keep)
+                    # Metrics come last: a kill during a long FID must not cost the snapshot.
+                    record["metrics"] = {name: compute_metric(name, G_ema, dataset, feature_net=feature_net,
+                                                              device=device, seed=opts.seed)
+                                         for name in opts.metrics} if feature_net is not None else {}
+                    for name, value in record["metrics"].items():
+                        log(f"Metric {name} at {cur_nimg / 1000:g} kimg: {value:.4f}")
         if is_main:
             append_stats(run_dir / "stats.jsonl", record)
             if tensorboard is not None:
