@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import torch
+
+from stylegan2.checkpoint import weights_sha256
 
 RANDOM_DEMO_BANNER = "random demo network, no trained model found"
 
@@ -28,18 +29,9 @@ def build_random_generator(resolution: int = 32, seed: int = 0, z_dim: int = 64)
                      synthesis_kwargs=dict(channel_base=512, channel_max=64, num_fp16_res=0, conv_clamp=None))
 
 
-def state_sha256(module: torch.nn.Module) -> str:
-    """Hash of the parameters, so recipes made on a random network are still tied to it."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def random_demo_network(resolution: int = 32) -> LoadedNetwork:
     G = build_random_generator(resolution)
-    return LoadedNetwork(G=G, sha256=state_sha256(G), banner=RANDOM_DEMO_BANNER, source="random demo")
+    return LoadedNetwork(G=G, sha256=weights_sha256(G.state_dict()), banner=RANDOM_DEMO_BANNER, source="random demo")
 
 
 def load_studio_network(spec: str | None) -> LoadedNetwork:
