@@ -10,7 +10,7 @@ import torch
 
 from stylegan2.networks import Generator
 from training import snapshot
-from training.config import PUBLISHED_CFGS, Overrides, auto_spec, cfg_spec, resolve_options
+from training.config import PUBLISHED_CFGS, Overrides, auto_spec, resolve_options
 from training.loop import InfiniteSampler, build_phases, update_ema
 from training.loss import StyleGAN2Loss
 
@@ -87,7 +87,7 @@ def test_options_json_roundtrip():
 def test_lazy_regularisation_scales_adam_lr_and_betas():
     o = options(cfg="paper256")
     G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
-    phases = build_phases(G, list(G.parameters()), D, list(D.parameters()), o)
+    phases = build_phases(list(G.parameters()), list(D.parameters()), o)
     assert [(p.name, p.interval) for p in phases] == [("Gmain", 1), ("Greg", 4), ("Dmain", 1), ("Dreg", 16)]
     g, d = phases[0].opt.param_groups[0], phases[2].opt.param_groups[0]
     assert g["lr"] == pytest.approx(0.0025 * 4 / 5) and g["betas"][1] == pytest.approx(0.99 ** (4 / 5))
@@ -321,3 +321,17 @@ def test_transfer_skips_mismatched_shapes_with_a_note():
     notes = snapshot.transfer_weights(src, dst)
     assert any("synthesis.b4.const" in n and "initialised fresh" in n for n in notes)
     assert torch.equal(dst.mapping.fc1.weight, src.mapping.fc1.weight)
+
+
+def test_both_phase_is_main_plus_regulariser():
+    """Non-lazy regularisation ("Dboth") gives the sum of the main and R1 gradients."""
+    D = LinearD([3, 4, 4])
+    loss = StyleGAN2Loss(LinearG(), D, r1_gamma=2.0, style_mixing_prob=0.0)
+    real, z, c = torch.randn(3, 3, 4, 4, dtype=torch.float64), torch.randn(3, 3, dtype=torch.float64), torch.zeros(3, 0)
+    grads = []
+    for phases in (["Dmain", "Dreg"], ["Dboth"]):
+        D.a.grad = None
+        for phase in phases:
+            loss.accumulate_gradients(phase, real, c, z, c, gain=1)
+        grads.append(D.a.grad.clone())
+    assert torch.allclose(grads[0], grads[1])

@@ -38,7 +38,6 @@ class TrainingDiverged(RuntimeError):
 @dataclass
 class Phase:
     name: str
-    module: torch.nn.Module
     params: list[torch.nn.Parameter]
     opt: torch.optim.Optimizer
     interval: int
@@ -120,7 +119,7 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
 
     # ------------------------------------------------------------------ loss and optimisers
     loss = StyleGAN2Loss(G, D, augment_pipe=augment_pipe, **opts.loss)
-    phases = build_phases(G, G_trainable, D, D_trainable, opts)
+    phases = build_phases(G_trainable, D_trainable, opts)
 
     # ------------------------------------------------------------------ counters (maybe restored)
     cur_nimg, cur_tick, batch_idx = 0, 0, 0
@@ -287,7 +286,7 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
 
 # ============================================================================ helpers
 
-def build_phases(G, G_params, D, D_params, opts: TrainingOptions) -> list[Phase]:
+def build_phases(G_params, D_params, opts: TrainingOptions) -> list[Phase]:
     """Gmain, Greg, Dmain, Dreg with one Adam per network.
 
     Lazy regularisation runs the regulariser only every `reg_interval` steps; Adam's learning rate
@@ -295,13 +294,13 @@ def build_phases(G, G_params, D, D_params, opts: TrainingOptions) -> list[Phase]
     weights like `interval` ordinary steps would (StyleGAN2, Appendix B).
     """
     phases = []
-    for name, module, params, opt_kwargs, reg_interval in (("G", G, G_params, opts.G_opt, opts.G_reg_interval),
-                                                          ("D", D, D_params, opts.D_opt, opts.D_reg_interval)):
+    for name, params, opt_kwargs, reg_interval in (("G", G_params, opts.G_opt, opts.G_reg_interval),
+                                                  ("D", D_params, opts.D_opt, opts.D_reg_interval)):
         c = reg_interval / (reg_interval + 1)
         opt = torch.optim.Adam(params, lr=opt_kwargs["lr"] * c, betas=[b ** c for b in opt_kwargs["betas"]],
                                eps=opt_kwargs["eps"])
-        phases.append(Phase(f"{name}main", module, params, opt, 1))
-        phases.append(Phase(f"{name}reg", module, params, opt, reg_interval))
+        phases.append(Phase(f"{name}main", params, opt, 1))
+        phases.append(Phase(f"{name}reg", params, opt, reg_interval))
     return phases
 
 
