@@ -190,12 +190,12 @@ def affine_resample(images: torch.Tensor, matrix: torch.Tensor, lowpass: torch.T
     q = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(1, -1, 3)
     src = (q @ inverse.transpose(1, 2))[..., :2]  # [N, out_h * out_w, xy], centred source coords
 
-    # Mirror-pad the source so every sample position (plus filter support) lies inside it.
-    support = margin + 1
-    lo = (-src.amin(dim=(0, 1)) - torch.tensor([(w - 1) / 2, (h - 1) / 2], device=images.device))
-    hi = (src.amax(dim=(0, 1)) - torch.tensor([(w - 1) / 2, (h - 1) / 2], device=images.device))
-    pad = (torch.cat([lo, hi]).clamp(min=0).ceil() + support).clamp(max=4 * max(h, w)).int().tolist()
-    px0, py0, px1, py1 = pad
+    # Mirror-pad the source so every sample position (plus filter support) lies inside it; at most
+    # one mirrored copy per side bounds the cost (rare samples reaching further see zeros there).
+    half = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=images.device)
+    reach = torch.cat([-src.amin(dim=(0, 1)) - half, src.amax(dim=(0, 1)) - half])  # x0, y0, x1, y1
+    limit = torch.tensor([w - 1, h - 1] * 2, device=images.device)
+    px0, py0, px1, py1 = torch.minimum(reach.clamp(min=0).ceil() + margin + 1, limit).int().tolist()
     padded = upsample2d(reflect_pad(images, px0, px1, py0, py1), lowpass)
 
     # Centred source coordinate -> grid_sample's [-1, 1] (align_corners=False) on the 2x image.
@@ -218,6 +218,7 @@ def color_matrix_apply(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tens
     """Apply per-sample 4x4 homogeneous RGB matrices; grayscale images use the mean RGB response."""
     n, c, h, w = images.shape
     flat = images.reshape(n, c, h * w)
+    matrix = matrix.to(images.dtype)
     if c == 3:
         out = matrix[:, :3, :3] @ flat + matrix[:, :3, 3:]
     elif c == 1:
@@ -393,7 +394,7 @@ class AugmentPipe(torch.nn.Module):
 
         def apply(sub, i):
             m, c, h, w = sub.shape
-            k = kernels[i].repeat_interleave(c, dim=0)[:, None, None, :]  # [m*c, 1, 1, taps]
+            k = kernels[i].to(sub.dtype).repeat_interleave(c, dim=0)[:, None, None, :]  # [m*c, 1, 1, taps]
             r = k.shape[-1] // 2
             y = reflect_pad(sub, r, r, r, r).reshape(1, m * c, h + 2 * r, w + 2 * r)
             y = F.conv2d(y, k, groups=m * c)
