@@ -8,6 +8,7 @@ import pytest
 import scipy.linalg
 import torch
 
+from stylegan2.download import cached_path
 from stylegan2.networks import Generator
 from training import feature_net as fn
 from training.metrics import (METRICS, FeatureNetworkUnavailable, FeatureStats, compute_metric, fid_from_features,
@@ -147,7 +148,7 @@ def test_load_feature_net_from_local_url_caches_the_download(scripted_net, tmp_p
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{scripted_net.name}"
         net = fn.load_feature_net(url, cache_dir=tmp_path / 'dl')
-        assert net is not None and (tmp_path / 'dl' / scripted_net.name).is_file()
+        assert net is not None and cached_path(url, tmp_path / 'dl').is_file()
         assert fn.load_feature_net(url.replace(scripted_net.name, 'missing.pt'), cache_dir=tmp_path / 'dl') is None
     finally:
         server.shutdown()

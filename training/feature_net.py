@@ -12,29 +12,16 @@ import hashlib
 import os
 import pathlib
 import sys
-import tempfile
 import warnings
 
 import torch
 
+from stylegan2.download import download, file_sha256
+
 INCEPTION_URL = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt'
 INCEPTION_ENV = 'AFRO_FASHION_INCEPTION'
-CACHE_ENV = 'AFRO_FASHION_CACHE'
 HOW_TO = (f"download {INCEPTION_URL} and set {INCEPTION_ENV}=/path/to/inception-2015-12-05.pt "
           f"(or pass the path/URL explicitly)")
-
-
-def cache_root() -> pathlib.Path:
-    """Where downloads and dataset statistics go: $AFRO_FASHION_CACHE or ~/.cache/afro-fashion-gan."""
-    return pathlib.Path(os.environ.get(CACHE_ENV) or pathlib.Path.home() / '.cache' / 'afro-fashion-gan')
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class TorchScriptFeatures(torch.nn.Module):
@@ -49,28 +36,12 @@ class TorchScriptFeatures(torch.nn.Module):
         return self.detector(images, return_features=True)
 
 
-def _download(url: str, cache_dir: pathlib.Path, timeout: float) -> pathlib.Path:
-    import requests
-
-    target = cache_dir / url.rstrip('/').rsplit('/', 1)[-1]
-    if target.is_file():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with requests.get(url, stream=True, timeout=timeout) as response:
-        response.raise_for_status()
-        with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False, suffix='.part') as tmp:
-            for chunk in response.iter_content(1 << 20):
-                tmp.write(chunk)
-    os.replace(tmp.name, target)  # a half-finished download never looks like a network
-    return target
-
-
 def load_feature_net(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-                     device: str | torch.device = 'cpu', timeout: float = 30.0) -> torch.nn.Module | None:
+                     device: str | torch.device = 'cpu') -> torch.nn.Module | None:
     """The feature network from a path or URL (default: ${AFRO_FASHION_INCEPTION}); None if unavailable.
 
-    URLs are downloaded once into `cache_dir` (default: the cache root). Only load files you trust:
-    TorchScript archives carry code.
+    URLs are downloaded once (resumably) into `cache_dir`, by default the project's download
+    cache. Only load files you trust: TorchScript archives carry code.
     """
     source = source or os.environ.get(INCEPTION_ENV)
     if not source:
@@ -79,7 +50,7 @@ def load_feature_net(source: str | os.PathLike | None = None, cache_dir: str | o
     source = str(source)
     try:
         if source.startswith(('http://', 'https://')):
-            path = _download(source, pathlib.Path(cache_dir) if cache_dir else cache_root() / 'downloads', timeout)
+            path = download(source, cache_dir)
         else:
             path = pathlib.Path(source).expanduser()
             if not path.is_file():

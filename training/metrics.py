@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from training.feature_net import HOW_TO, cache_root, feature_net_fingerprint, load_feature_net
+from stylegan2.download import cache_root
+from training.feature_net import HOW_TO, feature_net_fingerprint, load_feature_net
 
 
 class FeatureNetworkUnavailable(RuntimeError):
