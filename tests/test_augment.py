@@ -293,6 +293,10 @@ def test_official_pickle_augment_pipe_constructs_ours_with_identical_filters():
     pipe.load_state_dict(state)
     assert float(pipe.p) == pytest.approx(0.25)
     assert pipe.xflip == 1 and pipe.saturation == 1 and pipe.imgfilter == 0
+    torch.manual_seed(0)
+    x = images(n=8, h=32, w=32)
+    y = pipe(x)
+    assert y.shape == x.shape and torch.isfinite(y).all() and not torch.equal(y, x)
 
 
 # ----------------------------------------------------------------------------- ADA heuristic

@@ -11,8 +11,8 @@ import torch
 from stylegan2.download import cached_path
 from stylegan2.networks import Generator
 from training import feature_net as fn
-from training.metrics import (METRICS, FeatureNetworkUnavailable, FeatureStats, compute_metric, fid_from_features,
-                              frechet_distance, kid_from_features, real_feature_stats)
+from training.metrics import (METRICS, FeatureNetworkUnavailable, FeatureStats, compute_metric, dataset_fingerprint,
+                              fid_from_features, frechet_distance, kid_from_features, real_feature_stats)
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # tests script a stand-in net
 
@@ -264,6 +264,19 @@ def test_fid10k_uses_a_fixed_subset_of_reals(tmp_path):
     dataset = ArrayDataset(rng.randint(0, 256, (30, 3, 16, 16)).astype(np.uint8))
     stats = real_feature_stats(dataset, TinyFeatures(), max_real=12, batch_size=8, cache_dir=tmp_path, progress=False)
     assert stats.count == 12
+
+
+def test_path_backed_fingerprint_reads_no_images_and_tracks_file_changes(tmp_path):
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    for i in range(3):
+        (folder / f'{i}.png').write_bytes(bytes([i]) * 10)
+    dataset = ArrayDataset(np.zeros((3, 3, 16, 16), np.uint8), name='photos')
+    dataset.path = folder
+    first = dataset_fingerprint(dataset)
+    assert dataset.reads == 0 and dataset_fingerprint(dataset) == first
+    (folder / '1.png').write_bytes(b'changed, and longer')
+    assert dataset_fingerprint(dataset) != first
 
 
 def test_unknown_metric_and_missing_network(monkeypatch):
