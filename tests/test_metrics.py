@@ -257,6 +257,9 @@ def test_conditional_generator_and_kid(tmp_path):
                          cache_dir=tmp_path, progress=False)
     assert np.isfinite(kid)
     assert torch.equal(torch.rand(1), before)  # the caller's RNG stream is untouched
+    with pytest.raises(ValueError, match="use_labels"):
+        compute_metric('kid10k_full', G, ArrayDataset(dataset.images), net, num_gen=4, cache_dir=tmp_path,
+                       progress=False)
 
 
 def test_fid10k_uses_a_fixed_subset_of_reals(tmp_path):

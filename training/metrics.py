@@ -270,6 +270,9 @@ def generated_feature_stats(G, dataset, feature_net: torch.nn.Module, num_gen: i
     """
     device = torch.device(device)
     labels = _label_pool(dataset) if G.c_dim else None
+    if labels is not None and labels.shape[1] != G.c_dim:
+        raise ValueError(f"G is conditional with {G.c_dim} classes but the dataset has {labels.shape[1]} label "
+                         f"columns; measure against the labelled dataset (use_labels=True)")
     stats = FeatureStats(keep_features)
     with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
         torch.manual_seed(seed)
