@@ -21,7 +21,6 @@ def main(network, resolution, repeats, device):
     import torch
 
     from editor.studio import Studio
-    from ganspace.components import Components
     from ganspace.directions import Direction, append_direction
 
     loaded = random_demo_network(resolution) if resolution else load_studio_network(network)

@@ -6,11 +6,12 @@ users can read our files, plus `meta_json` for provenance (network hash, N, seed
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from stylegan2.atomic import atomic_write
 
 
 @dataclass
@@ -43,12 +44,12 @@ class Components:
 
     def save(self, path) -> None:
         """Write atomically, so an interrupted fit never leaves a half file behind."""
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, lat_comp=self.comp, lat_mean=self.mean, lat_stdev=self.stdev,
-                 var_ratio=self.var_ratio, meta_json=np.array(json.dumps(self.meta)))
-        os.replace(tmp, path)
+        def write(tmp: pathlib.Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, lat_comp=self.comp, lat_mean=self.mean, lat_stdev=self.stdev,
+                         var_ratio=self.var_ratio, meta_json=np.array(json.dumps(self.meta)))
+
+        atomic_write(path, write)
 
 
 def load_components(path) -> Components:

@@ -33,6 +33,7 @@ import yaml
 from ganspace.components import Components, load_components
 from ganspace.edits import MODES, Edit, orthogonalize, unit
 from ganspace.layers import format_layers, parse_layers
+from stylegan2.atomic import atomic_write_text
 
 TOP_KEYS = ("network_sha256", "components", "num_ws", "directions")
 DIRECTION_KEYS = ("name", "description", "component", "vector", "layers", "mode", "sigma",
@@ -359,9 +360,7 @@ def append_direction(path, direction: Direction, network_sha256: Optional[str] =
         new_text = HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
     if text is not None:
         shutil.copy2(path, path.with_name(path.name + ".bak"))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new_text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, new_text)
 
 
 def _appended_text(text: Optional[str], entry: dict, expected: dict) -> Optional[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import pathlib
 from typing import Callable, Optional, Sequence
 
@@ -22,6 +21,7 @@ from ganspace.edits import apply_edits
 from ganspace.layers import format_layers
 from ganspace.recipe import edit_to_recipe, read_recipe, save_png_with_recipe
 from ganspace.render import seed_to_w, synthesize_uint8
+from stylegan2.atomic import atomic_write, atomic_write_text
 
 MANIFEST_COLUMNS = ("seed", "class", "truncation", "direction", "component", "layers", "mode", "sigma",
                     "strength", "file", "network_sha256")
@@ -125,18 +125,16 @@ def _direction_summaries(direction, seeds, strengths, out_dir, class_idx, gif, m
 
 
 def _atomic_image_save(image: Image.Image, path: pathlib.Path, **kwargs) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format=path.suffix.lstrip(".").upper(), **kwargs)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: image.save(tmp, format=path.suffix.lstrip(".").upper(), **kwargs))
 
 
 def _write_manifest(out_dir: pathlib.Path, rows: list[dict]) -> None:
-    tmp = out_dir / "manifest.json.tmp"
-    tmp.write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    os.replace(tmp, out_dir / "manifest.json")
-    tmp = out_dir / "manifest.csv.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
-    os.replace(tmp, out_dir / "manifest.csv")
+    atomic_write_text(out_dir / "manifest.json", json.dumps(rows, indent=1))
+
+    def write_csv(tmp: pathlib.Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+            writer.writeheader()
+            writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
+
+    atomic_write(out_dir / "manifest.csv", write_csv)

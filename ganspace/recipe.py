@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pathlib
 
 import numpy as np
@@ -15,6 +14,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ganspace.edits import Edit
+from stylegan2.atomic import atomic_write
 
 RECIPE_KEY = "afro-fashion-recipe"
 
@@ -28,10 +28,7 @@ def save_png_with_recipe(path, pixels: np.ndarray, recipe: dict) -> None:
     info = PngInfo()
     info.add_text(RECIPE_KEY, json.dumps(recipe, sort_keys=True))
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG", pnginfo=info)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
 
 
 def read_recipe(source) -> dict | None:

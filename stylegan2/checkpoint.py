@@ -14,12 +14,12 @@ import hashlib
 import json
 import os
 import pathlib
-import secrets
 import struct
 
 import safetensors.torch
 import torch
 
+from stylegan2.atomic import atomic_write_bytes
 from stylegan2.download import download, file_sha256
 from stylegan2.legacy import NetworkLoadError, construct_network, load_official_snapshot, to_plain
 
@@ -113,28 +113,7 @@ def save_checkpoint(path: str | os.PathLike, G: torch.nn.Module | None = None, D
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint meta must be plain JSON data (numbers, strings, lists, dicts): {exc}") from exc
     payload = safetensors.torch.save(tensors, metadata={METADATA_KEY: header})
-    return _atomic_write(pathlib.Path(path), payload)
-
-
-def _atomic_write(path: pathlib.Path, payload: bytes) -> pathlib.Path:
-    """Temp file in the same folder, fsync, rename: a crash leaves the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # unique per writer; umask-respecting mode
-    try:
-        with open(tmp, "xb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return path
+    return atomic_write_bytes(path, payload)
 
 
 # ----------------------------------------------------------------------------- loading

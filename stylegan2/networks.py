@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from .ops.bias_act import bias_act, default_gain
 from .ops.conv2d_resample import conv2d_resample
-from .ops.upfirdn2d import downsample2d, setup_filter, upsample2d
+from .ops.upfirdn2d import setup_filter, upsample2d
 
 RESAMPLE_FILTER = (1, 3, 3, 1)
 

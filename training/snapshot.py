@@ -9,16 +9,16 @@ renames just leaves the previous pair as the latest.
 from __future__ import annotations
 
 import contextlib
-import os
 import pathlib
 import random
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+
+from stylegan2.atomic import atomic_write
 
 NETWORK_PREFIX = "network-snapshot-"
 STATE_PREFIX = "training-state-"
@@ -30,26 +30,6 @@ def kimg_label(cur_nimg: int, tick_kimg: float) -> str:
     if tick_kimg >= 1:
         return f"{cur_nimg // 1000:06d}"
     return f"{cur_nimg / 1000:010.3f}"
-
-
-def atomic_write(path: pathlib.Path, write: Callable[[pathlib.Path], None]) -> None:
-    """Run write(tmp_path) then publish it at `path` with fsync + rename (never a half-written file)."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = pathlib.Path(tmp)
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 # ----------------------------------------------------------------------------- RNG state
