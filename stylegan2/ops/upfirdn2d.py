@@ -94,21 +94,18 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] =
         x = z
     x = _pad_or_crop(x, px0, px1, py0, py1)
 
-    if f is not None:
-        f = f.to(x.dtype) * (gain ** (f.ndim / 2))
-        if not flip_filter:
-            f = f.flip(list(range(f.ndim)))
-        if f.ndim == 2:
-            x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)
-        else:
-            x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, f.shape[0]), groups=c)
-            x = F.conv2d(x, f[None, None, :, None].expand(c, 1, f.shape[0], 1), groups=c)
-    elif gain != 1:
-        x = x * gain
+    if f is None:
+        x = x * gain if gain != 1 else x
+        return x[:, :, ::downy, ::downx] if downx > 1 or downy > 1 else x
 
-    if downx > 1 or downy > 1:
-        x = x[:, :, ::downy, ::downx]
-    return x
+    # Downsampling is the conv's stride: samples that would be thrown away are never computed.
+    f = f.to(x.dtype) * (gain ** (f.ndim / 2))
+    if not flip_filter:
+        f = f.flip(list(range(f.ndim)))
+    if f.ndim == 2:
+        return F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c, stride=(downy, downx))
+    x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, f.shape[0]), groups=c, stride=(1, downx))
+    return F.conv2d(x, f[None, None, :, None].expand(c, 1, f.shape[0], 1), groups=c, stride=(downy, 1))
 
 
 def filter2d(x: torch.Tensor, f: torch.Tensor, padding: Padding = 0, flip_filter: bool = False,
