@@ -70,6 +70,31 @@ def test_committed_without_outputs_and_every_step_explained(name):
     assert f"colab.research.google.com/github/YOUR-ORG/afro-fashion-gan/blob/main/notebooks/{name}" in nb.cells[0].source
 
 
+def parameters(name: str, ci: bool, monkeypatch) -> dict:
+    """Run a notebook's parameters cell (plain Python, no side effects) and return its variables."""
+    if ci:
+        monkeypatch.setenv("AFRO_FASHION_CI", "1")
+    else:
+        monkeypatch.delenv("AFRO_FASHION_CI", raising=False)
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    namespace = {}
+    exec(next(c.source for c in nb.cells if c.cell_type == "code"), namespace)
+    return namespace
+
+
+def test_colab_parameters_fine_tune_ffhq_with_the_t4_preset_on_drive(monkeypatch):
+    colab = parameters("train_colab.ipynb", ci=False, monkeypatch=monkeypatch)
+    assert (colab["CFG"], colab["RESUME_FROM"], colab["USE_DRIVE"]) == ("t4", "ffhq256", True)
+    assert colab["DATASET"].startswith("/content/drive/") and colab["RUNS"].startswith("/content/drive/")
+    assert "--cpu" not in colab["TRAIN_ARGS"]
+    ci = parameters("train_colab.ipynb", ci=True, monkeypatch=monkeypatch)
+    assert (ci["RESUME_FROM"], ci["USE_DRIVE"], ci["METRICS"], ci["RESOLUTION"]) == ("", False, "none", 32)
+    assert "--cpu" in ci["TRAIN_ARGS"]
+    studio = parameters("directions_colab.ipynb", ci=False, monkeypatch=monkeypatch)
+    assert (studio["SHARE"], studio["NETWORK"], studio["SAMPLES"]) == (True, "latest", 1_000_000)
+    assert parameters("directions_colab.ipynb", ci=True, monkeypatch=monkeypatch)["SHARE"] is False
+
+
 # ----------------------------------------------------------------------------- helpers
 
 def test_run_streams_output_and_raises_on_failure(capsys):
