@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
 import tempfile
 import zipfile
 
-import numpy as np
-from PIL import Image
 
 from editor.recipe import Recipe
 from editor.studio import Studio
 from ganspace.export import export_directions
 from ganspace.recipe import save_png_with_recipe
+from stylegan2.render import image_grid, to_pil
 
 CONTACT_SHEET_COLUMNS = 6
 
@@ -41,17 +39,6 @@ def export_image(studio: Studio, recipe: Recipe, out_dir: pathlib.Path | None = 
     return path
 
 
-def contact_sheet(images: list[np.ndarray], columns: int = CONTACT_SHEET_COLUMNS) -> Image.Image:
-    """All images on one grid (same size each), for a quick look at a collection."""
-    height, width = images[0].shape[:2]
-    columns = min(columns, len(images))
-    rows = math.ceil(len(images) / columns)
-    sheet = Image.new("RGB", (columns * width, rows * height), "white")
-    for i, image in enumerate(images):
-        sheet.paste(Image.fromarray(image).convert("RGB"), ((i % columns) * width, (i // columns) * height))
-    return sheet
-
-
 def export_favourites(studio: Studio, recipes: list[Recipe], out_dir: pathlib.Path | None = None) -> pathlib.Path:
     """A zip with one PNG per favourite (recipe embedded), a contact sheet and manifest.json."""
     if not recipes:
@@ -65,7 +52,8 @@ def export_favourites(studio: Studio, recipes: list[Recipe], out_dir: pathlib.Pa
         save_png_with_recipe(folder / name, image, studio.portable_recipe(recipe))
         images.append(image)
         manifest.append({"file": name, "recipe": recipe.to_dict()})
-    contact_sheet(images).save(folder / "contact_sheet.png")
+    sheet = image_grid(images, cols=min(CONTACT_SHEET_COLUMNS, len(images)), pad=0)
+    to_pil(sheet).save(folder / "contact_sheet.png")
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return zip_folder(folder)
 

@@ -104,6 +104,8 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: Any) -> "Recipe":
         """Validate a decoded recipe; every problem becomes a RecipeError naming the field."""
+        if isinstance(data, dict) and "format" not in data and isinstance(data.get("edits"), list):
+            data = studio_dict_from_export(data)
         if not isinstance(data, dict) or data.get("format") != RECIPE_FORMAT:
             raise RecipeError(f"This is not an Afro Fashion recipe (expected \"format\": \"{RECIPE_FORMAT}\").")
         if data.get("version") != RECIPE_VERSION:
@@ -154,6 +156,28 @@ class Recipe:
         except (ValueError, UnicodeDecodeError) as error:
             raise RecipeError(f"The recipe is not valid JSON ({error}).") from None
         return cls.from_dict(data)
+
+
+def studio_dict_from_export(data: dict) -> dict:
+    """A `ganspace export` PNG recipe (seed, psi, class, edits by direction) as a studio recipe dict.
+
+    Batch exports from the studio are written by the ganspace exporter; mapping their edits back onto
+    the sliders of the same names lets a stylist drop any exported PNG into the studio.
+    """
+    sliders, overrides = {}, {}
+    for edit in data["edits"]:
+        name = edit.get("direction") if isinstance(edit, dict) else None
+        if not isinstance(name, str) or not name:
+            raise RecipeError("This PNG's edits are raw vectors without direction names; "
+                              "only exports of labelled directions can be restored in the studio.")
+        if name in sliders:
+            raise RecipeError(f"This PNG's recipe moves direction {name!r} twice; the studio has one slider each.")
+        sliders[name] = edit.get("strength")
+        overrides[name] = edit.get("layers")
+    return {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, "network_sha256": data.get("network_sha256"),
+            "seed": data.get("seed"), "truncation_psi": data.get("truncation_psi", 0.7),
+            "class_idx": data.get("class_idx"), "noise_mode": data.get("noise_mode", "const"),
+            "sliders": sliders, "layer_overrides": overrides}
 
 
 def _mapping(value: Any, field: str) -> dict:

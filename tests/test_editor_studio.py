@@ -1,4 +1,5 @@
 """The studio core without a browser: recipes, rendering, mixing, undo/redo, exports."""
+import io
 import json
 import pathlib
 import zipfile
@@ -8,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from editor.exporting import contact_sheet, export_batch, export_favourites, export_image
+from editor.exporting import export_batch, export_favourites, export_image
 from editor.network import random_demo_network
 from editor.recipe import MAX_SEED, Mix, Recipe, RecipeError, parse_seed
 from editor.session import Session
@@ -182,13 +183,6 @@ def test_export_favourites_zip_has_pngs_sheet_and_manifest(studio, tmp_path):
         export_favourites(studio, [], tmp_path)
 
 
-def test_contact_sheet_places_images_in_rows():
-    images = [np.full((2, 2, 3), i * 10, np.uint8) for i in range(7)]
-    sheet = np.asarray(contact_sheet(images, columns=3))
-    assert sheet.shape == (6, 6, 3)
-    assert sheet[2, 2, 0] == 40 and sheet[4, 0, 0] == 60 and sheet[4, 2, 0] == 255
-
-
 def test_export_batch_uses_moved_directions(studio, tmp_path):
     recipe = studio.new_recipe(seed=0).replace(sliders={"colour": 1.0})
     calls = []
@@ -221,3 +215,19 @@ def test_seed_pages_stay_within_the_seed_range():
 
 def test_base_ws_equals_ganspace_seed_to_w(studio):
     torch.testing.assert_close(studio.base_ws(77, 0.5, None), seed_to_w(studio.G, 77, 0.5))
+
+
+def test_png_from_a_batch_export_restores_its_image_in_the_studio(studio, tmp_path):
+    recipe = studio.new_recipe(seed=4).replace(sliders={"sleeves": 1.0})
+    archive = export_batch(studio, recipe, [4], [2.0], tmp_path)
+    with zipfile.ZipFile(archive) as zf:
+        name = next(n for n in zf.namelist() if n.startswith("sleeves/") and n.endswith(".png"))
+        data = zf.read(name)
+    restored = Recipe.from_dict(read_recipe(data))
+    assert restored.seed == 4 and restored.sliders == {"sleeves": 2.0}
+    assert restored.layer_overrides == {"sleeves": studio.direction("sleeves").layers}
+    exported = np.asarray(Image.open(io.BytesIO(data)))
+    np.testing.assert_array_equal(studio.render(studio.check(restored)), exported)
+    unnamed = {"seed": 1, "network_sha256": "ab", "edits": [{"vector": [0.0], "strength": 1.0, "layers": [0, 1]}]}
+    with pytest.raises(RecipeError, match="direction names"):
+        Recipe.from_dict(unnamed)

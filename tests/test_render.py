@@ -1,0 +1,38 @@
+"""stylegan2.render: the shared seed, label and pixel conventions."""
+import numpy as np
+import pytest
+import torch
+
+from stylegan2.networks import Generator
+from stylegan2.render import class_labels, image_grid, seed_to_w, to_uint8
+
+
+def test_image_grid_places_images_in_rows_with_padding():
+    images = [np.full((2, 2, 3), i * 10, np.uint8) for i in range(7)]
+    sheet = image_grid(images, cols=3, pad=0)
+    assert sheet.shape == (6, 6, 3)
+    assert sheet[2, 2, 0] == 40 and sheet[4, 0, 0] == 60 and sheet[4, 2, 0] == 255  # empty cell stays white
+    padded = image_grid(images[:2], cols=2, pad=1, background=7)
+    assert padded.shape == (4, 7, 3) and padded[0, 0, 0] == 7 and padded[1, 4, 0] == 10
+    with pytest.raises(ValueError):
+        image_grid([])
+
+
+def test_to_uint8_rounds_like_the_official_generate_py():
+    img = torch.tensor([-1.5, -1.0, -0.004, 0.0, 0.996, 1.0]).reshape(1, 1, 1, 6)
+    # (x * 127.5 + 128) clamped to [0, 255] then truncated toward zero by the uint8 cast
+    assert to_uint8(img)[0, 0, :, 0].tolist() == [0, 0, 127, 128, 254, 255]
+
+
+def test_class_labels_and_seeds_batch():
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=3, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    c = class_labels(G, [2, 0], 2)
+    assert c.tolist() == [[0, 0, 1], [1, 0, 0]]
+    for bad in (None, 3, -1):
+        with pytest.raises(ValueError):
+            class_labels(G, bad, 1)
+    both = seed_to_w(G, [5, 9], class_idx=[1, 2])
+    single = seed_to_w(G, 9, class_idx=2)
+    assert both.shape == (2, G.num_ws, 8) and torch.allclose(both[1:], single, atol=1e-6)
