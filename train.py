@@ -30,11 +30,14 @@ import sys
 
 import click
 
+from stylegan2.atomic import atomic_write_text
 from training.augment import AUGPIPE_PRESETS
 from training.config import CFG_NAMES, Overrides, TrainingOptions, adopt_architecture, describe, resolve_options
 from training.metrics import METRICS
 
-RESUMABLE_AFTER_RUN = ("kimg", "snap", "tick", "keep", "metrics", "feature_net", "workers")  # may change on --resume latest
+# May change on --resume latest. `data` too, so a run can move between machines (Colab -> laptop); it must be
+# the same dataset (the loop checks resolution, channels and labels).
+RESUMABLE_AFTER_RUN = ("kimg", "snap", "tick", "keep", "metrics", "feature_net", "workers", "data")
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -119,7 +122,8 @@ def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gam
     resume_snapshot, resume_network = None, None
     if resume == "latest":
         opts, run_dir, resume_snapshot = options_for_latest(ctx, outdir, kimg=kimg, snap=snap, tick=tick, keep=keep,
-                                                            metrics=metrics, feature_net=feature_net, workers=workers)
+                                                            metrics=metrics, feature_net=feature_net, workers=workers,
+                                                            data=data)
     else:
         if data is None:
             raise click.UsageError("--data is required (except with --resume latest)")
@@ -201,8 +205,8 @@ def options_for_latest(ctx, outdir: pathlib.Path, **new_values):
     opts = TrainingOptions.from_json((snap.run_dir / "training_options.json").read_text())
     for name in RESUMABLE_AFTER_RUN:
         if explicitly_given(ctx, name):
-            setattr(opts, name, new_values[name])
-    ignored = [n for n in ("data", "cfg", "batch", "gamma", "cond", "mirror", "aug", "augpipe", "seed")
+            setattr(opts, name, os.path.abspath(new_values[name]) if name == "data" else new_values[name])
+    ignored = [n for n in ("cfg", "batch", "gamma", "cond", "mirror", "aug", "augpipe", "seed")
                if explicitly_given(ctx, n)]
     if ignored:
         click.echo(f"--resume latest continues {snap.run_dir.name} with its own options; ignoring "
@@ -213,9 +217,7 @@ def options_for_latest(ctx, outdir: pathlib.Path, **new_values):
 
 def write_options(run_dir: pathlib.Path, opts: TrainingOptions) -> None:
     """Atomically: a kill while rewriting it on resume must not leave the run unresumable."""
-    from training.snapshot import atomic_write
-
-    atomic_write(run_dir / "training_options.json", lambda tmp: tmp.write_text(opts.to_json()))
+    atomic_write_text(run_dir / "training_options.json", opts.to_json())
 
 
 def drop_stats_after(path: pathlib.Path, kimg: float) -> None:
@@ -229,9 +231,7 @@ def drop_stats_after(path: pathlib.Path, kimg: float) -> None:
                 kept.append(line)
         except (ValueError, KeyError):
             continue  # a line cut short by a kill
-    from training.snapshot import atomic_write
-
-    atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept)))
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def make_logger(path: pathlib.Path):

@@ -41,8 +41,11 @@ def test_half_plus_resume_plus_half_equals_straight_run_bitwise(tmp_path):
               *TINY[:-2], "--tick", "0.012"]
     run_cli(["--outdir", tmp_path / "straight", "--kimg", "0.024", *common])
     run_cli(["--outdir", tmp_path / "split", "--kimg", "0.012", *common])
-    result = run_cli(["--outdir", tmp_path / "split", "--resume", "latest", "--kimg", "0.024"])
+    # The run moves to another machine: same dataset, new path (--data may change on resume).
+    moved = data.rename(tmp_path / "moved-data")
+    result = run_cli(["--outdir", tmp_path / "split", "--resume", "latest", "--kimg", "0.024", "--data", moved])
     assert "Training for 0.024 kimg from 0.012 kimg" in result.output
+    assert json.loads((only_run(tmp_path / "split") / "training_options.json").read_text())["data"] == str(moved)
 
     straight, split = only_run(tmp_path / "straight"), only_run(tmp_path / "split")
     a = load_file(straight / "network-snapshot-000000.024.safetensors")
@@ -65,6 +68,17 @@ def test_half_plus_resume_plus_half_equals_straight_run_bitwise(tmp_path):
     assert sa["cur_nimg"] == 24 and sa["batch_idx"] == 6 and sa["ada"]["p"] != 0.3
     # stats continue in the same file without a restart at 0
     assert [s["kimg"] for s in read_stats(split)] == [0.012, 0.024]
+
+
+def test_resume_latest_refuses_a_dataset_with_other_classes(tmp_path):
+    data = make_dataset(tmp_path / "data", classes=2)
+    run_cli(["--outdir", tmp_path / "runs", "--data", data, "--cond", "--kimg", "0.012", "--snap", "1",
+             *TINY[:-2], "--tick", "0.012"])
+    other = make_dataset(tmp_path / "other", classes=3)
+    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--resume", "latest",
+                                             "--kimg", "0.024", "--data", str(other)])
+    assert result.exit_code != 0
+    assert "with 3 classes, but the run was set up for 16px x3 with 2 classes" in str(result.exception)
 
 
 def test_resume_latest_refuses_a_different_process_count(tmp_path):

@@ -63,9 +63,11 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
 
     # ------------------------------------------------------------------ data
     dataset = ImageDataset(opts.data, use_labels=opts.cond, xflip=opts.mirror, seed=opts.seed)
-    if dataset.resolution != opts.resolution or dataset.num_channels != opts.num_channels:
-        raise ValueError(f"dataset is now {dataset.resolution}px x{dataset.num_channels}, but the run was "
-                         f"set up for {opts.resolution}px x{opts.num_channels}")
+    if (dataset.resolution != opts.resolution or dataset.num_channels != opts.num_channels
+            or (opts.cond and dataset.label_dim != opts.label_dim)):
+        raise ValueError(f"dataset {opts.data} is {dataset.resolution}px x{dataset.num_channels} with "
+                         f"{dataset.label_dim} classes, but the run was set up for {opts.resolution}px "
+                         f"x{opts.num_channels} with {opts.label_dim} classes")
     batch_per_gpu = opts.batch // dist.world_size
     sampler = InfiniteSampler(len(dataset), rank=dist.rank, num_replicas=dist.world_size, seed=opts.seed)
     labels = dataset.labels.astype(np.float32) if opts.cond else None  # G's classes follow the data's balance
