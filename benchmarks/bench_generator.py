@@ -2,6 +2,7 @@
 
   python benchmarks/bench_generator.py                 # CPU, batch 1 and 8, 256 and 512 px
   python benchmarks/bench_generator.py --device cuda --batch 32
+  python benchmarks/bench_generator.py --threads 1      # when another job shares the cores
 
 Prints a table; fused (inference) vs split modulation is the in-process baseline ratio.
 """
@@ -49,7 +50,10 @@ def time_forward(G, batch: int, device: str, fused: bool, repeats: int) -> float
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--batch", "batches", multiple=True, type=int, default=[1, 8], show_default=True)
 @click.option("--repeats", default=2, show_default=True)
-def main(device, batches, repeats):
+@click.option("--threads", type=int, default=None, help="CPU threads (default: torch's choice).")
+def main(device, batches, repeats, threads):
+    if threads:
+        torch.set_num_threads(threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     print(f"{'config':<16}{'G params':>14}{'D params':>14}")
     for name, cfg in CONFIGS.items():
