@@ -14,13 +14,7 @@ from training import loop, snapshot
 from conftest import OFFICIAL, require
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run 10-50x faster on one thread than with OpenMP threads fighting for 2 busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--cbase", "128", "--cmax", "16", "--zdim", "16", "--map", "2", "--batch", "4", "--metrics", "none",
         "--workers", "0", "--cpu", "--tick", "0.008"]

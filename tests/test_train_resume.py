@@ -18,13 +18,7 @@ from training import snapshot
 from test_train_loop import TINY, make_dataset, only_run, read_stats
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(False)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_cli(args):

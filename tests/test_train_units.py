@@ -15,13 +15,7 @@ from training.loop import InfiniteSampler, build_phases, update_ema
 from training.loss import StyleGAN2Loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run 10-50x faster on one thread than with OpenMP threads fighting for 2 busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def options(**kw):
