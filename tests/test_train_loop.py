@@ -96,6 +96,7 @@ def test_conditional_training_on_dataset_json_labels(tmp_path):
     assert run.name == "00000-data-auto1-cond-mirror-ada" and "12 images (with mirrors)" in result.output
     net = load_network(snapshot.list_snapshots(run)[-1].network_path)
     assert net.G_ema.c_dim == 3 and net.D.c_dim == 3
+    assert net.meta["class_names"] == ["k0", "k1", "k2"]  # for the studio's class picker
     with torch.no_grad():  # the label changes the picture
         z = torch.randn(1, 16)
         a, b = (net.G_ema(z, torch.eye(3)[[k]], noise_mode="const") for k in (0, 1))

@@ -263,7 +263,9 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                     meta = {"kimg": cur_nimg / 1000, "cur_nimg": cur_nimg, "tick": cur_tick,
                             "augment_p": record["augment_p"] if augment_pipe is not None else None,
                             "augment_kwargs": AUGPIPE_PRESETS[opts.augpipe] if augment_pipe is not None else None,
-                            "training_options": json.loads(opts.to_json())}
+                            "training_options": json.loads(opts.to_json()),
+                            # The studio's class picker and generate.py --class show these names.
+                            "class_names": dataset.class_names if opts.cond else None}
                     snapshot.write_snapshot(
                         snapshot.Snapshot(run_dir, label), state,
                         lambda path: save_checkpoint(path, G=G, D=D, G_ema=G_ema, meta=meta),
