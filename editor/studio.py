@@ -25,7 +25,7 @@ from ganspace.directions import Direction, DirectionsError, DirectionsFile, appe
 from ganspace.edits import Edit, apply_edits
 from ganspace.layers import layer_groups, parse_layers
 from ganspace.recipe import edit_to_recipe
-from ganspace.render import seed_to_w, synthesize_uint8
+from stylegan2.render import seed_to_w, synthesize_uint8
 
 BROWSE_BATCH = 8
 

@@ -58,9 +58,12 @@ def load_generator(network: str, device: str):
     return bundle.G_ema.eval().requires_grad_(False).to(device), bundle.sha256
 
 
-def check_class(G, class_idx):
+def check_class(G, class_idx, optional: bool = False):
+    """`optional`: a conditional network may go without --class (each seed then shows class seed % c_dim)."""
     if G.c_dim == 0 and class_idx is not None:
         raise click.BadParameter("this network is unconditional: drop --class", param_hint="--class")
+    if G.c_dim > 0 and class_idx is None and optional:
+        return
     if G.c_dim > 0 and (class_idx is None or not 0 <= class_idx < G.c_dim):
         raise click.BadParameter(f"this network is conditional: pass --class 0-{G.c_dim - 1}", param_hint="--class")
 
@@ -85,7 +88,8 @@ device_option = click.option("--device", default="auto", show_default=True, help
 trunc_option = click.option("--trunc", "truncation_psi", type=float, default=0.7, show_default=True,
                             help="Truncation psi of the seeds' codes.")
 class_option = click.option("--class", "class_idx", type=int, default=None,
-                            help="Class index (conditional networks only).")
+                            help="Class index (conditional networks only; sheets and hints default to "
+                                 "seed %% classes, so every class is shown).")
 
 
 @click.group(help=__doc__)
@@ -154,7 +158,7 @@ def sheets(network, components_path, out, num_components, seeds, columns, sigma_
     from ganspace.components import load_components
     from ganspace.sheets import component_sheets
     G, _ = load_generator(network, device)
-    check_class(G, class_idx)
+    check_class(G, class_idx, optional=True)
     progress = TqdmProgress("sheets", "sheet")
     try:
         paths = component_sheets(G, load_components(components_path), out, num_components, seeds, columns,
@@ -183,7 +187,7 @@ def hints(network, components_path, out, num_components, seeds, strength, trunca
     from ganspace.components import load_components
     from ganspace.hints import format_table, measure_hints, write_hints
     G, _ = load_generator(network, device)
-    check_class(G, class_idx)
+    check_class(G, class_idx, optional=True)
     progress = TqdmProgress("hints", "row")
     try:
         rows = measure_hints(G, load_components(components_path), num_components, seeds, strength,

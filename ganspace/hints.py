@@ -11,11 +11,10 @@ import pathlib
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-import torch
 
 from ganspace.components import Components
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups
-from ganspace.render import seed_to_w
+from stylegan2.render import classes_for_seeds, seed_to_w
 from ganspace.sheets import render_sweep, sweep_edit
 
 # statistic -> (label it suggests, change that counts as clearly visible)
@@ -94,7 +93,7 @@ def measure_hints(G, comps: Components, num_components: int = 10, seeds: Sequenc
                   class_idx=None, batch_size: int = 16, progress: Optional[Callable] = None) -> list[dict]:
     """One row per (component, group): the change of every statistic from -strength σ to +strength σ."""
     all_groups = layer_groups(G.num_ws)
-    base_ws = torch.cat([seed_to_w(G, seed, truncation_psi, class_idx) for seed in seeds])
+    base_ws = seed_to_w(G, seeds, truncation_psi, classes_for_seeds(G, seeds, class_idx))
     num_components = min(num_components, comps.num_components)
     rows, total = [], num_components * len(groups)
     for index in range(num_components):

@@ -6,7 +6,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ganspace.render import class_labels, device_of
+from stylegan2.render import class_labels, device_of
 
 CLASS_MIX = "mix"
 

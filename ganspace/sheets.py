@@ -15,7 +15,7 @@ from ganspace.components import Components
 from ganspace.contact_sheet import contact_sheet
 from ganspace.edits import Edit, apply_edits
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups
-from ganspace.render import seed_to_w, synthesize_uint8
+from stylegan2.render import classes_for_seeds, seed_to_w, synthesize_uint8
 
 CENTRES = ("sample", "mean")
 
@@ -49,7 +49,7 @@ def component_sheets(G, comps: Components, out_dir, num_components: int = 10, se
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds = list(seeds)
-    base_ws = torch.cat([seed_to_w(G, seed, truncation_psi, class_idx) for seed in seeds])
+    base_ws = seed_to_w(G, seeds, truncation_psi, classes_for_seeds(G, seeds, class_idx))
     strengths = np.linspace(-sigma_range, sigma_range, columns)
     col_labels = [f"{s:+.1f}" for s in strengths]
     if centre == "mean":

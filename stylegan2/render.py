@@ -67,6 +67,14 @@ def class_labels(G, class_idx, n: int) -> torch.Tensor:
     return c
 
 
+def classes_for_seeds(G, seeds: Sequence[int], class_idx=None):
+    """The class of each seed's picture: `class_idx` when given, else (conditional networks) seed % c_dim,
+    so that a sheet of seeds shows every class instead of refusing to render."""
+    if class_idx is not None or not getattr(G, "c_dim", 0):
+        return class_idx
+    return [seed % G.c_dim for seed in seeds]
+
+
 def seed_z(G, seeds: int | Sequence[int]) -> torch.Tensor:
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     z = np.concatenate([np.random.RandomState(s).randn(1, G.z_dim) for s in seeds])

@@ -16,7 +16,7 @@ from editor.session import Session
 from editor.studio import Studio
 from ganspace.components import Components
 from ganspace.recipe import read_recipe
-from ganspace.render import seed_to_w
+from stylegan2.render import seed_to_w
 
 RES = 16  # num_ws = 6: coarse 0-1, middle 2-3, fine 4-5
 

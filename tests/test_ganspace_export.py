@@ -16,7 +16,7 @@ from ganspace.edits import apply_edits
 from ganspace.export import export_directions
 from ganspace.hints import STATISTICS, image_stats, measure_hints, stat_changes, suggest_labels, write_hints
 from ganspace.recipe import edits_from_recipe, read_recipe
-from ganspace.render import seed_to_w, synthesize_uint8
+from stylegan2.render import seed_to_w, synthesize_uint8
 from ganspace.sheets import component_sheets, render_sweep, sweep_edit
 from stylegan2.checkpoint import load_network, save_checkpoint
 from stylegan2.networks import Generator
@@ -192,3 +192,35 @@ def test_export_of_an_official_conditional_pickle_reproduces_official_pixels_at_
     assert "_c1_" in rows[0]["file"] and rows[0]["class"] == 1
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / rows[0]["file"])), refs[f"png_seed{seed}_psi0.7"])
     assert not np.array_equal(np.asarray(Image.open(tmp_path / rows[1]["file"])), refs[f"png_seed{seed}_psi0.7"])
+
+
+def test_cli_sheets_and_hints_on_a_conditional_network_show_one_class_per_seed(tmp_path, monkeypatch):
+    torch.manual_seed(2)
+    G = Generator(z_dim=16, c_dim=3, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
+                  synthesis_kwargs=dict(channel_base=256, channel_max=16)).eval()
+    network = save_checkpoint(tmp_path / "cond.safetensors", G_ema=G)
+    comps = Components(np.eye(16)[:2], np.zeros(16), np.ones(2), np.full(2, 0.5), {"num_ws": G.num_ws})
+    comps.save(tmp_path / "c.npz")
+    import ganspace.hints
+    import ganspace.sheets
+
+    asked = []
+
+    def spy(G, seeds, psi, classes):
+        asked.append(classes)
+        return seed_to_w(G, seeds, psi, classes)
+
+    monkeypatch.setattr(ganspace.sheets, "seed_to_w", spy)
+    monkeypatch.setattr(ganspace.hints, "seed_to_w", spy)
+    run = CliRunner().invoke
+    result = run(cli, ["sheets", "--network", str(network), "--components", str(tmp_path / "c.npz"), "--num", "1",
+                       "--seeds", "0-2", "--columns", "3", "--groups", "all", "--out", str(tmp_path / "sheets")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "sheets" / "comp000_all.png").exists()
+    result = run(cli, ["hints", "--network", str(network), "--components", str(tmp_path / "c.npz"), "--num", "1",
+                       "--seeds", "0-2", "--out", str(tmp_path / "hints.csv")])
+    assert result.exit_code == 0, result.output
+    result = run(cli, ["sheets", "--network", str(network), "--components", str(tmp_path / "c.npz"),
+                       "--class", "3", "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "0-2" in result.output
+    assert asked == [[0, 1, 2], [0, 1, 2]]  # without --class, seed k is drawn as class k % 3

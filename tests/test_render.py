@@ -36,3 +36,17 @@ def test_class_labels_and_seeds_batch():
     both = seed_to_w(G, [5, 9], class_idx=[1, 2])
     single = seed_to_w(G, 9, class_idx=2)
     assert both.shape == (2, G.num_ws, 8) and torch.allclose(both[1:], single, atol=1e-6)
+
+
+def test_classes_for_seeds_spreads_seeds_over_classes_only_when_no_class_is_given():
+    from stylegan2.render import classes_for_seeds
+
+    class Cond:
+        c_dim = 3
+
+    class Uncond:
+        c_dim = 0
+
+    assert classes_for_seeds(Cond(), [0, 1, 5, 9], None) == [0, 1, 2, 0]
+    assert classes_for_seeds(Cond(), [0, 1], 2) == 2
+    assert classes_for_seeds(Uncond(), [0, 1], None) is None
