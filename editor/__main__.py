@@ -38,13 +38,16 @@ def main(network, directions, components, host, port, share, auth, device):
     credentials = parse_auth(auth)
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
-    from editor.network import load_studio_network
+    from editor.network import companion_files, load_studio_network
     from editor.recipe import RecipeError
     from editor.studio import Studio
     from ganspace.directions import DirectionsError
 
     try:
         loaded = load_studio_network(network)
+        sibling_directions, sibling_components = companion_files(loaded.source)
+        directions = directions or sibling_directions
+        components = components or sibling_components
         if loaded.banner and directions is None and components is None:
             import tempfile
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import torch
 
@@ -34,6 +35,18 @@ def random_demo_network(resolution: int = 32) -> LoadedNetwork:
     return LoadedNetwork(G=G, sha256=weights_sha256(G.state_dict()), banner=RANDOM_DEMO_BANNER, source="random demo")
 
 
+def companion_files(network_path: str | None) -> tuple[pathlib.Path | None, pathlib.Path | None]:
+    """directions.yaml and components.npz lying next to a local network file, if any.
+
+    A model folder (like the bundled one) then opens in the studio with its own sliders, no flags needed.
+    """
+    if network_path is None or not pathlib.Path(network_path).is_file():
+        return None, None
+    folder = pathlib.Path(network_path).parent
+    found = [folder / name for name in ("directions.yaml", "components.npz")]
+    return tuple(path if path.is_file() else None for path in found)
+
+
 def load_studio_network(spec: str | None) -> LoadedNetwork:
     """Load `spec` (path, URL or registered name); with None use the bundled default or a random demo."""
     from stylegan2 import checkpoint
@@ -44,4 +57,4 @@ def load_studio_network(spec: str | None) -> LoadedNetwork:
         spec = "default"
     bundle = checkpoint.load_network(spec)
     class_names = (bundle.meta or {}).get("class_names")
-    return LoadedNetwork(G=bundle.G_ema, sha256=bundle.sha256, class_names=class_names, source=str(spec))
+    return LoadedNetwork(G=bundle.G_ema, sha256=bundle.sha256, class_names=class_names, source=bundle.source)

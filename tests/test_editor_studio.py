@@ -231,3 +231,18 @@ def test_png_from_a_batch_export_restores_its_image_in_the_studio(studio, tmp_pa
     unnamed = {"seed": 1, "network_sha256": "ab", "edits": [{"vector": [0.0], "strength": 1.0, "layers": [0, 1]}]}
     with pytest.raises(RecipeError, match="direction names"):
         Recipe.from_dict(unnamed)
+
+
+def test_a_model_folder_opens_with_its_own_directions_and_components(tmp_path):
+    from editor.network import companion_files, load_studio_network
+    from stylegan2.checkpoint import save_checkpoint
+
+    folder = tmp_path / "model"
+    network = save_checkpoint(folder / "network.safetensors", G_ema=random_demo_network(RES).G)
+    assert companion_files(str(network)) == (None, None)
+    (folder / "components.npz").write_bytes(b"")
+    (folder / "directions.yaml").write_text("directions: []\n")
+    loaded = load_studio_network(str(network))
+    assert loaded.source == str(network)
+    assert companion_files(loaded.source) == (folder / "directions.yaml", folder / "components.npz")
+    assert companion_files("https://example.invalid/net.pkl") == (None, None)
