@@ -19,6 +19,16 @@ from stylegan2.checkpoint import load_network
 from stylegan2.render import class_labels, image_grid, parse_seeds, seed_z, to_pil, to_uint8
 
 
+def resolve_class(value: str | None, class_names: list[str] | None) -> int | None:
+    """--class as an index, or as one of the class names the checkpoint recorded from its dataset."""
+    if value is None or value.strip().lstrip("-").isdigit():
+        return None if value is None else int(value)
+    if class_names and value in class_names:
+        return class_names.index(value)
+    known = f"one of {', '.join(class_names)}" if class_names else "an index (this network records no class names)"
+    raise click.BadParameter(f"unknown class {value!r}: use {known}", param_hint="--class")
+
+
 def _seeds_option(ctx, param, value):
     if value is None:
         return None
@@ -36,7 +46,7 @@ def _seeds_option(ctx, param, value):
               help="Truncation psi: 1 = full variety, lower = closer to the average image.")
 @click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None,
               help="Truncate only the first N W+ layers.")
-@click.option("--class", "class_idx", type=int, default=None, help="Class index (conditional networks).")
+@click.option("--class", "class_idx", default=None, help="Class index or name, e.g. 2 or dress (conditional networks).")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--projected-w", type=click.Path(exists=True, dir_okay=False),
               help="Render W+ codes from an .npz with key 'w' [N, num_ws, w_dim] instead of seeds.")
@@ -65,6 +75,7 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
             to_pil(pixels).save(out / f"proj{idx:02d}.png")
             written.append(pixels)
     else:
+        class_idx = resolve_class(class_idx, net.meta.get("class_names"))
         if G.c_dim and class_idx is None:
             raise click.UsageError(f"this network is conditional: pass --class 0-{G.c_dim - 1}")
         if not G.c_dim and class_idx is not None:

@@ -85,3 +85,22 @@ def test_parse_seeds():
     for bad in ["", "a-b", "3-1", "1,,x", str(2 ** 32)]:
         with pytest.raises(ValueError):
             parse_seeds(bad)
+
+
+def test_generate_py_takes_a_class_by_name(tmp_path):
+    from stylegan2.checkpoint import save_checkpoint
+
+    net = load_network(require(OFFICIAL / "tiny32c.pkl"))
+    path = save_checkpoint(tmp_path / "named.safetensors", G_ema=net.G_ema, meta={"class_names": ["dress", "hat", "shoes"]})
+    runner = CliRunner()
+    by_name = runner.invoke(generate.main, ["--network", str(path), "--seeds", "7", "--class", "shoes",
+                                            "--outdir", str(tmp_path / "name")])
+    by_index = runner.invoke(generate.main, ["--network", str(path), "--seeds", "7", "--class", "2",
+                                             "--outdir", str(tmp_path / "index")])
+    assert by_name.exit_code == 0 and by_index.exit_code == 0, by_name.output + by_index.output
+    a = np.asarray(Image.open(tmp_path / "name" / "seed0007.png"))
+    b = np.asarray(Image.open(tmp_path / "index" / "seed0007.png"))
+    assert np.array_equal(a, b)
+    bad = runner.invoke(generate.main, ["--network", str(path), "--seeds", "7", "--class", "kaftan",
+                                        "--outdir", str(tmp_path / "bad")])
+    assert bad.exit_code != 0 and "dress, hat, shoes" in bad.output
