@@ -4,6 +4,7 @@ import http.server
 import threading
 
 import numpy as np
+import PIL.Image
 import pytest
 import scipy.linalg
 import torch
@@ -11,6 +12,7 @@ import torch
 from stylegan2.download import cached_path
 from stylegan2.networks import Generator
 from training import feature_net as fn
+from training.dataset import ImageDataset
 from training.metrics import (METRICS, FeatureNetworkUnavailable, FeatureStats, compute_metric, dataset_fingerprint,
                               fid_from_features, frechet_distance, kid_from_features, real_feature_stats)
 
@@ -290,3 +292,19 @@ def test_unknown_metric_and_missing_network(monkeypatch):
     with pytest.raises(FeatureNetworkUnavailable, match=fn.INCEPTION_ENV):
         compute_metric('fid50k_full', tiny_generator(), dataset)
     assert set(METRICS) == {'fid50k_full', 'kid50k_full', 'fid10k', 'fid10k_full', 'kid10k_full'}
+
+
+def test_fingerprint_tells_apart_equal_size_samples_of_one_dataset(tmp_path):
+    """Two --max-size samples (other seeds) of the same folder hold other images: their cached stats must differ."""
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(12):
+        PIL.Image.fromarray(rng.randint(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f'{i:02d}.png')
+    a, b = (ImageDataset(folder, max_size=6, seed=seed) for seed in (0, 1))
+    assert len(a) == len(b) and a.image_names != b.image_names
+    assert dataset_fingerprint(a) != dataset_fingerprint(b)
+    assert dataset_fingerprint(a) == dataset_fingerprint(ImageDataset(folder, max_size=6, seed=0))
+    stats_a, stats_b = (real_feature_stats(d, TinyFeatures(), batch_size=6, cache_dir=tmp_path / 'cache',
+                                           progress=False) for d in (a, b))
+    assert not np.allclose(stats_a.mean, stats_b.mean)

@@ -71,6 +71,11 @@ class ImageDataset:
         """All labels [len(self), label_dim], mirrored half included."""
         return np.concatenate([self._labels, self._labels]) if self._xflip else self._labels
 
+    @property
+    def image_names(self) -> list[str]:
+        """The selected files (after --max-size sampling), mirrored half not repeated."""
+        return list(self._fnames)
+
     def __len__(self) -> int:
         return len(self._fnames) * (2 if self._xflip else 1)
 

@@ -199,10 +199,11 @@ def _to_feature_input(images: torch.Tensor) -> torch.Tensor:
 
 
 def dataset_fingerprint(dataset) -> str:
-    """A hash that changes when the dataset's images do.
+    """A hash that changes when the dataset's images or labels do.
 
-    Datasets backed by a `path` hash its file names, sizes and modification times (cheap);
-    others hash every image's bytes (one full read).
+    Datasets backed by a `path` hash its file names, sizes and modification times, plus which of its
+    images are selected (`image_names`, e.g. a --max-size sample) and the labels (cheap); others hash
+    every image's bytes (one full read).
     """
     digest = hashlib.sha256(f"{type(dataset).__qualname__}|{getattr(dataset, 'name', '')}|{len(dataset)}".encode())
     path = getattr(dataset, 'path', None)
@@ -212,6 +213,10 @@ def dataset_fingerprint(dataset) -> str:
         for f in files:
             st = f.stat()
             digest.update(f"{f.relative_to(path.parent)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        digest.update("\n".join(getattr(dataset, 'image_names', [])).encode())
+        labels = getattr(dataset, 'labels', None)
+        if labels is not None:
+            digest.update(np.ascontiguousarray(labels, dtype=np.float32).tobytes())
     else:
         for i in range(len(dataset)):
             digest.update(np.ascontiguousarray(dataset[i][0]).tobytes())
