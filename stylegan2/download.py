@@ -5,9 +5,13 @@ mean starting again, and a second run should not touch the network at all.  File
 ``$AFRO_FASHION_CACHE`` (default ``~/.cache/afro-fashion-gan``) under ``downloads/``; bytes
 stream into ``NAME.part``, which a later call continues with an HTTP Range request, and the
 finished file appears by atomic rename only once complete (and verified when a sha256 is given).
+Processes that want the same file at once (torchrun ranks, two studios) take turns on a lock file:
+the first downloads, the others then find it cached (the empty ``NAME.lock`` stays, as is usual:
+deleting it would race with a process that has just opened it).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pathlib
@@ -60,11 +64,45 @@ def download(url: str, cache_dir: str | os.PathLike | None = None, sha256: str |
     if urllib.parse.urlparse(url).scheme not in ("http", "https"):
         raise DownloadError(f"cannot download '{url}': only http:// and https:// URLs are supported")
     target = cached_path(url, cache_dir)
-    if target.exists():
-        if sha256 is None or file_sha256(target) == sha256.lower():
-            return target
-        target.unlink()  # a corrupted cache entry is fetched again below
+    if _cached_and_valid(target, sha256):
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(target.with_name(target.name + ".lock")):
+        if _cached_and_valid(target, sha256):  # another process finished it while we waited
+            return target
+        _download_into(url, target, sha256, progress, retries)
+    return target
+
+
+def _cached_and_valid(target: pathlib.Path, sha256: str | None) -> bool:
+    if not target.exists():
+        return False
+    if sha256 is None or file_sha256(target) == sha256.lower():
+        return True
+    target.unlink(missing_ok=True)  # a corrupted cache entry is fetched again
+    return False
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: pathlib.Path):
+    """Hold an OS file lock (released by the OS if the holder dies, so a crash never leaves it stuck)."""
+    with open(lock_path, "a+b") as f:
+        if os.name == "nt":
+            import msvcrt
+            f.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)  # retries for ~10 s, then raises
+                    break
+                except OSError:
+                    continue
+        else:
+            import fcntl
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+def _download_into(url: str, target: pathlib.Path, sha256: str | None, progress: bool, retries: int) -> None:
     part = target.with_name(target.name + ".part")
     for attempt in range(retries + 1):
         try:
@@ -90,7 +128,6 @@ def download(url: str, cache_dir: str | os.PathLike | None = None, sha256: str |
                 "Check the URL and the expected checksum, then try again"
             )
     os.replace(part, target)
-    return target
 
 
 def _fetch_into(url: str, part: pathlib.Path, progress: bool) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import re
 import threading
+import time
 
 import pytest
 
@@ -25,6 +26,7 @@ class _Server:
         self.ignore_range = False
         self.range_offset_error = 0  # a faulty server answers a Range request from the wrong offset
         self.bytes_sent = 0
+        self.delay_s = 0.0  # wait before answering, so that concurrent clients overlap
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -34,6 +36,7 @@ class _Server:
             def do_GET(self):
                 server.requests.append((self.path, self.headers.get("Range")))
                 server.accept_encodings.append(self.headers.get("Accept-Encoding"))
+                time.sleep(server.delay_s)
                 if self.path != "/net.pkl":
                     self.send_error(404, "Not Found")
                     return
@@ -83,6 +86,27 @@ def test_download_then_cache_hit_skips_network(server, tmp_path):
     assert server.accept_encodings == ["identity"]  # byte ranges must count file bytes, not gzip bytes
     again = download(server.url + "/net.pkl", cache_dir=tmp_path, sha256=PAYLOAD_SHA, progress=False)
     assert again == path and len(server.requests) == 1
+
+
+def test_concurrent_downloads_of_one_url_fetch_it_once(server, tmp_path):
+    """Four torchrun ranks (here threads) resolving the same --resume URL: one transfer, four good copies."""
+    server.delay_s = 0.3
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(download(server.url + "/net.pkl", cache_dir=tmp_path, sha256=PAYLOAD_SHA, progress=False))
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 4
+    assert all(path.read_bytes() == PAYLOAD for path in results)
+    assert len(server.requests) == 1 and server.bytes_sent == len(PAYLOAD)
 
 
 def test_existing_part_file_is_resumed_with_range(server, tmp_path):
@@ -135,14 +159,14 @@ def test_unreachable_server_says_to_check_the_connection(server, tmp_path):
     server.close()
     with pytest.raises(DownloadError, match="check the network connection"):
         download(url, cache_dir=tmp_path, progress=False, retries=1)
-    assert not list(tmp_path.iterdir())
+    assert [p.suffix for p in tmp_path.iterdir()] == [".lock"]  # only the empty lock file stays
 
 
 def test_sha_mismatch_deletes_and_errors(server, tmp_path):
     url = server.url + "/net.pkl"
     with pytest.raises(DownloadError, match="sha256 mismatch"):
         download(url, cache_dir=tmp_path, sha256="0" * 64, progress=False)
-    assert not list(tmp_path.iterdir())
+    assert [p.suffix for p in tmp_path.iterdir()] == [".lock"]  # only the empty lock file stays
 
 
 def test_corrupted_cache_entry_is_fetched_again(server, tmp_path):
