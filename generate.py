@@ -40,7 +40,7 @@ def _seeds_option(ctx, param, value):
 
 @click.command(context_settings=dict(help_option_names=["-h", "--help"]))
 @click.option("--network", "network_spec", required=True,
-              help="Network: .safetensors or official .pkl path, http(s) URL, or a name (default, ffhq256, ...).")
+              help="Network: .safetensors or official .pkl path, http(s) URL, or a registered name such as ffhq256.")
 @click.option("--seeds", callback=_seeds_option, help="Seeds, e.g. '0-3,7' (inclusive ranges).")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
               help="Truncation psi: 1 = full variety, lower = closer to the average image.")
