@@ -32,7 +32,8 @@ import click
 
 from stylegan2.atomic import atomic_write_text
 from training.augment import AUGPIPE_PRESETS
-from training.config import CFG_NAMES, Overrides, TrainingOptions, adopt_architecture, describe, resolve_options
+from training.config import (CFG_NAMES, Overrides, TrainingOptions, adopt_architecture, describe, on_processes,
+                             resolve_options)
 from training.metrics import METRICS
 
 # May change on --resume latest. `data` too, so a run can move between machines (Colab -> laptop); it must be
@@ -66,7 +67,7 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 # where
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Folder for numbered run folders.")
 @click.option("--data", type=click.Path(exists=True), help="Dataset: dataset_tool.py zip, official layout, or folder of square images.")
-@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (GPUs); >1 launches torchrun.")
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (GPUs); >1 launches torchrun. With --resume latest, moves the run to this many.")
 # what
 @click.option("--cfg", type=click.Choice(CFG_NAMES), default="auto", show_default=True, help="Hyper-parameter preset.")
 @click.option("--cond", is_flag=True, help="Condition on the dataset's class labels (dataset.json).")
@@ -123,7 +124,7 @@ def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gam
     if resume == "latest":
         opts, run_dir, resume_snapshot = options_for_latest(ctx, outdir, kimg=kimg, snap=snap, tick=tick, keep=keep,
                                                             metrics=metrics, feature_net=feature_net, workers=workers,
-                                                            data=data)
+                                                            data=data, gpus=gpus)
     else:
         if data is None:
             raise click.UsageError("--data is required (except with --resume latest)")
@@ -206,6 +207,13 @@ def options_for_latest(ctx, outdir: pathlib.Path, **new_values):
     for name in RESUMABLE_AFTER_RUN:
         if explicitly_given(ctx, name):
             setattr(opts, name, os.path.abspath(new_values[name]) if name == "data" else new_values[name])
+    if explicitly_given(ctx, "gpus") and new_values["gpus"] != opts.gpus:
+        try:
+            opts = on_processes(opts, new_values["gpus"])
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        click.echo(f"Moving the run to {opts.gpus} process(es): the same global batch, {opts.batch_gpu} per process; "
+                   f"random streams restart, so the continuation is not bit-exact")
     ignored = [n for n in ("cfg", "batch", "gamma", "cond", "mirror", "aug", "augpipe", "seed")
                if explicitly_given(ctx, n)]
     if ignored:

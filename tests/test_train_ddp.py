@@ -69,3 +69,33 @@ def test_two_process_training_keeps_ranks_identical(tmp_path):
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # ranks draw different latents
     assert load_network(snapshot.list_snapshots(run)[-1].network_path).meta["cur_nimg"] == 16
+
+
+@pytest.mark.slow
+def test_a_one_process_run_continues_on_two(tmp_path):
+    """--resume latest --gpus 2 moves a run: kimg, optimiser moments and ADA carry on; ranks stay identical."""
+    data = make_dataset(tmp_path / "data")
+    outdir = tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, str(REPO / "train.py"), "--outdir", str(outdir), "--snap", "1"]
+    first = subprocess.run(base + ["--data", str(data), "--kimg", "0.008", *TINY], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run = only_run(outdir)
+    before = snapshot.load_training_state(snapshot.list_snapshots(run)[-1].state_path)
+    assert before["world_size"] == 1 and before["cur_nimg"] == 8
+
+    second = subprocess.run(base + ["--resume", "latest", "--gpus", "2", "--kimg", "0.016", "--cpu"], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "Moving the run to 2 process(es)" in second.stdout and "2 per process x 2" in second.stdout
+    assert "Resumed a 1-process snapshot on 2 processes" in (run / "log.txt").read_text()
+    assert only_run(outdir) == run and json.loads((run / "training_options.json").read_text())["gpus"] == 2
+    kimgs = [json.loads(line)["kimg"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert kimgs == [0.008, 0.016]  # the counter went on from the snapshot, not from zero
+    after = snapshot.load_training_state(snapshot.list_snapshots(run)[-1].state_path)
+    assert after["world_size"] == 2 and after["cur_nimg"] == 16 and after["batch_idx"] == before["batch_idx"] + 2
+    assert after["sampler_position"] == 8 // 2 + 2 * 2  # half of one stream each, then two steps of 2
+    assert len(after["ada"]) == 2 and after["optimizers"][0]["state"][0]["step"] > before["optimizers"][0]["state"][0]["step"]
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert stats[-1]["ddp_max_diff"] == 0.0

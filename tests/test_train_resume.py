@@ -59,7 +59,7 @@ def test_half_plus_resume_plus_half_equals_straight_run_bitwise(tmp_path):
     for opt_a, opt_b in zip(sa["optimizers"], sb["optimizers"]):
         for (ka, va), (kb, vb) in zip(opt_a["state"].items(), opt_b["state"].items()):
             assert torch.equal(va["exp_avg"], vb["exp_avg"]) and torch.equal(va["exp_avg_sq"], vb["exp_avg_sq"])
-    assert sa["cur_nimg"] == 24 and sa["batch_idx"] == 6 and sa["ada"]["p"] != 0.3
+    assert sa["cur_nimg"] == 24 and sa["batch_idx"] == 6 and sa["ada"][0]["p"] != 0.3
     # stats continue in the same file without a restart at 0
     assert [s["kimg"] for s in read_stats(split)] == [0.012, 0.024]
 
@@ -75,15 +75,27 @@ def test_resume_latest_refuses_a_dataset_with_other_classes(tmp_path):
     assert "with 3 classes, but the run was set up for 16px x3 with 2 classes" in str(result.exception)
 
 
-def test_resume_latest_refuses_a_different_process_count(tmp_path):
+def test_a_two_process_run_continues_on_one_with_gradient_accumulation(tmp_path):
+    """A run moved from 2 processes to 1: the same global batch in 2 micro-batches, counters and ADA carried on."""
     data = make_dataset(tmp_path / "data")
     run_cli(["--outdir", tmp_path / "r", "--data", data, "--kimg", "0.004", *TINY[:-2], "--tick", "0.004"])
-    state_path = snapshot.list_snapshots(only_run(tmp_path / "r"))[-1].state_path
+    run = only_run(tmp_path / "r")
+    # Rewrite the run as if 2 processes (2 images each) had trained it: options, per-rank ADA and RNG, sampler.
+    options = json.loads((run / "training_options.json").read_text())
+    (run / "training_options.json").write_text(json.dumps({**options, "gpus": 2, "batch_gpu": 2}))
+    state_path = snapshot.list_snapshots(run)[-1].state_path
     state = snapshot.load_training_state(state_path)
-    state["world_size"] = 2
+    ada = state["ada"][0]
+    state.update(world_size=2, sampler_position=state["sampler_position"] // 2, rng=state["rng"] * 2,
+                 ada=[{**ada, "stats": [1.0, 2.0]}, {**ada, "stats": [-3.0, 2.0]}])
     snapshot.save_training_state(state_path, state)
-    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "r"), "--resume", "latest", "--kimg", "0.008"])
-    assert result.exit_code != 0 and "--gpus 2" in str(result.exception)
+    result = run_cli(["--outdir", tmp_path / "r", "--resume", "latest", "--gpus", "1", "--kimg", "0.008"])
+    assert "Moving the run to 1 process(es): the same global batch, 2 per process" in result.output
+    assert "Resumed a 2-process snapshot on 1 processes" in result.output
+    assert "micro-batch 2" in result.output and "Training for 0.008 kimg from 0.004 kimg" in result.output
+    after = snapshot.load_training_state(snapshot.list_snapshots(run)[-1].state_path)
+    assert after["world_size"] == 1 and after["cur_nimg"] == 8 and after["sampler_position"] == 8
+    assert len(after["ada"]) == 1 and [s["kimg"] for s in read_stats(run)] == [0.004, 0.008]
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import torch
 
 from stylegan2.networks import Generator
 from training import snapshot
-from training.config import PUBLISHED_CFGS, Overrides, auto_spec, resolve_options
+from training.config import PUBLISHED_CFGS, Overrides, auto_spec, on_processes, resolve_options
 from training.loop import InfiniteSampler, build_phases, update_ema
 from training.loss import StyleGAN2Loss
 
@@ -74,6 +74,19 @@ def test_inconsistent_options_are_clear_errors(kw, words):
 def test_options_json_roundtrip():
     o = options(cfg="t4", cond=False, metrics=["fid10k"])
     assert type(o).from_json(o.to_json()) == o
+
+
+def test_moving_a_run_to_more_processes_keeps_the_global_batch():
+    o = options(cfg="auto", resolution=64, overrides=Overrides(batch=16))  # one process, micro-batch 16, mbstd 4
+    assert (o.gpus, o.batch_gpu, o.rounds) == (1, 16, 1)
+    two = on_processes(o, 2)
+    assert (two.gpus, two.batch, two.batch_gpu, two.rounds) == (2, 16, 8, 1)
+    assert two.G_kwargs == o.G_kwargs and two.loss == o.loss and two.ema_kimg == o.ema_kimg
+    assert on_processes(two, 1).batch_gpu == 8 and on_processes(two, 1).rounds == 2  # fewer: accumulate instead
+    with pytest.raises(ValueError, match="cannot be split over 3 processes"):
+        on_processes(o, 3)
+    with pytest.raises(ValueError, match="cannot be split over 32"):
+        on_processes(o, 32)
 
 
 # ----------------------------------------------------------------------------- optimisers and EMA
@@ -232,6 +245,26 @@ def test_sampler_shards_each_epoch_and_restarts_exactly():
     restarted = InfiniteSampler(10, rank=1, num_replicas=2, seed=3)
     restarted.position = 7
     assert take(restarted, 6) == take(b, 13)[7:]
+
+
+def test_sampler_continues_one_global_stream_on_another_world_size():
+    one = InfiniteSampler(10, seed=3)
+    stream = take(one, 16)
+    resumed = [InfiniteSampler(10, rank=r, num_replicas=2, seed=3) for r in (0, 1)]
+    for s in resumed:
+        s.position = 6 * 1 // 2  # one process had consumed 6: each of two continues at 3
+    a, b = take(resumed[0], 5), take(resumed[1], 5)
+    assert [x for pair in zip(a, b) for x in pair] == stream[6:16]
+
+
+def test_ada_state_merges_rank_statistics_when_the_world_size_changes():
+    saved = [{"p": 0.25, "rt": 0.7, "stats": [3.0, 8.0]}, {"p": 0.25, "rt": 0.7, "stats": [-1.0, 8.0]}]
+    assert snapshot.ada_state_for_rank(saved, 1, 2) == saved[1]  # same world size: each rank its own
+    assert snapshot.ada_state_for_rank(saved, 0, 1)["stats"] == [2.0, 16.0]  # 3 - 1 signs over 8 + 8 logits
+    assert snapshot.ada_state_for_rank(saved, 0, 4)["stats"] == [2.0, 16.0]
+    assert snapshot.ada_state_for_rank(saved, 3, 4) == {"p": 0.25, "rt": 0.7, "stats": [0.0, 0.0]}
+    old_format = {"p": 0.1, "rt": None, "stats": [5.0, 4.0]}  # before every rank's state was kept
+    assert snapshot.ada_state_for_rank(old_format, 0, 1) == old_format
 
 
 # ----------------------------------------------------------------------------- snapshot files

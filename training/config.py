@@ -152,6 +152,21 @@ class TrainingOptions:
         return cls(**values)
 
 
+def on_processes(opts: TrainingOptions, gpus: int) -> TrainingOptions:
+    """The same run on another number of processes: the global batch stays, each process takes its share.
+
+    Used when `--resume latest` is given a new `--gpus` (a run moved to a bigger or smaller machine).
+    """
+    if gpus < 1:
+        raise ValueError("--gpus must be at least 1")
+    batch_gpu = min(opts.batch_gpu, opts.batch // gpus) if opts.batch >= gpus else 0
+    mbstd = opts.D_kwargs.get("epilogue_kwargs", {}).get("mbstd_group_size", 1)
+    if batch_gpu < 1 or opts.batch % (gpus * batch_gpu) != 0 or batch_gpu % min(mbstd, batch_gpu) != 0:
+        raise ValueError(f"this run's batch of {opts.batch} (minibatch-stddev groups of {mbstd}) cannot be split "
+                         f"over {gpus} processes; pick a --gpus that divides it")
+    return dataclasses.replace(opts, gpus=gpus, batch_gpu=batch_gpu)
+
+
 @dataclass
 class Overrides:
     """Command-line values that replace the preset's (None = keep the preset)."""

@@ -127,19 +127,24 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
     cur_nimg, cur_tick, batch_idx = 0, 0, 0
     if resume_snapshot is not None:
         state = snapshot.load_training_state(resume_snapshot.state_path)
-        if state["world_size"] != dist.world_size:
-            raise RuntimeError(f"the snapshot was written by {state['world_size']} processes; resume it with "
-                               f"--gpus {state['world_size']} for an exact continuation")
         cur_nimg, cur_tick, batch_idx = state["cur_nimg"], state["cur_tick"], state["batch_idx"]
         for phase_state, phase in zip(state["optimizers"], phases[::2]):
             phase.opt.load_state_dict(phase_state)
         loss.pl_mean.copy_(state["pl_mean"])
         if augment_pipe is not None:
             augment_pipe.p.copy_(state["augment_p"])
+        saved_world = state["world_size"]
         if ada is not None:
-            ada.load_state_dict(state["ada"])
-        sampler.position = state["sampler_position"]
-        snapshot.restore_rng_state(state["rng"][dist.rank], device)
+            ada.load_state_dict(snapshot.ada_state_for_rank(state["ada"], dist.rank, dist.world_size))
+        # Each rank has consumed `position` indices of one global stream: the same point in it on any world size.
+        sampler.position = state["sampler_position"] * saved_world // dist.world_size
+        if saved_world == dist.world_size:
+            snapshot.restore_rng_state(state["rng"][dist.rank], device)
+        else:  # per-rank random streams cannot be split or merged: fresh ones, distinct from the run's start
+            seed_everything(rank_seed + cur_nimg * dist.world_size)
+            if is_main:
+                log(f"Resumed a {saved_world}-process snapshot on {dist.world_size} processes: weights, optimiser "
+                    f"moments, counters, ADA and data order continue; random streams restart (not bit-exact)")
     data_iter = iter(torch.utils.data.DataLoader(
         dataset, batch_size=batch_per_gpu, sampler=sampler, num_workers=opts.workers,
         pin_memory=device.type == "cuda", prefetch_factor=2 if opts.workers > 0 else None,
@@ -252,7 +257,7 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                 "optimizers": [phase.opt.state_dict() for phase in phases[::2]],
                 "pl_mean": loss.pl_mean.detach().cpu(),
                 "augment_p": augment_pipe.p.detach().cpu() if augment_pipe is not None else None,
-                "ada": ada.state_dict() if ada is not None else None,
+                "ada": distributed.all_gather_objects(ada.state_dict()) if ada is not None else None,
                 "sampler_position": sampler.position,
                 "rng": distributed.all_gather_objects(snapshot.capture_rng_state(device)),
             }

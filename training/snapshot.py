@@ -102,6 +102,19 @@ def load_training_state(path: pathlib.Path) -> dict[str, Any]:
                            f"from the previous one.") from exc
 
 
+def ada_state_for_rank(saved: dict | list[dict], rank: int, world_size: int) -> dict:
+    """This rank's ADA state from a training state that holds every rank's (older ones: rank 0's only).
+
+    Until the next update sums them, each rank's r_t statistics are its own; on another world size
+    rank 0 takes their sum and the other ranks start from zero, so no sign is counted twice.
+    """
+    states = saved if isinstance(saved, list) else [saved]
+    if len(states) == world_size:
+        return states[rank]
+    total = [sum(s.get("stats", [0.0, 0.0])[i] for s in states) for i in range(2)]
+    return {**states[0], "stats": total if rank == 0 else [0.0, 0.0]}
+
+
 def list_snapshots(run_dir: pathlib.Path) -> list[Snapshot]:
     """Complete pairs (network + state) in a run folder, oldest first."""
     run_dir = pathlib.Path(run_dir)
