@@ -89,7 +89,7 @@ def test_a_one_process_run_continues_on_two(tmp_path):
                             env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "Moving the run to 2 process(es)" in second.stdout and "2 per process x 2" in second.stdout
-    assert "Resumed a 1-process snapshot on 2 processes" in (run / "log.txt").read_text()
+    assert "a 1-process snapshot, on 2 processes" in (run / "log.txt").read_text()
     assert only_run(outdir) == run and json.loads((run / "training_options.json").read_text())["gpus"] == 2
     kimgs = [json.loads(line)["kimg"] for line in (run / "stats.jsonl").read_text().splitlines()]
     assert kimgs == [0.008, 0.016]  # the counter went on from the snapshot, not from zero

@@ -91,7 +91,7 @@ def test_a_two_process_run_continues_on_one_with_gradient_accumulation(tmp_path)
     snapshot.save_training_state(state_path, state)
     result = run_cli(["--outdir", tmp_path / "r", "--resume", "latest", "--gpus", "1", "--kimg", "0.008"])
     assert "Moving the run to 1 process(es): the same global batch, 2 per process" in result.output
-    assert "Resumed a 2-process snapshot on 1 processes" in result.output
+    assert "a 2-process snapshot, on 1 processes" in result.output
     assert "micro-batch 2" in result.output and "Training for 0.008 kimg from 0.004 kimg" in result.output
     after = snapshot.load_training_state(snapshot.list_snapshots(run)[-1].state_path)
     assert after["world_size"] == 1 and after["cur_nimg"] == 8 and after["sampler_position"] == 8

@@ -84,7 +84,6 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
     if resume_snapshot is not None:
         bundle = load_network(resume_snapshot.network_path)
         snapshot.load_exact(bundle, G=G, D=D, G_ema=G_ema)
-        log(f"Resuming exactly from {resume_snapshot.network_path}")
     elif resume_network is not None:
         for name, dst in (("G", G), ("D", D), ("G_ema", G_ema)):
             src = getattr(resume_network, name) or (resume_network.G_ema if name == "G" else None)
@@ -140,11 +139,14 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
         sampler.position = state["sampler_position"] * saved_world // dist.world_size
         if saved_world == dist.world_size:
             snapshot.restore_rng_state(state["rng"][dist.rank], device)
+            message = f"Resuming exactly from {resume_snapshot.network_path}"
         else:  # per-rank random streams cannot be split or merged: fresh ones, distinct from the run's start
             seed_everything(rank_seed + cur_nimg * dist.world_size)
-            if is_main:
-                log(f"Resumed a {saved_world}-process snapshot on {dist.world_size} processes: weights, optimiser "
-                    f"moments, counters, ADA and data order continue; random streams restart (not bit-exact)")
+            message = (f"Resuming from {resume_snapshot.network_path}, a {saved_world}-process snapshot, on "
+                       f"{dist.world_size} processes: weights, optimiser moments, counters, ADA and data order "
+                       f"continue; random streams restart (not bit-exact)")
+        if is_main:
+            log(message)
     data_iter = iter(torch.utils.data.DataLoader(
         dataset, batch_size=batch_per_gpu, sampler=sampler, num_workers=opts.workers,
         pin_memory=device.type == "cuda", prefetch_factor=2 if opts.workers > 0 else None,
