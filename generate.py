@@ -16,17 +16,7 @@ import numpy as np
 import torch
 
 from stylegan2.checkpoint import load_network
-from stylegan2.render import class_labels, image_grid, parse_seeds, seed_z, to_pil, to_uint8
-
-
-def resolve_class(value: str | None, class_names: list[str] | None) -> int | None:
-    """--class as an index, or as one of the class names the checkpoint recorded from its dataset."""
-    if value is None or value.strip().lstrip("-").isdigit():
-        return None if value is None else int(value)
-    if class_names and value in class_names:
-        return class_names.index(value)
-    known = f"one of {', '.join(class_names)}" if class_names else "an index (this network records no class names)"
-    raise click.BadParameter(f"unknown class {value!r}: use {known}", param_hint="--class")
+from stylegan2.render import class_labels, image_grid, parse_seeds, resolve_class, seed_z, to_pil, to_uint8
 
 
 def _seeds_option(ctx, param, value):
@@ -75,7 +65,10 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
             to_pil(pixels).save(out / f"proj{idx:02d}.png")
             written.append(pixels)
     else:
-        class_idx = resolve_class(class_idx, net.meta.get("class_names"))
+        try:
+            class_idx = resolve_class(class_idx, net.meta.get("class_names"))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--class") from e
         if G.c_dim and class_idx is None:
             raise click.UsageError(f"this network is conditional: pass --class 0-{G.c_dim - 1}")
         if not G.c_dim and class_idx is not None:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ganspace.directions import DirectionsError, load_directions
 from ganspace.layers import GROUP_NAMES
-from stylegan2.render import parse_seeds
+from stylegan2.render import parse_seeds, resolve_class
 
 NETWORK_HELP = "Network: .safetensors, official .pkl, URL or a known name (e.g. ffhq256)."
 
@@ -46,7 +46,7 @@ class FloatList(click.ParamType):
 
 
 def load_generator(network: str, device: str):
-    """(G_ema in eval mode on `device`, sha256 of the network file)."""
+    """(G_ema in eval mode on `device`, sha256 of the network file, class names it records or None)."""
     import torch
     from stylegan2.checkpoint import load_network
     if device == "auto":
@@ -55,17 +55,25 @@ def load_generator(network: str, device: str):
         bundle = load_network(network)
     except (OSError, ValueError, KeyError) as exc:
         raise click.ClickException(f"cannot load network {network!r}: {exc}") from None
-    return bundle.G_ema.eval().requires_grad_(False).to(device), bundle.sha256
+    return bundle.G_ema.eval().requires_grad_(False).to(device), bundle.sha256, bundle.meta.get("class_names")
 
 
-def check_class(G, class_idx, optional: bool = False):
-    """`optional`: a conditional network may go without --class (each seed then shows class seed % c_dim)."""
+def check_class(G, value: str | None, class_names, optional: bool = False) -> int | None:
+    """--class (an index or a recorded class name) as an index valid for G.
+
+    `optional`: a conditional network may go without --class (each seed then shows class seed % c_dim).
+    """
+    try:
+        class_idx = resolve_class(value, class_names)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--class") from None
     if G.c_dim == 0 and class_idx is not None:
         raise click.BadParameter("this network is unconditional: drop --class", param_hint="--class")
     if G.c_dim > 0 and class_idx is None and optional:
-        return
+        return None
     if G.c_dim > 0 and (class_idx is None or not 0 <= class_idx < G.c_dim):
         raise click.BadParameter(f"this network is conditional: pass --class 0-{G.c_dim - 1}", param_hint="--class")
+    return class_idx
 
 
 class TqdmProgress:
@@ -87,9 +95,9 @@ network_option = click.option("--network", "network", required=True, help=NETWOR
 device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
 trunc_option = click.option("--trunc", "truncation_psi", type=float, default=0.7, show_default=True,
                             help="Truncation psi of the seeds' codes.")
-class_option = click.option("--class", "class_idx", type=int, default=None,
-                            help="Class index (conditional networks only; sheets and hints default to "
-                                 "seed %% classes, so every class is shown).")
+class_option = click.option("--class", "class_idx", default=None,
+                            help="Class index or name (conditional networks only; sheets and hints default to "
+                                 "seed % classes, so every class is shown).")
 
 
 @click.group(help=__doc__)
@@ -112,7 +120,7 @@ def cli():
 @click.option("--stdev-samples", type=int, default=10_000, show_default=True,
               help="Fresh samples used to measure each direction's sigma.")
 @click.option("--class", "class_idx", default="mix", show_default=True,
-              help="Conditional networks: a class index, or 'mix' for a uniform class per sample.")
+              help="Conditional networks: a class index or name, or 'mix' for a uniform class per sample.")
 @click.option("--layers", "sefa_layers", default=None, help="SeFa only: layers whose affines to use (e.g. 0-3, coarse).")
 @device_option
 def fit(network, out, method, estimator, samples, num_components, batch_size, seed, subsample, stdev_samples,
@@ -120,12 +128,9 @@ def fit(network, out, method, estimator, samples, num_components, batch_size, se
     """Principal directions of W -> components .npz (GANSpace keys lat_comp/lat_mean/lat_stdev/var_ratio)."""
     from ganspace.fit import fit_components, fit_sefa
     from ganspace.layers import parse_layers
-    G, sha = load_generator(network, device)
+    G, sha, class_names = load_generator(network, device)
     if class_idx != "mix":
-        if not class_idx.isdigit():
-            raise click.BadParameter("write a class index or 'mix'", param_hint="--class")
-        class_idx = int(class_idx)
-        check_class(G, class_idx)
+        class_idx = check_class(G, class_idx, class_names)
     if method == "sefa":
         layers = parse_layers(sefa_layers, G.num_ws) if sefa_layers else None
         comps = fit_sefa(G, num_components, layers, seed, batch_size, class_idx, stdev_samples, sha)
@@ -157,8 +162,8 @@ def sheets(network, components_path, out, num_components, seeds, columns, sigma_
     """One PNG per component and layer group: rows = seeds, columns = strengths."""
     from ganspace.components import load_components
     from ganspace.sheets import component_sheets
-    G, _ = load_generator(network, device)
-    check_class(G, class_idx, optional=True)
+    G, _, class_names = load_generator(network, device)
+    class_idx = check_class(G, class_idx, class_names, optional=True)
     progress = TqdmProgress("sheets", "sheet")
     try:
         paths = component_sheets(G, load_components(components_path), out, num_components, seeds, columns,
@@ -186,8 +191,8 @@ def hints(network, components_path, out, num_components, seeds, strength, trunca
     """Measured image changes per component and layer group, with suggested labels."""
     from ganspace.components import load_components
     from ganspace.hints import format_table, measure_hints, write_hints
-    G, _ = load_generator(network, device)
-    check_class(G, class_idx, optional=True)
+    G, _, class_names = load_generator(network, device)
+    class_idx = check_class(G, class_idx, class_names, optional=True)
     progress = TqdmProgress("hints", "row")
     try:
         rows = measure_hints(G, load_components(components_path), num_components, seeds, strength,
@@ -234,8 +239,8 @@ def export(network, directions_path, seeds, strengths, out, gif, batch_size, for
            device):
     """PNGs (with recipes), contact sheets and manifest.csv/json for every labelled direction. Resumable."""
     from ganspace.export import export_directions
-    G, sha = load_generator(network, device)
-    check_class(G, class_idx)
+    G, sha, class_names = load_generator(network, device)
+    class_idx = check_class(G, class_idx, class_names)
     try:
         directions = load_directions(directions_path, network_sha256=sha, force=force)
     except DirectionsError as exc:

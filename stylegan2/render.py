@@ -50,6 +50,16 @@ def device_of(G) -> torch.device:
         return torch.device("cpu")
 
 
+def resolve_class(value: str | None, class_names: Sequence[str] | None) -> int | None:
+    """A --class value as an index: digits, or one of the class names the checkpoint recorded from its dataset."""
+    if value is None or value.strip().lstrip("-").isdigit():
+        return None if value is None else int(value)
+    if class_names and value in class_names:
+        return list(class_names).index(value)
+    known = f"one of {', '.join(class_names)}" if class_names else "an index (this network records no class names)"
+    raise ValueError(f"unknown class {value!r}: use {known}")
+
+
 def class_labels(G, class_idx, n: int) -> torch.Tensor:
     """One-hot labels [n, c_dim] ([n, 0] for unconditional networks); class_idx: one int or n ints."""
     c_dim = int(getattr(G, "c_dim", 0))

@@ -198,7 +198,7 @@ def test_cli_sheets_and_hints_on_a_conditional_network_show_one_class_per_seed(t
     torch.manual_seed(2)
     G = Generator(z_dim=16, c_dim=3, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
                   synthesis_kwargs=dict(channel_base=256, channel_max=16)).eval()
-    network = save_checkpoint(tmp_path / "cond.safetensors", G_ema=G)
+    network = save_checkpoint(tmp_path / "cond.safetensors", G_ema=G, meta={"class_names": ["dress", "hat", "shoes"]})
     comps = Components(np.eye(16)[:2], np.zeros(16), np.ones(2), np.full(2, 0.5), {"num_ws": G.num_ws})
     comps.save(tmp_path / "c.npz")
     import ganspace.hints
@@ -224,3 +224,11 @@ def test_cli_sheets_and_hints_on_a_conditional_network_show_one_class_per_seed(t
                        "--class", "3", "--out", str(tmp_path / "bad")])
     assert result.exit_code == 2 and "0-2" in result.output
     assert asked == [[0, 1, 2], [0, 1, 2]]  # without --class, seed k is drawn as class k % 3
+    result = run(cli, ["sheets", "--network", str(network), "--components", str(tmp_path / "c.npz"), "--num", "1",
+                       "--seeds", "0-1", "--columns", "3", "--groups", "all", "--class", "hat",
+                       "--out", str(tmp_path / "named")])
+    assert result.exit_code == 0, result.output
+    assert asked[-1] == 1  # the recorded name 'hat' is class 1, for every seed
+    result = run(cli, ["hints", "--network", str(network), "--components", str(tmp_path / "c.npz"),
+                       "--class", "kaftan", "--out", str(tmp_path / "h.csv")])
+    assert result.exit_code == 2 and "one of dress, hat, shoes" in result.output
