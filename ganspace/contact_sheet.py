@@ -43,14 +43,17 @@ def contact_sheet(cells: Sequence[Sequence[np.ndarray]], title: str, row_labels:
     scale = max(10, min(16, cell_h // 4 + 8))
     font, title_font = _font(scale), _font(scale + 4)
     margin_left = max(_text_width(font, label) for label in row_labels) + 12
-    margin_top = scale + 4 + (scale + 10) + 8
     gap = 2
     width = margin_left + len(col_labels) * (cell_w + gap)
+    title_lines = wrap_title(title_font, title, width - 12)
+    line_h = scale + 8
+    margin_top = len(title_lines) * line_h + (scale + 10) + 8
     height = margin_top + len(row_labels) * (cell_h + gap)
-    width = max(width, _text_width(title_font, title) + 12)
+    width = max([width] + [_text_width(title_font, line) + 12 for line in title_lines])
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    draw.text((6, 4), title, fill=INK, font=title_font)
+    for k, line in enumerate(title_lines):
+        draw.text((6, 4 + k * line_h), line, fill=INK, font=title_font)
     for j, label in enumerate(col_labels):
         x = margin_left + j * (cell_w + gap) + (cell_w - _text_width(font, label)) // 2
         draw.text((x, margin_top - scale - 6), label, fill=INK, font=font)
@@ -60,6 +63,17 @@ def contact_sheet(cells: Sequence[Sequence[np.ndarray]], title: str, row_labels:
         for j, image in enumerate(row):
             sheet.paste(image, (margin_left + j * (cell_w + gap), y))
     return sheet
+
+
+def wrap_title(font, title: str, width: int, sep: str = " | ") -> list[str]:
+    """Break the title at `sep` into lines no wider than the grid (a part wider than that gets its own line)."""
+    lines: list[str] = []
+    for part in title.split(sep):
+        if lines and _text_width(font, lines[-1] + sep + part) <= width:
+            lines[-1] += sep + part
+        else:
+            lines.append(part)
+    return lines
 
 
 def _text_width(font, text: str) -> int:
