@@ -159,12 +159,28 @@ def on_processes(opts: TrainingOptions, gpus: int) -> TrainingOptions:
     """
     if gpus < 1:
         raise ValueError("--gpus must be at least 1")
-    batch_gpu = min(opts.batch_gpu, opts.batch // gpus) if opts.batch >= gpus else 0
     mbstd = opts.D_kwargs.get("epilogue_kwargs", {}).get("mbstd_group_size", 1)
-    if batch_gpu < 1 or opts.batch % (gpus * batch_gpu) != 0 or batch_gpu % min(mbstd, batch_gpu) != 0:
-        raise ValueError(f"this run's batch of {opts.batch} (minibatch-stddev groups of {mbstd}) cannot be split "
-                         f"over {gpus} processes; pick a --gpus that divides it")
+    try:
+        batch_gpu, _ = split_batch(opts.batch, gpus, opts.batch_gpu, mbstd)
+    except ValueError as exc:
+        raise ValueError(f"this run's batch of {opts.batch} cannot be split over {gpus} processes ({exc}); "
+                         f"pick a --gpus that divides it") from None
     return dataclasses.replace(opts, gpus=gpus, batch_gpu=batch_gpu)
+
+
+def split_batch(batch: int, gpus: int, batch_gpu: int, mbstd: int) -> tuple[int, int]:
+    """(micro-batch per process, minibatch-stddev group) for a global `batch` over `gpus` processes.
+
+    The micro-batch is capped at each process's share; the group at the micro-batch, which it must divide.
+    """
+    batch_gpu = min(batch_gpu, batch // gpus) if batch >= gpus else batch_gpu
+    if batch < 1 or batch_gpu < 1 or batch % (gpus * batch_gpu) != 0:
+        raise ValueError(f"--batch {batch} must be a positive multiple of gpus ({gpus}) x batch-gpu ({batch_gpu})")
+    mbstd = min(mbstd, batch_gpu)
+    if batch_gpu % mbstd != 0:
+        raise ValueError(f"the per-GPU batch {batch_gpu} must be a multiple of the mbstd group size {mbstd}; "
+                         f"set --mbstd-group to a divisor of it")
+    return batch_gpu, mbstd
 
 
 @dataclass
@@ -210,14 +226,7 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
         batch_gpu = spec.batch_gpu
     else:
         batch_gpu = max(spec.mb // spec.ref_gpus, 1)
-    batch_gpu = min(batch_gpu, batch // gpus) if batch >= gpus else batch_gpu
-    if batch < 1 or batch_gpu < 1 or batch % (gpus * batch_gpu) != 0:
-        raise ValueError(f"--batch {batch} must be a positive multiple of gpus ({gpus}) x batch-gpu ({batch_gpu})")
-    mbstd = ov.mbstd_group if ov.mbstd_group is not None else spec.mbstd
-    mbstd = min(mbstd, batch_gpu)
-    if batch_gpu % mbstd != 0:
-        raise ValueError(f"the per-GPU batch {batch_gpu} must be a multiple of the mbstd group size {mbstd}; "
-                         f"set --mbstd-group to a divisor of it")
+    batch_gpu, mbstd = split_batch(batch, gpus, batch_gpu, ov.mbstd_group if ov.mbstd_group is not None else spec.mbstd)
 
     channel_base = ov.cbase if ov.cbase is not None else int(spec.fmaps * 32768)
     channel_max = ov.cmax if ov.cmax is not None else 512
