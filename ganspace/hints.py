@@ -3,6 +3,8 @@
 For each component and layer group, images at -kσ and +kσ are compared over a batch of
 seeds.  The background is taken as the median border colour (product photos are mostly
 shot on plain backgrounds), which is enough for area, height, width of the garment.
+`agree` is the share of seeds whose strongest change goes the mean's way: a direction worth a
+slider behaves the same on most seeds.
 """
 from __future__ import annotations
 
@@ -74,12 +76,28 @@ def image_stats(images: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def stat_changes(minus: np.ndarray, plus: np.ndarray) -> dict[str, float]:
-    """Mean change of each statistic from the -kσ images to the paired +kσ images."""
+def per_image_changes(minus: np.ndarray, plus: np.ndarray) -> dict[str, np.ndarray]:
+    """Change of each statistic from every -kσ image to its paired +kσ image (hue wrapped to ±180°)."""
     a, b = image_stats(minus), image_stats(plus)
-    changes = {name: float(np.mean(b[name] - a[name])) for name in STATISTICS if name != "hue"}
-    changes["hue"] = float(np.mean((b["hue"] - a["hue"] + 180) % 360 - 180))
-    return {name: changes[name] for name in STATISTICS}
+    changes = {name: b[name] - a[name] for name in STATISTICS}
+    changes["hue"] = (b["hue"] - a["hue"] + 180) % 360 - 180
+    return changes
+
+
+def mean_changes(per_image: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean change of each statistic over the image pairs."""
+    return {name: float(np.mean(values)) for name, values in per_image.items()}
+
+
+def strongest_statistic(changes: dict[str, float]) -> str:
+    """The statistic whose mean change is largest relative to what counts as visible."""
+    return max(STATISTICS, key=lambda name: abs(changes[name]) / STATISTICS[name][1])
+
+
+def agreement(per_image: dict[str, np.ndarray], name: str) -> float:
+    """Share of images whose change in `name` has the sign of the mean change."""
+    values = per_image[name]
+    return float(np.mean(np.sign(values) == np.sign(values.mean())))
 
 
 def suggest_labels(changes: dict[str, float], max_labels: int = 2) -> str:
@@ -101,9 +119,12 @@ def measure_hints(G, comps: Components, num_components: int = 10, seeds: Sequenc
             layers = all_groups[group]
             edits = [sweep_edit(comps, index, layers, s, "sample") for s in (-strength, strength)]
             images = render_sweep(G, base_ws, edits, batch_size)
-            changes = stat_changes(images[:, 0], images[:, 1])
+            per_image = per_image_changes(images[:, 0], images[:, 1])
+            changes = mean_changes(per_image)
             rows.append(dict(component=index, group=group, layers=format_layers(layers),
-                             var_ratio=float(comps.var_ratio[index]), **changes, suggestion=suggest_labels(changes)))
+                             var_ratio=float(comps.var_ratio[index]), **changes,
+                             agree=agreement(per_image, strongest_statistic(changes)),
+                             suggestion=suggest_labels(changes)))
             if progress:
                 progress((len(rows), total))
     return rows
@@ -113,7 +134,8 @@ def write_hints(rows: list[dict], path) -> None:
     """CSV table, plus a Markdown copy beside it for reading."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(rows[0]) if rows else ["component", "group", "layers", "var_ratio", *STATISTICS, "suggestion"]
+    columns = list(rows[0]) if rows else ["component", "group", "layers", "var_ratio", *STATISTICS, "agree",
+                                          "suggestion"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()

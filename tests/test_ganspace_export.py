@@ -14,7 +14,8 @@ from ganspace.components import Components
 from ganspace.directions import DirectionsFile, Direction
 from ganspace.edits import apply_edits
 from ganspace.export import export_directions
-from ganspace.hints import STATISTICS, image_stats, measure_hints, stat_changes, suggest_labels, write_hints
+from ganspace.hints import (STATISTICS, agreement, image_stats, mean_changes, measure_hints, per_image_changes,
+                            strongest_statistic, suggest_labels, write_hints)
 from ganspace.recipe import edits_from_recipe, read_recipe
 from stylegan2.render import seed_to_w, synthesize_uint8
 from ganspace.sheets import component_sheets, render_sweep, sweep_edit
@@ -122,18 +123,30 @@ def test_hue_changes_wrap_and_labels_follow_the_numbers():
     red, magenta_red = np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4, 3), np.uint8)
     red[..., 0] = 200
     magenta_red[..., 0], magenta_red[..., 2] = 200, 70                # hue a little below 360°
-    changes = stat_changes(red, magenta_red)
+    changes = mean_changes(per_image_changes(red, magenta_red))
     assert -30 < changes["hue"] < 0
     dark, bright = np.full((2, 8, 8, 3), 40, np.uint8), np.full((2, 8, 8, 3), 200, np.uint8)
-    assert suggest_labels(stat_changes(dark, bright)).startswith("brightness")
+    assert suggest_labels(mean_changes(per_image_changes(dark, bright))).startswith("brightness")
     assert suggest_labels({name: 0.0 for name in STATISTICS}) == ""
+
+
+def test_agreement_counts_the_seeds_that_move_the_mean_way():
+    before = np.full((4, 8, 8, 3), 100, np.uint8)
+    after = before.copy()
+    after[:3] = 180                                                   # three images brighten a lot...
+    after[3] = 90                                                     # ...one darkens a little
+    per_image = per_image_changes(before, after)
+    changes = mean_changes(per_image)
+    assert strongest_statistic(changes) == "luminance"
+    assert agreement(per_image, "luminance") == 0.75
+    assert agreement(per_image_changes(after, before), "luminance") == 0.75   # the mean's sign, not "+"
 
 
 def test_measure_hints_writes_one_row_per_component_and_group(G, comps, tmp_path):
     rows = measure_hints(G, comps, num_components=2, seeds=[0, 1, 2], strength=2.0)
     assert [(r["component"], r["group"]) for r in rows] == [(i, g) for i in range(2)
                                                               for g in ("all", "coarse", "middle", "fine")]
-    assert all(set(STATISTICS) <= set(r) for r in rows)
+    assert all(set(STATISTICS) <= set(r) and 0 <= r["agree"] <= 1 for r in rows)
     write_hints(rows, tmp_path / "hints.csv")
     with open(tmp_path / "hints.csv") as f:
         assert len(list(csv.DictReader(f))) == 8
