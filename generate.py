@@ -1,7 +1,7 @@
 """Render images from a trained network, with the official StyleGAN2-ADA generate.py conventions.
 
 Examples:
-  python generate.py --network default --seeds 0-7 --trunc 0.7 --outdir out --grid
+  python generate.py --network default --seeds 0-7 --class all --trunc 0.7 --outdir out --grid
   python generate.py --network ffhq256 --seeds 42 --outdir out
   python generate.py --network run/network-snapshot-000100.safetensors --seeds 0-3,7 --class 2 --outdir out
   python generate.py --network my.pkl --projected-w projected_w.npz --outdir out
@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import pathlib
+import re
 import sys
 
 import click
@@ -36,7 +37,8 @@ def _seeds_option(ctx, param, value):
               help="Truncation psi: 1 = full variety, lower = closer to the average image.")
 @click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None,
               help="Truncate only the first N W+ layers.")
-@click.option("--class", "class_idx", default=None, help="Class index or name, e.g. 2 or dress (conditional networks).")
+@click.option("--class", "class_idx", default=None,
+              help="Class index or name, e.g. 2 or dress, or 'all' for every class (conditional networks).")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--projected-w", type=click.Path(exists=True, dir_okay=False),
               help="Render W+ codes from an .npz with key 'w' [N, num_ws, w_dim] instead of seeds.")
@@ -45,7 +47,8 @@ def _seeds_option(ctx, param, value):
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode, projected_w, outdir, grid,
          device):
-    """Write OUTDIR/seedNNNN.png for each seed (or projNN.png for each projected W+ code)."""
+    """Write OUTDIR/seedNNNN.png for each seed (seedNNNN-CLASS.png with --class all; projNN.png for each
+    projected W+ code)."""
     if seeds is None and projected_w is None:
         raise click.UsageError("give --seeds or --projected-w")
     net = load_network(network_spec, device=device)
@@ -65,30 +68,42 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
             to_pil(pixels).save(out / f"proj{idx:02d}.png")
             written.append(pixels)
     else:
-        try:
-            class_idx = resolve_class(class_idx, net.meta.get("class_names"))
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--class") from e
-        if G.c_dim and class_idx is None:
-            raise click.UsageError(f"this network is conditional: pass --class 0-{G.c_dim - 1}")
-        if not G.c_dim and class_idx is not None:
-            click.echo("warning: --class is ignored for an unconditional network", err=True)
-            class_idx = None
-        try:
-            label = class_labels(G, class_idx, 1)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--class") from e
-        for seed in seeds:
-            with torch.no_grad():
-                img = G(seed_z(G, seed), label, truncation_psi=truncation_psi,
-                        truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
-            pixels = to_uint8(img)[0]
-            to_pil(pixels).save(out / f"seed{seed:04d}.png")
-            written.append(pixels)
+        classes = _classes_to_render(G, class_idx, net.meta.get("class_names"))
+        for suffix, label in classes:
+            for seed in seeds:
+                with torch.no_grad():
+                    img = G(seed_z(G, seed), label, truncation_psi=truncation_psi,
+                            truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
+                pixels = to_uint8(img)[0]
+                to_pil(pixels).save(out / f"seed{seed:04d}{suffix}.png")
+                written.append(pixels)
 
-    if grid:
-        to_pil(image_grid(written)).save(out / "grid.png")
+    if grid:  # with --class all: one row per class, one column per seed
+        cols = len(seeds) if projected_w is None and len(classes) > 1 else None
+        to_pil(image_grid(written, cols=cols)).save(out / "grid.png")
     click.echo(f"wrote {len(written)} image(s){' and grid.png' if grid else ''} to {out}")
+
+
+def _classes_to_render(G, value: str | None, class_names) -> list[tuple[str, torch.Tensor]]:
+    """(file-name suffix, one-hot label) pairs: a single unsuffixed one, or every class for `--class all`."""
+    if value == "all":
+        if not G.c_dim:
+            raise click.UsageError("--class all needs a conditional network; this one is unconditional")
+        names = class_names if class_names and len(class_names) == G.c_dim else [f"class{i}" for i in range(G.c_dim)]
+        return [("-" + re.sub(r"[^\w.-]+", "_", name), class_labels(G, i, 1)) for i, name in enumerate(names)]
+    try:
+        class_idx = resolve_class(value, class_names)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--class") from e
+    if G.c_dim and class_idx is None:
+        raise click.UsageError(f"this network is conditional: pass --class 0-{G.c_dim - 1} (or all)")
+    if not G.c_dim and class_idx is not None:
+        click.echo("warning: --class is ignored for an unconditional network", err=True)
+        class_idx = None
+    try:
+        return [("", class_labels(G, class_idx, 1))]
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--class") from e
 
 
 if __name__ == "__main__":

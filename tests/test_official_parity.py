@@ -104,3 +104,31 @@ def test_generate_py_takes_a_class_by_name(tmp_path):
     bad = runner.invoke(generate.main, ["--network", str(path), "--seeds", "7", "--class", "kaftan",
                                         "--outdir", str(tmp_path / "bad")])
     assert bad.exit_code != 0 and "dress, hat, shoes" in bad.output
+
+
+def test_generate_py_class_all_renders_every_class_in_grid_rows(tmp_path):
+    from stylegan2.checkpoint import save_checkpoint
+
+    net = load_network(require(OFFICIAL / "tiny32c.pkl"))
+    names = ["dress", "hat", "t/shirt"][:net.G_ema.c_dim] + [f"c{i}" for i in range(3, net.G_ema.c_dim)]
+    path = save_checkpoint(tmp_path / "named.safetensors", G_ema=net.G_ema, meta={"class_names": names})
+    runner = CliRunner()
+    every = runner.invoke(generate.main, ["--network", str(path), "--seeds", "3,5", "--class", "all", "--grid",
+                                          "--outdir", str(tmp_path / "all")])
+    one = runner.invoke(generate.main, ["--network", str(path), "--seeds", "5", "--class", "2",
+                                        "--outdir", str(tmp_path / "one")])
+    assert every.exit_code == 0 and one.exit_code == 0, every.output + one.output
+    files = sorted(p.name for p in (tmp_path / "all").glob("seed*.png"))
+    assert len(files) == 2 * len(names) and "seed0005-t_shirt.png" in files   # unsafe characters replaced
+    same = np.asarray(Image.open(tmp_path / "all" / "seed0005-t_shirt.png"))
+    assert np.array_equal(same, np.asarray(Image.open(tmp_path / "one" / "seed0005.png")))
+    grid = np.asarray(Image.open(tmp_path / "all" / "grid.png"))
+    res, pad = same.shape[0], 2
+    assert grid.shape[:2] == (len(names) * (res + pad) + pad, 2 * (res + pad) + pad)   # rows = classes
+    row2_col1 = grid[pad + 2 * (res + pad):][:res, pad + (res + pad):][:, :res]
+    assert np.array_equal(row2_col1, same)
+    unconditional = save_checkpoint(tmp_path / "u.safetensors",
+                                    G_ema=load_network(require(OFFICIAL / "tiny16.pkl")).G_ema)
+    bad = runner.invoke(generate.main, ["--network", str(unconditional), "--seeds", "1", "--class", "all",
+                                        "--outdir", str(tmp_path / "bad")])
+    assert bad.exit_code != 0 and "unconditional" in bad.output
