@@ -21,7 +21,7 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 @click.command()
 @click.option("--network", default=None, metavar="PATH|URL|NAME",
               help="Network to design with (.safetensors, .pkl, URL or registered name). "
-                   "Default: the bundled model, or a random demo network when none is installed.")
+                   "Default: the bundled model (models/default), or a random demo network when it is missing.")
 @click.option("--directions", type=click.Path(dir_okay=False), default=None,
               help="Directions YAML with the labelled sliders (created when you label a component).")
 @click.option("--components", type=click.Path(exists=True, dir_okay=False), default=None,

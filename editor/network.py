@@ -52,9 +52,10 @@ def load_studio_network(spec: str | None) -> LoadedNetwork:
     from stylegan2 import checkpoint
 
     if spec is None:
-        if "default" not in getattr(checkpoint, "NAMED_NETWORKS", {}):
+        try:  # an install without the models/ folder still opens, on a random network with a banner
+            spec = str(checkpoint.resolve_network("default"))
+        except checkpoint.CheckpointError:
             return random_demo_network()
-        spec = "default"
     bundle = checkpoint.load_network(spec)
     class_names = (bundle.meta or {}).get("class_names")
     return LoadedNetwork(G=bundle.G_ema, sha256=bundle.sha256, class_names=class_names, source=bundle.source)

@@ -37,9 +37,9 @@ OFFICIAL_TRANSFER_NETWORKS = {  # the official StyleGAN2-ADA --resume shortcuts
     "celebahq256": _TRANSFER_BASE + "celebahq-res256-mirror-paper256-kimg100000-ada-target0.5.pkl",
     "lsundog256": _TRANSFER_BASE + "lsundog-res256-paper256-kimg100000-noaug.pkl",
 }
-# Short name -> URL or path (relative paths are taken from the repository root).  The bundled
-# model registers itself here, e.g. NAMED_NETWORKS["default"] = "models/<file>.safetensors".
-NAMED_NETWORKS: dict[str, str] = dict(OFFICIAL_TRANSFER_NETWORKS)
+# Short name -> URL or path (relative paths are taken from the repository root).  `default` is the
+# bundled demonstration model (models/default/README.md), which the studio opens without arguments.
+NAMED_NETWORKS: dict[str, str] = {"default": "models/default/network.safetensors", **OFFICIAL_TRANSFER_NETWORKS}
 
 
 class CheckpointError(NetworkLoadError):
