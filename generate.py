@@ -56,6 +56,7 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
     out = pathlib.Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[np.ndarray] = []
+    grid_cols = None  # image_grid's square default, or one row per class with --class all
 
     if projected_w is not None:
         ws = torch.from_numpy(np.load(projected_w)["w"]).float().to(device)
@@ -77,10 +78,11 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
                 pixels = to_uint8(img)[0]
                 to_pil(pixels).save(out / f"seed{seed:04d}{suffix}.png")
                 written.append(pixels)
+        if len(classes) > 1:
+            grid_cols = len(seeds)
 
-    if grid:  # with --class all: one row per class, one column per seed
-        cols = len(seeds) if projected_w is None and len(classes) > 1 else None
-        to_pil(image_grid(written, cols=cols)).save(out / "grid.png")
+    if grid:
+        to_pil(image_grid(written, cols=grid_cols)).save(out / "grid.png")
     click.echo(f"wrote {len(written)} image(s){' and grid.png' if grid else ''} to {out}")
 
 

@@ -86,5 +86,6 @@ def main(configs, ticks, layouts, workers, cpu):
             print(f"{r['config']:<16}{r['res']:>5}{layout:>8}{r['sec_per_kimg']:>12.1f}"
                   f"{baseline / r['sec_per_kimg']:>9.2f}x{mem:>13}{r['ticks']:>7}", flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -89,9 +89,15 @@ def mean_changes(per_image: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: float(np.mean(values)) for name, values in per_image.items()}
 
 
+def visibility(changes: dict[str, float]) -> dict[str, float]:
+    """Each mean change relative to what counts as clearly visible (>= 1: visible)."""
+    return {name: abs(changes[name]) / scale for name, (_, scale) in STATISTICS.items()}
+
+
 def strongest_statistic(changes: dict[str, float]) -> str:
     """The statistic whose mean change is largest relative to what counts as visible."""
-    return max(STATISTICS, key=lambda name: abs(changes[name]) / STATISTICS[name][1])
+    scores = visibility(changes)
+    return max(scores, key=scores.get)
 
 
 def agreement(per_image: dict[str, np.ndarray], name: str) -> float:
@@ -102,7 +108,7 @@ def agreement(per_image: dict[str, np.ndarray], name: str) -> float:
 
 def suggest_labels(changes: dict[str, float], max_labels: int = 2) -> str:
     """Labels of the clearly visible changes, strongest first; '' when nothing stands out."""
-    ranked = sorted(((abs(changes[n]) / scale, label) for n, (label, scale) in STATISTICS.items()), reverse=True)
+    ranked = sorted(((score, STATISTICS[name][0]) for name, score in visibility(changes).items()), reverse=True)
     return ", ".join(label for score, label in ranked[:max_labels] if score >= 1)
 
 
