@@ -192,13 +192,33 @@ def test_band_filters_sum_to_impulse_and_split_dc():
     np.testing.assert_allclose(nyquist, [0, 0, 0, 1], atol=1e-12)           # only the highest passes Nyquist
 
 
-def test_band_gains_keep_expected_power():
+def test_band_gains_normalise_each_band_and_multiply():
+    """Per band: gain vector (1, .., g_k, .., 1) normalised to unit expected power; the bands' vectors multiply."""
+    expected = torch.tensor([10, 1, 1, 1], dtype=torch.float64) / 13
     pipe = pipe_at(1.0, imgfilter=1)
     torch.manual_seed(6)
-    gains, fired = pipe.band_gains(64, 'cpu')
-    power = (torch.tensor([10, 1, 1, 1]) / 13 * gains.square()).sum(dim=1)
-    torch.testing.assert_close(power, torch.ones(64))
-    assert fired.all() and gains.std(dim=0).min() > 0.1
+    gains, fired = pipe.band_gains(256, 'cpu')
+    # Replay the draws and build the product by hand in float64.
+    torch.manual_seed(6)
+    for _ in range(4):
+        torch.rand(256)  # the four firing draws
+    draws = torch.exp2(torch.randn(256, 4) * pipe.imgfilter_std).double()
+    by_hand = torch.ones(256, 4, dtype=torch.float64)
+    for k in range(4):
+        t = torch.ones(256, 4, dtype=torch.float64)
+        t[:, k] = draws[:, k]
+        by_hand *= t / (expected * t.square()).sum(dim=1, keepdim=True).sqrt()
+    torch.testing.assert_close(gains.double(), by_hand, rtol=1e-5, atol=0)
+    power = (expected * gains.double().square()).sum(dim=1)
+    assert 0.5 < float(power.median()) < 2 and float(power.max() / power.min()) > 3  # ~1 on average only
+    assert fired.shape == (256, 4) and fired.all()
+    # One band alone keeps the power exactly.
+    single = pipe_at(1.0, imgfilter=1, imgfilter_bands=(0, 0, 1, 0))
+    gains, fired = single.band_gains(64, 'cpu')
+    assert fired[:, 2].all() and not fired[:, [0, 1, 3]].any()
+    torch.testing.assert_close((expected * gains.double().square()).sum(dim=1), torch.ones(64, dtype=torch.float64),
+                               rtol=1e-6, atol=0)
+    assert gains[:, 2].std() > 0.1
 
 
 def test_filter_pipe_keeps_constant_images_constant_and_changes_textures():

@@ -48,6 +48,33 @@ def test_published_presets_resolve_to_network_kwargs():
     assert cifar.loss["pl_weight"] == 0 and cifar.loss["style_mixing_prob"] == 0
 
 
+# The published table (StyleGAN2-ADA, Appendix A, and the official --cfg table), typed in from the paper:
+# (mb, mbstd, fmaps, lrate, gamma, ema, ramp, map).
+PAPER_TABLE = {
+    "stylegan2": (32, 4, 1, 0.002, 10, 10, None, 8),
+    "paper256": (64, 8, 0.5, 0.0025, 1, 20, None, 8),
+    "paper512": (64, 8, 1, 0.0025, 0.5, 20, None, 8),
+    "paper1024": (32, 4, 1, 0.002, 2, 10, None, 8),
+    "cifar": (64, 32, 1, 0.0025, 0.01, 500, 0.05, 2),
+}
+
+
+@pytest.mark.parametrize("cfg", sorted(PAPER_TABLE))
+def test_every_published_preset_has_the_papers_feature_map_scale(cfg):
+    mb, mbstd, fmaps, lrate, gamma, ema, ramp, map_layers = PAPER_TABLE[cfg]
+    spec = PUBLISHED_CFGS[cfg]
+    assert (spec.mb, spec.mbstd, spec.fmaps, spec.lrate, spec.gamma, spec.ema, spec.ramp, spec.map) == PAPER_TABLE[cfg]
+    o = options(cfg=cfg, resolution=32 if cfg == "cifar" else int(cfg[5:]) if cfg.startswith("paper") else 256)
+    assert o.G_kwargs["synthesis_kwargs"]["channel_base"] == o.D_kwargs["channel_base"] == int(fmaps * 32768)
+    assert set(PUBLISHED_CFGS) == set(PAPER_TABLE)
+
+
+@pytest.mark.parametrize("res, fmaps", [(32, 0.5), (256, 0.5), (512, 1), (1024, 1)])
+def test_auto_and_gpu_presets_feature_map_scale_follows_resolution(res, fmaps):
+    for cfg in ("auto", "t4", "a100"):
+        assert options(cfg=cfg, resolution=res).G_kwargs["synthesis_kwargs"]["channel_base"] == int(fmaps * 32768)
+
+
 def test_gpu_presets_and_overrides():
     t4 = options(cfg="t4")
     assert (t4.batch, t4.batch_gpu, t4.rounds) == (32, 16, 2)
@@ -178,25 +205,46 @@ def test_nonsaturating_losses_match_softplus_by_hand():
     assert set(s) >= {"Loss/signs/real", "Loss/scores/real"} and "Loss/r1_penalty" not in s
 
 
-def test_path_length_penalty_and_running_mean_by_hand():
+def test_path_length_gradient_flows_through_the_freshly_updated_mean():
+    """The penalty uses pl_mean = lerp(old, mean(lengths), decay) inside the graph; only the stored value is detached."""
     G, D = LinearG(res=4), LinearD([3, 4, 4])
     loss = StyleGAN2Loss(G, D, style_mixing_prob=0.0, pl_weight=2.0, pl_batch_shrink=2, pl_decay=0.01)
     loss.pl_mean = torch.zeros([], dtype=torch.float64)
     z = torch.randn(8, 3, dtype=torch.float64)
     c = torch.zeros(8, 0)
-    torch.manual_seed(7)
-    loss.accumulate_gradients("Greg", None, c, z, c, gain=4)
-    torch.manual_seed(7)
-    y = torch.randn(4, 3, 4, 4, dtype=torch.float64) / 4.0  # noise / sqrt(H*W), for the first 8 // 2 samples
-    # d(img . y)/d ws[n, l] = A_l @ y_n  (independent of n's latent: the generator is linear)
-    J = torch.einsum("lwp,np->nlw", G.A.detach(), y.reshape(4, -1))
-    lengths = J.square().sum(2).mean(1).sqrt()
-    assert loss.pl_mean.item() == pytest.approx(0.01 * lengths.mean().item(), rel=1e-9)
-    # gradient of mean((len - pl_mean)^2) * weight * gain w.r.t. A, via float64 autograd on the closed form
-    A = G.A.detach().clone().requires_grad_(True)
-    L = torch.einsum("lwp,np->nlw", A, y.reshape(4, -1)).square().sum(2).mean(1).sqrt()
-    ((L - loss.pl_mean) ** 2 * 2.0).mean().mul(4).backward()
-    assert torch.allclose(G.A.grad, A.grad, rtol=1e-9, atol=1e-12)
+    old_mean = 0.0
+    for step in range(2):  # the second step starts from a non-zero running mean
+        G.A.grad = None
+        torch.manual_seed(7 + step)
+        loss.accumulate_gradients("Greg", None, c, z, c, gain=4)
+        torch.manual_seed(7 + step)
+        y = torch.randn(4, 3, 4, 4, dtype=torch.float64) / 4.0  # noise / sqrt(H*W), for the first 8 // 2 samples
+        # d(img . y)/d ws[n, l] = A_l @ y_n  (independent of n's latent: the generator is linear)
+        A = G.A.detach().clone().requires_grad_(True)
+        lengths = torch.einsum("lwp,np->nlw", A, y.reshape(4, -1)).square().sum(2).mean(1).sqrt()
+        fresh = old_mean + 0.01 * (lengths.mean() - old_mean)  # in the graph
+        assert loss.pl_mean.item() == pytest.approx(fresh.item(), rel=1e-9)
+        assert not loss.pl_mean.requires_grad
+        ((lengths - fresh) ** 2 * 2.0).mean().mul(4).backward()
+        assert torch.allclose(G.A.grad, A.grad, rtol=1e-9, atol=1e-12)
+        # The detached mean would give a measurably different gradient: this test can tell them apart.
+        A_detached = A.detach().clone().requires_grad_(True)
+        L = torch.einsum("lwp,np->nlw", A_detached, y.reshape(4, -1)).square().sum(2).mean(1).sqrt()
+        ((L - fresh.detach()) ** 2 * 2.0).mean().mul(4).backward()
+        assert (A_detached.grad - A.grad).norm() > 1e-3 * A.grad.norm()
+        old_mean = fresh.item()
+
+
+def test_r1_pass_reports_the_signs_of_real_logits_for_ada():
+    """r_t counts D's sign on every real it sees: the R1 pass's reals count as much as the main pass's."""
+    D = LinearD([3, 4, 4])
+    loss = StyleGAN2Loss(LinearG(), D, r1_gamma=1.0, style_mixing_prob=0.0)
+    real, z, c = torch.randn(6, 3, 4, 4, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64), torch.zeros(6, 0)
+    expected = D(real, c).detach().sign()
+    for phase in ("Dmain", "Dreg", "Dboth"):
+        stats = loss.accumulate_gradients(phase, real, c, z, c, gain=1)
+        assert torch.equal(stats["Loss/signs/real"], expected), phase
+        assert torch.equal(stats["Loss/scores/real"], D(real, c).detach()), phase
 
 
 def test_style_mixing_takes_late_layers_from_a_second_latent():

@@ -379,17 +379,27 @@ class AugmentPipe(torch.nn.Module):
         return self._replace(x, f_b | f_c | f_l | f_h | f_s, lambda sub, i: color_matrix_apply(sub, matrix[i]))
 
     def band_gains(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample band gains [N, bands] (lognormal where fired) normalised to keep the 1/f power."""
+        """Per-sample band gains [N, bands] and which bands fired [N, bands].
+
+        As in the method, each band on its own draws a lognormal gain (where it fires), its gain vector
+        is normalised to keep the assumed 1/f power, and the bands' vectors multiply: one band keeps the
+        power exactly, several keep it only on average.
+        """
         expected = torch.tensor(BAND_EXPECTED_POWER, device=device)
         fired = torch.stack([self._fire(n, self.imgfilter * b, device) for b in self.imgfilter_bands], dim=1)
-        gains = torch.where(fired, torch.exp2(torch.randn(n, len(expected), device=device) * self.imgfilter_std), 1.0)
-        gains = gains / (expected * gains.square()).sum(dim=1, keepdim=True).sqrt()
-        return gains, fired.any(dim=1)
+        draws = torch.exp2(torch.randn(n, len(expected), device=device) * self.imgfilter_std)
+        gains = torch.ones(n, len(expected), device=device)
+        for band in range(len(expected)):
+            t = torch.ones_like(gains)
+            t[:, band] = torch.where(fired[:, band], draws[:, band], 1.0)
+            gains = gains * t / (expected * t.square()).sum(dim=1, keepdim=True).sqrt()
+        return gains, fired
 
     def _filter_stage(self, x: torch.Tensor) -> torch.Tensor:
         if self.imgfilter == 0:
             return x
         gains, fired = self.band_gains(x.shape[0], x.device)
+        fired = fired.any(dim=1)
         kernels = gains @ self.Hz_fbank  # [N, taps], symmetric: separable, no flip needed
 
         def apply(sub, i):
