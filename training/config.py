@@ -39,6 +39,11 @@ PUBLISHED_CFGS: dict[str, CfgSpec] = {
 }
 CFG_NAMES = ["auto", *PUBLISHED_CFGS, "t4", "a100"]
 
+# Transfer learning (--resume of another network), as published: ADA reacts faster at the start and
+# G_ema averages the transferred weights from the first step (no ramp-up).
+TRANSFER_ADA_KIMG = 100
+DEFAULT_ADA_KIMG = 500
+
 # Single-GPU presets: (total batch, per-GPU micro-batch) by resolution. Sized from the published
 # memory figures (auto cfg on a V100: batch 16 at 256 px takes ~5 GB, batch 8 at 512 px ~7.6 GB, fp16
 # in the top 4 resolutions); T4 = 16 GB, A100 = 40 GB (the 80 GB card fits the same with headroom).
@@ -121,7 +126,7 @@ class TrainingOptions:
     target: float = 0.6
     p: float = 0.0
     ada_interval: int = 4
-    ada_kimg: float = 500
+    ada_kimg: float = DEFAULT_ADA_KIMG
     # transfer learning / resume
     resume: str | None = None
     freezed: int = 0
@@ -199,6 +204,11 @@ class Overrides:
     zdim: int | None = None
     mbstd_group: int | None = None
     fp16_res: int | None = None
+    ada_kimg: float | None = None
+    ema_rampup: float | None = None  # 0 = no ramp-up
+    ada_kimg: float | None = None
+    ema_rampup: float | None = None  # 0 = no ramp-up
+
 
 
 def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim: int, dataset_name: str,
@@ -261,6 +271,14 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
         raise ValueError(f"--target must be in (0, 1], got {target}")
     if freezed < 0:
         raise ValueError("--freezed must be >= 0")
+    transfer = resume is not None  # `--resume latest` continues a run and never gets here
+    ada_kimg = ov.ada_kimg if ov.ada_kimg is not None else TRANSFER_ADA_KIMG if transfer else DEFAULT_ADA_KIMG
+    if ov.ema_rampup is not None:
+        ema_rampup = ov.ema_rampup or None
+    else:
+        ema_rampup = None if transfer else spec.ramp
+    if ada_kimg <= 0 or (ema_rampup is not None and ema_rampup < 0):
+        raise ValueError("--ada-kimg must be > 0 and --ema-rampup >= 0")
     kimg = ov.kimg if ov.kimg is not None else spec.kimg
     if kimg <= 0 or tick <= 0 or snap < 1 or keep < 1:
         raise ValueError("--kimg and --tick must be > 0, --snap and --keep >= 1")
@@ -269,8 +287,9 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
         data=str(data), resolution=resolution, num_channels=num_channels, label_dim=label_dim, cond=cond,
         mirror=mirror, dataset_name=dataset_name, gpus=gpus, batch=batch, batch_gpu=batch_gpu, kimg=kimg,
         tick=tick, snap=snap, keep=keep, cfg=cfg, G_kwargs=G_kwargs, D_kwargs=D_kwargs, G_opt=dict(opt),
-        D_opt=dict(opt), ema_kimg=ov.ema if ov.ema is not None else spec.ema, ema_rampup=spec.ramp, loss=loss,
+        D_opt=dict(opt), ema_kimg=ov.ema if ov.ema is not None else spec.ema, ema_rampup=ema_rampup, loss=loss,
         aug=aug, augpipe=augpipe, target=target, p=(p if p is not None else 0.0) if aug != "noaug" else 0.0,
+        ada_kimg=ada_kimg,
         resume=resume, freezed=freezed, metrics=list(metrics or []), feature_net=feature_net, seed=seed, workers=workers, fp32=fp32,
         allow_tf32=allow_tf32, deterministic=deterministic,
     )
