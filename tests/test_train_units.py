@@ -40,12 +40,15 @@ def test_published_presets_resolve_to_network_kwargs():
     assert PUBLISHED_CFGS["paper256"].mb == 64 and PUBLISHED_CFGS["cifar"].mbstd == 32
     o = options(cfg="paper256")
     assert o.batch == 64 and o.batch_gpu == 8 and o.rounds == 8
-    assert o.G_kwargs["synthesis_kwargs"] == dict(channel_base=16384, channel_max=512, num_fp16_res=4, conv_clamp=256)
+    assert o.G_kwargs["synthesis_kwargs"] == dict(channel_base=16384, channel_max=512, num_fp16_res=4, conv_clamp=256,
+                                                  architecture="skip")
+    assert o.D_kwargs["architecture"] == "resnet"  # config F
     assert o.G_kwargs["mapping_kwargs"]["num_layers"] == 8 and o.D_kwargs["epilogue_kwargs"]["mbstd_group_size"] == 8
     assert o.loss["r1_gamma"] == 1 and o.ema_kimg == 20 and o.ema_rampup is None
     assert o.G_opt == dict(lr=0.0025, betas=[0.0, 0.99], eps=1e-8)
     cifar = options(cfg="cifar", resolution=32)
     assert cifar.loss["pl_weight"] == 0 and cifar.loss["style_mixing_prob"] == 0
+    assert cifar.D_kwargs["architecture"] == "orig" and cifar.G_kwargs["synthesis_kwargs"]["architecture"] == "skip"
 
 
 # The published table (StyleGAN2-ADA, Appendix A, and the official --cfg table), typed in from the paper:

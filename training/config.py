@@ -247,10 +247,11 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
         z_dim=zdim, c_dim=label_dim if cond else 0, w_dim=zdim, img_resolution=resolution, img_channels=num_channels,
         mapping_kwargs=dict(num_layers=ov.map if ov.map is not None else spec.map),
         synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res,
-                              conv_clamp=conv_clamp),
+                              conv_clamp=conv_clamp, architecture="skip"),
     )
     D_kwargs = dict(
         c_dim=label_dim if cond else 0, img_resolution=resolution, img_channels=num_channels,
+        architecture="orig" if cfg == "cifar" else "resnet",  # the published CIFAR-10 setup uses a plain D
         channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
         block_kwargs=dict(freeze_layers=freezed), epilogue_kwargs=dict(mbstd_group_size=mbstd),
     )
@@ -299,8 +300,8 @@ def adopt_architecture(opts: TrainingOptions, G_init: dict[str, Any], D_init: di
     """Make our networks' shapes follow a network we transfer from (FFHQ etc.); returns what changed.
 
     Transfer learning copies weights by name, which only works when the layer widths agree, so the
-    widths, latent sizes and mapping depth come from the source; precision, labels and D's
-    mini-batch settings stay ours.
+    widths, architectures, latent sizes and mapping depth come from the source; precision, labels and
+    D's mini-batch settings stay ours.
     """
     changes = []
     G_src_syn = G_init.get("synthesis_kwargs", {})
@@ -310,10 +311,12 @@ def adopt_architecture(opts: TrainingOptions, G_init: dict[str, Any], D_init: di
         (opts.G_kwargs["mapping_kwargs"], "num_layers", G_init.get("mapping_kwargs", {}).get("num_layers", 8)),
         (opts.G_kwargs["synthesis_kwargs"], "channel_base", G_src_syn.get("channel_base", 32768)),
         (opts.G_kwargs["synthesis_kwargs"], "channel_max", G_src_syn.get("channel_max", 512)),
+        (opts.G_kwargs["synthesis_kwargs"], "architecture", G_src_syn.get("architecture", "skip")),
     ]
     if D_init is not None:
         pairs += [(opts.D_kwargs, "channel_base", D_init.get("channel_base", 32768)),
-                  (opts.D_kwargs, "channel_max", D_init.get("channel_max", 512))]
+                  (opts.D_kwargs, "channel_max", D_init.get("channel_max", 512)),
+                  (opts.D_kwargs, "architecture", D_init.get("architecture", "resnet"))]
     else:
         pairs += [(opts.D_kwargs, "channel_base", G_src_syn.get("channel_base", 32768)),
                   (opts.D_kwargs, "channel_max", G_src_syn.get("channel_max", 512))]
