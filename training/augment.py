@@ -158,7 +158,8 @@ def blit_matrix(flip: torch.Tensor, quarter_turns: torch.Tensor, shift_x: torch.
     """[N, 3, 3] forward matrix of `blit` (flip, then quarter turns, then shift), for composing with others."""
     sign = 1 - 2 * flip.to(torch.float64)
     theta = quarter_turns.to(torch.float64) * (math.pi / 2)
-    m = translation_matrix(shift_x.double(), shift_y.double()) @ rotation_matrix(theta) @ scale_matrix(sign, 1 + 0 * sign)
+    m = (translation_matrix(shift_x.double(), shift_y.double()) @ rotation_matrix(theta)
+         @ scale_matrix(sign, torch.ones_like(sign)))
     return m.round(decimals=12).float()  # cos(pi/2) is 6e-17, not 0
 
 
