@@ -90,6 +90,8 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 @click.option("--p", type=click.FloatRange(0, 1), help="Augment probability for --aug fixed (start value for ada).")
 @click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=0.6, show_default=True, help="ADA target for r_t.")
 @click.option("--augpipe", type=click.Choice(list(AUGPIPE_PRESETS)), default="bgc", show_default=True, help="Augmentations used.")
+@click.option("--ada-kimg", type=click.FloatRange(min=0, min_open=True), help="ADA adjustment speed: kimg for p to move by 1. [500; 100 when transfer learning]")
+@click.option("--ema-rampup", type=click.FloatRange(min=0), help="G_ema ramp-up (half-life <= this x images seen), 0 = off. [preset; off when transfer learning]")
 # transfer learning and resume
 @click.option("--resume", help="ffhq256|ffhq512|ffhq1024|PATH|URL to fine-tune from, or 'latest' to continue the newest run in --outdir exactly.")
 @click.option("--freezed", type=click.IntRange(min=0), default=0, show_default=True, help="Freeze the first N discriminator layers (Freeze-D).")
@@ -109,7 +111,7 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads per process. Small networks on a busy CPU often run much faster with 1-2.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
 def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gamma, lr, ema, cbase, cmax, map_layers,
-         zdim, mbstd_group, fp16_res, aug, p, target, augpipe, resume, freezed, tick, snap, keep, metrics, feature_net, fp32,
+         zdim, mbstd_group, fp16_res, aug, p, target, augpipe, ada_kimg, ema_rampup, resume, freezed, tick, snap, keep, metrics, feature_net, fp32,
          allow_tf32, deterministic, seed, workers, cpu, threads, dry_run):
     from training import distributed
 
@@ -129,9 +131,10 @@ def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gam
         if data is None:
             raise click.UsageError("--data is required (except with --resume latest)")
         opts, resume_network = options_for_new_run(
-            data=data, cfg=cfg, gpus=gpus, cond=cond, mirror=mirror, resume=resume, freezed=freezed,
+            data=data, fetch=not dry_run, cfg=cfg, gpus=gpus, cond=cond, mirror=mirror, resume=resume, freezed=freezed,
             overrides=Overrides(batch=batch, batch_gpu=batch_gpu, gamma=gamma, kimg=kimg, lr=lr, ema=ema, cbase=cbase,
-                                cmax=cmax, map=map_layers, zdim=zdim, mbstd_group=mbstd_group, fp16_res=fp16_res),
+                                cmax=cmax, map=map_layers, zdim=zdim, mbstd_group=mbstd_group, fp16_res=fp16_res,
+                                ada_kimg=ada_kimg, ema_rampup=ema_rampup),
             tick=tick, snap=snap, keep=keep, aug=aug, augpipe=augpipe, target=target, p=p, metrics=metrics,
             feature_net=feature_net, seed=seed,
             workers=workers, fp32=fp32, allow_tf32=allow_tf32, deterministic=deterministic)
@@ -171,14 +174,14 @@ def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gam
         distributed.shutdown_distributed()
 
 
-def options_for_new_run(*, data, resume, **kwargs):
+def options_for_new_run(*, data, resume, fetch=True, **kwargs):
     from training.dataset import ImageDataset
 
     dataset = ImageDataset(data, use_labels=kwargs["cond"], xflip=False)
-    resume_network = None
-    if resume:
-        from stylegan2.checkpoint import load_network
-        resume_network = load_network(resume)
+    resume_network = load_transfer_source(resume, fetch) if resume else None
+    if resume and resume_network is None:
+        click.echo(f"--dry-run does not download {resume}: layer widths and architectures follow it when training starts")
+    if resume_network is not None:
         res = resume_network.G_ema.img_resolution
         if res != dataset.resolution:
             raise click.ClickException(f"--resume {resume} is a {res}px network but {data} holds {dataset.resolution}px "
@@ -194,7 +197,21 @@ def options_for_new_run(*, data, resume, **kwargs):
         D_init = getattr(resume_network.D, "init_kwargs", None)
         for change in adopt_architecture(opts, resume_network.G_ema.init_kwargs, D_init):
             click.echo(f"Architecture follows --resume: {change}")
+    if resume:
+        click.echo(f"Transfer learning from {resume}: ADA speed {opts.ada_kimg:g} kimg, EMA ramp-up "
+                   f"{'off' if opts.ema_rampup is None else opts.ema_rampup} (--ada-kimg, --ema-rampup override)")
     return opts, resume_network
+
+
+def load_transfer_source(resume: str, fetch: bool):
+    """The network to fine-tune from; None when it would have to be downloaded and `fetch` is off (--dry-run)."""
+    from stylegan2.checkpoint import NAMED_NETWORKS, load_network
+    from stylegan2.download import cached_path
+
+    target = NAMED_NETWORKS.get(resume, resume)
+    if not fetch and target.startswith(("http://", "https://")) and not cached_path(target).is_file():
+        return None
+    return load_network(resume)
 
 
 def options_for_latest(ctx, outdir: pathlib.Path, **new_values):

@@ -17,9 +17,12 @@ import torch.nn as nn
 
 from .ops.bias_act import bias_act, default_gain
 from .ops.conv2d_resample import conv2d_resample
-from .ops.upfirdn2d import setup_filter, upsample2d
+from .ops.upfirdn2d import downsample2d, setup_filter, upsample2d
 
 RESAMPLE_FILTER = (1, 3, 3, 1)
+# StyleGAN2 Fig. 7: 'orig' (plain convolutions, one toRGB/fromRGB at the end), 'skip' (an image summed
+# over resolutions) and 'resnet' (residual blocks). Config F uses a skip G and a resnet D.
+ARCHITECTURES = ("orig", "skip", "resnet")
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
@@ -39,6 +42,12 @@ def _channels_per_resolution(resolutions: list[int], channel_base: int, channel_
         raise ValueError(f"channel_base={channel_base} leaves no feature maps at {max(resolutions)} px; "
                          f"use channel_base >= {max(resolutions)}")
     return channels
+
+
+def _check_architecture(architecture: str) -> str:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {', '.join(map(repr, ARCHITECTURES))}, got {architecture!r}")
+    return architecture
 
 
 def _fp16_resolution(log2: int, num_fp16_res: int) -> int:
@@ -273,15 +282,18 @@ class ToRGBLayer(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution of the 'skip' generator: [const |up-conv0], conv1, toRGB added to the upsampled image."""
+    """One resolution of the generator: [const | up-conv0], conv1.
+
+    'skip': every block's toRGB is added to the upsampled image; 'orig' and 'resnet': only the last block
+    has a toRGB; 'resnet' adds a 1x1 upsampling skip of the input, each branch scaled by sqrt(1/2).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: str = "skip", resample_filter=RESAMPLE_FILTER,
                  conv_clamp: float | None = None, use_fp16: bool = False, fp16_channels_last: bool = False,
                  **layer_kwargs):
         super().__init__()
-        if architecture != "skip":
-            raise ValueError(f"only the 'skip' generator architecture is supported, got {architecture!r}")
+        self.architecture = _check_architecture(architecture)
         self.in_channels, self.resolution, self.is_last, self.use_fp16 = in_channels, resolution, is_last, use_fp16
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.num_conv = 0
@@ -295,8 +307,11 @@ class SynthesisBlock(nn.Module):
         self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp,
                                     **layer_kwargs)
         self.num_conv += 1
-        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
-        self.num_torgb += 1
+        if is_last or architecture == "skip":
+            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
+            self.num_torgb += 1
+        if in_channels != 0 and architecture == "resnet":
+            self.skip = Conv2dLayer(in_channels, out_channels, 1, bias=False, up=2, resample_filter=resample_filter)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, force_fp32: bool = False,
                 fused_modconv: bool | None = None, noise_mode: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
@@ -308,16 +323,24 @@ class SynthesisBlock(nn.Module):
             # and scaling activations is cheaper to differentiate in training.
             single = ws.shape[0] == 1
             fused_modconv = (not self.training) and (single or (dtype == torch.float32 and ws.device.type == "cuda"))
+        layer_kwargs = dict(noise_mode=noise_mode, fused_modconv=fused_modconv)
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.conv1(x, next(w_iter), **layer_kwargs)
+        elif self.architecture == "resnet":
+            x = x.to(dtype)
+            y = self.skip(x, gain=np.sqrt(0.5))
+            x = self.conv0(x, next(w_iter), **layer_kwargs)
+            x = y + self.conv1(x, next(w_iter), gain=np.sqrt(0.5), **layer_kwargs)
         else:
             x = x.to(dtype)
-            x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
-        x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
+            x = self.conv0(x, next(w_iter), **layer_kwargs)
+            x = self.conv1(x, next(w_iter), **layer_kwargs)
         if img is not None:
             img = upsample2d(img, self.resample_filter)
-        y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
-        img = img + y if img is not None else y
+        if self.num_torgb:
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
+            img = img + y if img is not None else y
         return x, img
 
 
@@ -383,15 +406,18 @@ class Generator(nn.Module):
 # ----------------------------------------------------------------------------- discriminator
 
 class DiscriminatorBlock(nn.Module):
-    """'resnet' block: [fromRGB,] conv0, strided conv1, plus a 1x1 strided skip, each branch scaled by sqrt(1/2)."""
+    """One resolution of the discriminator: [fromRGB,] conv0, strided conv1.
+
+    fromRGB reads the image in the first block ('orig', 'resnet') or in every block, from the image
+    downsampled alongside ('skip'); 'resnet' adds a 1x1 strided skip, each branch scaled by sqrt(1/2).
+    """
 
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
                  first_layer_idx: int, architecture: str = "resnet", activation: str = "lrelu",
                  resample_filter=RESAMPLE_FILTER, conv_clamp: float | None = None, use_fp16: bool = False,
                  fp16_channels_last: bool = False, freeze_layers: int = 0):
         super().__init__()
-        if architecture != "resnet":
-            raise ValueError(f"only the 'resnet' discriminator architecture is supported, got {architecture!r}")
+        self.architecture = _check_architecture(architecture)
         self.in_channels, self.resolution, self.use_fp16 = in_channels, resolution, use_fp16
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         layer_idx = first_layer_idx
@@ -401,26 +427,33 @@ class DiscriminatorBlock(nn.Module):
             layer_idx += 1
             return layer_idx - 1 >= freeze_layers
 
-        if in_channels == 0:
+        if in_channels == 0 or architecture == "skip":
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation=activation, conv_clamp=conv_clamp,
                                        trainable=trainable())
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation=activation, conv_clamp=conv_clamp,
                                  trainable=trainable())
         self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation=activation, down=2,
                                  resample_filter=resample_filter, conv_clamp=conv_clamp, trainable=trainable())
-        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter,
-                                trainable=trainable())
+        if architecture == "resnet":
+            self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2,
+                                    resample_filter=resample_filter, trainable=trainable())
         self.num_layers = layer_idx - first_layer_idx
 
-    def forward(self, x: torch.Tensor | None, img: torch.Tensor, force_fp32: bool = False) -> torch.Tensor:
-        dtype = _block_dtype(self.use_fp16, force_fp32, img.device)
-        if self.in_channels == 0:
-            x = self.fromrgb(img.to(dtype))
-        else:
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None,
+                force_fp32: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the features and the image for the next block ('skip' only; None otherwise)."""
+        dtype = _block_dtype(self.use_fp16, force_fp32, (x if x is not None else img).device)
+        if x is not None:
             x = x.to(dtype)
-        y = self.skip(x, gain=np.sqrt(0.5))
-        x = self.conv1(self.conv0(x), gain=np.sqrt(0.5))
-        return y + x
+        if self.in_channels == 0 or self.architecture == "skip":
+            img = img.to(dtype)
+            y = self.fromrgb(img)
+            x = x + y if x is not None else y
+            img = downsample2d(img, self.resample_filter) if self.architecture == "skip" else None
+        if self.architecture == "resnet":
+            y = self.skip(x, gain=np.sqrt(0.5))
+            return y + self.conv1(self.conv0(x), gain=np.sqrt(0.5)), img
+        return self.conv1(self.conv0(x)), img
 
 
 class MinibatchStdLayer(nn.Module):
@@ -449,17 +482,24 @@ class DiscriminatorEpilogue(nn.Module):
                  architecture: str = "resnet", mbstd_group_size: int | None = 4, mbstd_num_channels: int = 1,
                  activation: str = "lrelu", conv_clamp: float | None = None, from_image: bool = False):
         super().__init__()
-        self.cmap_dim = cmap_dim
+        self.cmap_dim, self.architecture = cmap_dim, _check_architecture(architecture)
         if from_image:  # a 4x4 discriminator has no blocks: the epilogue reads the image itself
             self.fromrgb = Conv2dLayer(img_channels, in_channels, 1, activation=activation, conv_clamp=conv_clamp)
+        elif architecture == "skip":  # the image downsampled through every block, added once more
+            self.fromrgb = Conv2dLayer(img_channels, in_channels, 1, activation=activation)
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation=activation,
                                 conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(in_channels * resolution ** 2, in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
-    def forward(self, x: torch.Tensor | None, img: torch.Tensor, cmap: torch.Tensor | None) -> torch.Tensor:
-        x = self.fromrgb(img.to(torch.float32)) if hasattr(self, "fromrgb") else x.to(torch.float32)
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, cmap: torch.Tensor | None) -> torch.Tensor:
+        if x is None:
+            x = self.fromrgb(img.to(torch.float32))
+        else:
+            x = x.to(torch.float32)
+            if self.architecture == "skip":
+                x = x + self.fromrgb(img.to(torch.float32))
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.out(self.fc(self.conv(x).flatten(1)))
@@ -506,6 +546,6 @@ class Discriminator(nn.Module):
     def forward(self, img: torch.Tensor, c: torch.Tensor | None, force_fp32: bool = False) -> torch.Tensor:
         x = None
         for res in self.block_resolutions:
-            x = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
+            x, img = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
         return self.b4(x, img, cmap)

@@ -7,7 +7,7 @@ import torch
 
 from conftest import OFFICIAL, require
 from training.augment import (AUGPIPE_PRESETS, SYM2, SYM6, AdaptiveAugment, AugmentPipe, affine_resample, band_filters,
-                              blit, brightness_matrix, color_matrix_apply, contrast_matrix, hue_matrix, lumaflip_matrix,
+                              blit, blit_matrix, brightness_matrix, color_matrix_apply, contrast_matrix, hue_matrix, lumaflip_matrix,
                               rotate90, saturation_matrix, translation_matrix)
 
 
@@ -124,6 +124,76 @@ def test_identity_and_integer_translation_resample_exactly():
     torch.testing.assert_close(shifted, blit(x, zero, zero, tx.long(), ty.long()), atol=2e-6, rtol=0)
 
 
+def smooth_image(n=32, c=2):
+    """Low frequencies plus a ramp: bilinear interpolation of its 2x image is good to ~1e-4."""
+    v, u = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32), indexing='ij')
+    img = 0.5 * torch.cos(2 * math.pi * (0.6 * u + 0.3 * v) / n + 0.4) + 0.02 * (u - 1.5 * v)
+    return torch.stack([img, img.flip(0) * 0.8][:c])[None]
+
+
+@pytest.mark.parametrize('what', ['identity', 'xflip', 'rotate90', 'rotate270', 'flip+rotate90'])
+def test_resampled_flips_and_quarter_turns_equal_the_exact_ones(what):
+    """The transform is centred on the grid our up/down chain really samples (sym6 is asymmetric)."""
+    x = smooth_image()
+    flip, turns = {'identity': (0, 0), 'xflip': (1, 0), 'rotate90': (0, 1), 'rotate270': (0, 3),
+                   'flip+rotate90': (1, 1)}[what]
+    flip, turns, zero = torch.tensor([flip]), torch.tensor([turns]), torch.zeros(1, dtype=torch.long)
+    exact = blit(x, flip, turns, zero, zero)
+    resampled = affine_resample(x, blit_matrix(flip, turns, zero, zero), AugmentPipe().Hz_geom)
+    border = 3
+    inside = (slice(None), slice(None), slice(border, -border), slice(border, -border))
+    assert float((resampled - exact)[inside].abs().max()) < 1e-3
+
+
+def test_resampling_grid_of_the_chain_is_measured_not_assumed():
+    from training.augment import _resampling_grid
+    assert _resampling_grid((0.125, 0.375, 0.375, 0.125)) == pytest.approx((-0.25, 0.5), abs=1e-12)  # symmetric
+    beta, gamma = _resampling_grid(tuple(AugmentPipe().Hz_geom.double().tolist()))
+    assert beta == pytest.approx(-0.0491, abs=1e-3) and gamma == pytest.approx(-2 * beta, abs=1e-5)
+
+
+def reflect_symmetric(n, points):
+    """F(x, y) = cos(pi x / (n-1)) cos(2 pi y / (n-1)) + ..: symmetric about the first and last pixel centres,
+    so mirror padding of its samples IS its continuation; evaluate it at [..., 2] pixel coordinates."""
+    k = math.pi / (n - 1)
+    x, y = points[..., 0], points[..., 1]
+    return 0.6 * torch.cos(k * x) * torch.cos(2 * k * y) + 0.3 * torch.cos(2 * k * x + 0 * y) - 0.2 * torch.cos(k * y)
+
+
+def test_integer_translation_and_general_geometry_resample_once_from_the_original():
+    """All geometric ops, the integer translation included, make one matrix applied to the padded original.
+
+    Shifting first and mirroring the shifted image would put other content in the border band (up to 1.28).
+    The reference is the continuous image, warped analytically.
+    """
+    n = 32
+    grid = torch.stack(torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64),
+                                      indexing='xy'), dim=-1)  # [H, W, (x, y)]
+    x = reflect_symmetric(n, grid).float()[None, None].repeat(24, 1, 1, 1)
+    pipe = pipe_at(1.0, xint=1, scale=1, rotate=1, scale_std=0.2, rotate_max=0.25)
+    torch.manual_seed(21)
+    draws = pipe.draw_geometry(24, n, n, 'cpu')
+    torch.manual_seed(21)
+    y = pipe._geometry_stage(x)
+    composed = draws.general.double() @ blit_matrix(draws.flip, draws.turns, draws.shift_x, draws.shift_y).double()
+    centred = torch.cat([grid - (n - 1) / 2, torch.ones(n, n, 1, dtype=torch.float64)], dim=-1)
+    source = centred.reshape(1, -1, 3) @ torch.linalg.inv(composed).transpose(1, 2)
+    expected = reflect_symmetric(n, source[..., :2] + (n - 1) / 2).reshape(24, 1, n, n)
+    moved = draws.general_fired & ((draws.shift_x != 0) | (draws.shift_y != 0))
+    assert moved.sum() >= 12
+    assert float((y.double() - expected)[moved].abs().max()) < 2e-3
+
+
+def test_pixel_blits_alone_stay_exact():
+    x = images(n=16)
+    pipe = pipe_at(1.0, **AUGPIPE_PRESETS['blit'])
+    torch.manual_seed(22)
+    draws = pipe.draw_geometry(16, 16, 16, 'cpu')
+    torch.manual_seed(22)
+    assert torch.equal(pipe(x), blit(x, draws.flip, draws.turns, draws.shift_x, draws.shift_y))
+    assert not draws.general_fired.any() and draws.blit_fired.sum() > 8
+
+
 def test_geometric_scale_shrinks_a_centred_square():
     pipe = pipe_at(1.0, scale=1, scale_std=1.0)
     x = -torch.ones(16, 1, 32, 32)
@@ -192,13 +262,33 @@ def test_band_filters_sum_to_impulse_and_split_dc():
     np.testing.assert_allclose(nyquist, [0, 0, 0, 1], atol=1e-12)           # only the highest passes Nyquist
 
 
-def test_band_gains_keep_expected_power():
+def test_band_gains_normalise_each_band_and_multiply():
+    """Per band: gain vector (1, .., g_k, .., 1) normalised to unit expected power; the bands' vectors multiply."""
+    expected = torch.tensor([10, 1, 1, 1], dtype=torch.float64) / 13
     pipe = pipe_at(1.0, imgfilter=1)
     torch.manual_seed(6)
-    gains, fired = pipe.band_gains(64, 'cpu')
-    power = (torch.tensor([10, 1, 1, 1]) / 13 * gains.square()).sum(dim=1)
-    torch.testing.assert_close(power, torch.ones(64))
-    assert fired.all() and gains.std(dim=0).min() > 0.1
+    gains, fired = pipe.band_gains(256, 'cpu')
+    # Replay the draws and build the product by hand in float64.
+    torch.manual_seed(6)
+    for _ in range(4):
+        torch.rand(256)  # the four firing draws
+    draws = torch.exp2(torch.randn(256, 4) * pipe.imgfilter_std).double()
+    by_hand = torch.ones(256, 4, dtype=torch.float64)
+    for k in range(4):
+        t = torch.ones(256, 4, dtype=torch.float64)
+        t[:, k] = draws[:, k]
+        by_hand *= t / (expected * t.square()).sum(dim=1, keepdim=True).sqrt()
+    torch.testing.assert_close(gains.double(), by_hand, rtol=1e-5, atol=0)
+    power = (expected * gains.double().square()).sum(dim=1)
+    assert 0.5 < float(power.median()) < 2 and float(power.max() / power.min()) > 3  # ~1 on average only
+    assert fired.shape == (256, 4) and fired.all()
+    # One band alone keeps the power exactly.
+    single = pipe_at(1.0, imgfilter=1, imgfilter_bands=(0, 0, 1, 0))
+    gains, fired = single.band_gains(64, 'cpu')
+    assert fired[:, 2].all() and not fired[:, [0, 1, 3]].any()
+    torch.testing.assert_close((expected * gains.double().square()).sum(dim=1), torch.ones(64, dtype=torch.float64),
+                               rtol=1e-6, atol=0)
+    assert gains[:, 2].std() > 0.1
 
 
 def test_filter_pipe_keeps_constant_images_constant_and_changes_textures():

@@ -146,6 +146,31 @@ def test_generator_pickle_builds_our_module_with_identical_weights_and_output(of
     assert not official_modules.marker.exists()
 
 
+@pytest.mark.parametrize("g_arch, d_arch", [("orig", "orig"), ("resnet", "skip"), ("skip", "resnet")])
+def test_official_pickles_of_every_architecture_load(official_modules, tmp_path, g_arch, d_arch):
+    """The official code has 'orig', 'skip' and 'resnet' for both networks (its CIFAR-10 pickle has an 'orig' D)."""
+    from stylegan2.networks import Discriminator
+
+    torch.manual_seed(4)
+    G = Generator(**{**TINY_G_KWARGS, "synthesis_kwargs": {**TINY_G_KWARGS["synthesis_kwargs"], "architecture": g_arch}})
+    D = Discriminator(c_dim=0, img_resolution=8, img_channels=3, architecture=d_arch, channel_base=64, channel_max=8)
+    with torch.no_grad():
+        for p in [*G.parameters(), *D.parameters()]:
+            p.normal_()
+    D_kwargs = {**D.init_kwargs, "epilogue_kwargs": official_modules.EasyDict(mbstd_group_size=4)}
+    path = tmp_path / "arch.pkl"
+    path.write_bytes(official_snapshot_bytes(official_modules, G, extra={
+        "D": module_state(official_modules, D, "Discriminator", D_kwargs)}))
+    snap = load_official_snapshot(path)
+    assert snap.G_ema.init_kwargs["synthesis_kwargs"]["architecture"] == g_arch
+    assert snap.D.init_kwargs["architecture"] == d_arch
+    z, img = torch.randn(2, 8), torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(snap.G_ema(z, None, noise_mode="const"), G.eval()(z, None, noise_mode="const"))
+        assert torch.equal(snap.D(img, None), D.eval()(img, None))
+    assert not official_modules.marker.exists()
+
+
 def test_augment_pipe_probability_and_kwargs_are_kept(official_modules):
     env = official_modules
     pipe = torch.nn.Module()

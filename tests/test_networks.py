@@ -24,8 +24,13 @@ def tiny_D(res=16, c_dim=0, **kw):
 
 # ----------------------------------------------------------------------------- names
 
-def expected_G_keys(res: int, c_dim: int, map_layers: int) -> set[str]:
-    """Written from the architecture description (skip generator, config F), not from our code."""
+def expected_G_keys(res: int, c_dim: int, map_layers: int, architecture: str = "skip") -> set[str]:
+    """Written from the architecture description (StyleGAN2 Fig. 7, config F naming), not from our code.
+
+    Every block: const (4x4) or an upsampling conv0, then conv1. 'skip': a toRGB per block; 'orig' and
+    'resnet': a toRGB in the last block only; 'resnet': a bias-free 1x1 upsampling `skip` conv in every
+    block after the first.
+    """
     layer = ["weight", "noise_strength", "bias", "resample_filter", "noise_const", "affine.weight", "affine.bias"]
     torgb = ["weight", "bias", "affine.weight", "affine.bias"]
     keys = set()
@@ -37,7 +42,10 @@ def expected_G_keys(res: int, c_dim: int, map_layers: int) -> set[str]:
             keys.add(p + "const")
         convs = ["conv1"] if r == 4 else ["conv0", "conv1"]
         keys |= {f"{p}{c}.{k}" for c in convs for k in layer}
-        keys |= {f"{p}torgb.{k}" for k in torgb}
+        if architecture == "skip" or r == res:
+            keys |= {f"{p}torgb.{k}" for k in torgb}
+        if architecture == "resnet" and r > 4:
+            keys |= {p + "skip.weight", p + "skip.resample_filter"}
         r *= 2
     keys.add("mapping.w_avg")
     keys |= {f"mapping.fc{i}.{k}" for i in range(map_layers) for k in ("weight", "bias")}
@@ -46,19 +54,24 @@ def expected_G_keys(res: int, c_dim: int, map_layers: int) -> set[str]:
     return keys
 
 
-def expected_D_keys(res: int, c_dim: int) -> set[str]:
+def expected_D_keys(res: int, c_dim: int, architecture: str = "resnet") -> set[str]:
+    """From the description: fromRGB in the first block ('orig', 'resnet') or in every block and the 4x4
+    epilogue ('skip'); conv0, strided conv1; 'resnet' adds a bias-free 1x1 strided `skip`."""
     conv = ["weight", "bias", "resample_filter"]
     keys = set()
     r = res
     while r > 4:
         p = f"b{r}."
         keys.add(p + "resample_filter")
-        if r == res:
+        if r == res or architecture == "skip":
             keys |= {p + "fromrgb." + k for k in conv}
         keys |= {p + c + "." + k for c in ("conv0", "conv1") for k in conv}
-        keys |= {p + "skip.weight", p + "skip.resample_filter"}
+        if architecture == "resnet":
+            keys |= {p + "skip.weight", p + "skip.resample_filter"}
         r //= 2
     keys |= {"b4.conv." + k for k in conv} | {f"b4.{n}.{k}" for n in ("fc", "out") for k in ("weight", "bias")}
+    if architecture == "skip":
+        keys |= {"b4.fromrgb." + k for k in conv}
     if c_dim:
         keys |= {"mapping.embed.weight", "mapping.embed.bias"}
         keys |= {f"mapping.fc{i}.{k}" for i in range(8) for k in ("weight", "bias")}
@@ -71,6 +84,93 @@ def test_state_dict_names_follow_the_architecture(res, c_dim):
     D = tiny_D(res, c_dim)
     assert set(G.state_dict()) == expected_G_keys(res, c_dim, 2)
     assert set(D.state_dict()) == expected_D_keys(res, c_dim)
+
+
+@pytest.mark.parametrize("architecture", ["orig", "skip", "resnet"])
+@pytest.mark.parametrize("res,c_dim", [(16, 0), (32, 3)])
+def test_every_architecture_has_the_official_names(architecture, res, c_dim):
+    G = tiny_G(res, c_dim, architecture=architecture)
+    D = tiny_D(res, c_dim, architecture=architecture)
+    assert set(G.state_dict()) == expected_G_keys(res, c_dim, 2, architecture)
+    assert set(D.state_dict()) == expected_D_keys(res, c_dim, architecture)
+    assert G.num_ws == 2 * int(math.log2(res)) - 2  # the same W+ layout in every architecture
+    with torch.no_grad():
+        img = G(torch.randn(2, 16), torch.eye(3)[:2] if c_dim else None, noise_mode="const")
+        assert img.shape == (2, 3, res, res) and D(img, torch.eye(3)[:2] if c_dim else None).shape == (2, 1)
+
+
+def test_upsampling_1x1_shortcut_is_a_1x1_conv_of_the_upsampled_input():
+    """The 'resnet' G shortcut; 1x1 convolution commutes with the FIR upsampling, so the reference is simple."""
+    from stylegan2.networks import Conv2dLayer
+    from stylegan2.ops.upfirdn2d import upsample2d
+
+    torch.manual_seed(3)
+    layer = Conv2dLayer(4, 5, 1, bias=False, up=2).double()
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    w = layer.weight[:, :, 0, 0] * layer.weight_gain
+    reference = upsample2d(torch.einsum("oi,nihw->nohw", w, x), layer.resample_filter.double())
+    torch.testing.assert_close(layer(x, gain=0.5), 0.5 * reference, rtol=1e-12, atol=1e-12)
+
+
+def test_unknown_architecture_is_a_clear_error():
+    with pytest.raises(ValueError, match="'orig', 'skip', 'resnet'"):
+        tiny_G(architecture="dense")
+    with pytest.raises(ValueError, match="'orig', 'skip', 'resnet'"):
+        tiny_D(architecture="dense")
+
+
+def _shared_weights(dst, src):
+    """Copy every tensor the two networks share by name; returns the names only dst has."""
+    state = src.state_dict()
+    own = {k: v for k, v in dst.state_dict().items() if k not in state}
+    dst.load_state_dict({**own, **{k: v for k, v in state.items() if k in dst.state_dict()}})
+    return set(own)
+
+
+def _zero_(module, prefixes, biases_and_noise=False):
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.startswith(tuple(prefixes)) or (biases_and_noise and name.endswith(("bias", "noise_strength"))):
+                p.zero_()
+
+
+def test_skip_with_silent_extra_rgb_layers_is_orig():
+    """'skip' adds one toRGB (G) / fromRGB (D) per block; with those zero it must compute exactly 'orig'."""
+    G_orig, G_skip = tiny_G(architecture="orig").double(), tiny_G(architecture="skip").double()
+    extra = _shared_weights(G_skip, G_orig)
+    assert extra == {f"synthesis.b{r}.torgb.{k}" for r in (4, 8) for k in ("weight", "bias", "affine.weight",
+                                                                          "affine.bias")}
+    _zero_(G_skip, [f"synthesis.b{r}.torgb" for r in (4, 8)])
+    ws = G_orig.mapping(torch.randn(3, 16, dtype=torch.float64), None)
+    assert torch.equal(G_skip.synthesis(ws, noise_mode="const"), G_orig.synthesis(ws, noise_mode="const"))
+    D_orig, D_skip = tiny_D(architecture="orig").double(), tiny_D(architecture="skip").double()
+    extra = _shared_weights(D_skip, D_orig)
+    assert {n.rsplit(".", 2)[0] for n in extra} == {"b8", "b4"}
+    _zero_(D_skip, ["b8.fromrgb", "b4.fromrgb"])
+    img = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    assert torch.equal(D_skip(img, None), D_orig(img, None))
+
+
+def test_resnet_with_silent_shortcuts_is_orig_scaled_by_sqrt_half_per_block():
+    """Without biases and noise every layer is positively homogeneous, so a 'resnet' whose 1x1 shortcuts
+    are zero computes 'orig' times sqrt(1/2) per block (to float32 rounding: synthesis runs in float32)."""
+    G_orig, G_res = tiny_G(architecture="orig").double(), tiny_G(architecture="resnet").double()
+    assert _shared_weights(G_res, G_orig) == {f"synthesis.b{r}.skip.{k}" for r in (8, 16)
+                                              for k in ("weight", "resample_filter")}
+    for G in (G_orig, G_res):
+        _zero_(G, ["synthesis.b8.skip", "synthesis.b16.skip"], biases_and_noise=True)
+    ws = G_orig.mapping(torch.randn(3, 16, dtype=torch.float64), None)
+    torch.testing.assert_close(G_res.synthesis(ws), 0.5 * G_orig.synthesis(ws), rtol=1e-4, atol=1e-5)
+    D_orig, D_res = tiny_D(architecture="orig").double(), tiny_D(architecture="resnet").double()
+    _shared_weights(D_res, D_orig)
+    for D in (D_orig, D_res):
+        _zero_(D, ["b16.skip", "b8.skip"], biases_and_noise=True)
+    img = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    torch.testing.assert_close(D_res(img, None), 0.5 * D_orig(img, None), rtol=1e-4, atol=1e-6)  # mbstd's eps
+    # and the shortcuts do matter once they are not zero
+    with torch.no_grad():
+        G_res.synthesis.b16.skip.weight.normal_()
+    assert not torch.allclose(G_res.synthesis(ws), 0.5 * G_orig.synthesis(ws))
 
 
 @pytest.mark.parametrize("name", ["tiny16", "tiny32c"])

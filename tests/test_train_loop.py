@@ -123,6 +123,52 @@ def test_dry_run_prints_the_resolved_options_and_writes_nothing(tmp_path):
     assert "00000-data-paper2561-ada" in result.output and not (tmp_path / "runs").exists()
 
 
+def dry_run_options(output: str) -> dict:
+    return json.loads(output[output.index("{\n"): output.rindex("}") + 1])
+
+
+def test_dry_run_of_paper1024_has_the_published_channel_base(tmp_path):
+    data = make_dataset(tmp_path / "data", n=2, res=1024)
+    result = run_cli(["--outdir", tmp_path / "runs", "--data", data, "--cfg", "paper1024", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    opts = dry_run_options(result.output)
+    assert opts["G_kwargs"]["synthesis_kwargs"]["channel_base"] == opts["D_kwargs"]["channel_base"] == 32768
+
+
+def test_transfer_learning_uses_the_published_ada_speed_and_no_ema_rampup(tmp_path, monkeypatch):
+    """--resume of another network: ADA speed 100 kimg, no EMA ramp-up; --dry-run shows it and downloads nothing."""
+    import stylegan2.download
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("--dry-run must not download")
+
+    monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(stylegan2.download, "download", no_download)
+    monkeypatch.setattr("stylegan2.checkpoint.download", no_download)
+    data = make_dataset(tmp_path / "data", res=256, n=2)
+    base = ["--outdir", tmp_path / "runs", "--data", data, "--dry-run"]
+    result = run_cli(base + ["--resume", "ffhq256"])
+    assert result.exit_code == 0, result.output
+    opts = dry_run_options(result.output)
+    assert opts["ada_kimg"] == 100 and opts["ema_rampup"] is None
+    assert "ADA speed 100 kimg, EMA ramp-up off" in result.output and "does not download ffhq256" in result.output
+    opts = dry_run_options(run_cli(base + ["--resume", "ffhq256", "--ada-kimg", "300", "--ema-rampup", "0.1"]).output)
+    assert opts["ada_kimg"] == 300 and opts["ema_rampup"] == 0.1  # explicit flags win
+    opts = dry_run_options(run_cli(base).output)
+    assert opts["ada_kimg"] == 500 and opts["ema_rampup"] == 0.05  # a run from scratch keeps auto's values
+    assert dry_run_options(run_cli(base + ["--ema-rampup", "0"]).output)["ema_rampup"] is None
+
+
+def test_transfer_from_a_local_network_applies_the_recipe_too(tmp_path):
+    data = make_dataset(tmp_path / "data", res=16, n=2)
+    result = run_cli(["--outdir", tmp_path / "runs", "--data", data, "--resume", require(OFFICIAL / "tiny16.pkl"),
+                      "--dry-run"])
+    assert result.exit_code == 0, result.output
+    opts = dry_run_options(result.output)
+    assert opts["ada_kimg"] == 100 and opts["ema_rampup"] is None
+    assert opts["G_kwargs"]["synthesis_kwargs"]["channel_base"] == 512  # the source was read (no download needed)
+
+
 def test_nan_loss_stops_with_the_tick_and_keeps_the_last_good_snapshot(tmp_path, monkeypatch):
     data = make_dataset(tmp_path / "data")
     real_accumulate = loop.StyleGAN2Loss.accumulate_gradients

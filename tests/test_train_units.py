@@ -11,7 +11,7 @@ import torch
 from stylegan2.networks import Generator
 from training import snapshot
 from training.config import PUBLISHED_CFGS, Overrides, auto_spec, on_processes, resolve_options
-from training.loop import InfiniteSampler, build_phases, update_ema
+from training.loop import InfiniteSampler, build_phases, step_phase, update_ema
 from training.loss import StyleGAN2Loss
 
 
@@ -40,12 +40,42 @@ def test_published_presets_resolve_to_network_kwargs():
     assert PUBLISHED_CFGS["paper256"].mb == 64 and PUBLISHED_CFGS["cifar"].mbstd == 32
     o = options(cfg="paper256")
     assert o.batch == 64 and o.batch_gpu == 8 and o.rounds == 8
-    assert o.G_kwargs["synthesis_kwargs"] == dict(channel_base=16384, channel_max=512, num_fp16_res=4, conv_clamp=256)
+    assert o.G_kwargs["synthesis_kwargs"] == dict(channel_base=16384, channel_max=512, num_fp16_res=4, conv_clamp=256,
+                                                  architecture="skip")
+    assert o.D_kwargs["architecture"] == "resnet"  # config F
     assert o.G_kwargs["mapping_kwargs"]["num_layers"] == 8 and o.D_kwargs["epilogue_kwargs"]["mbstd_group_size"] == 8
     assert o.loss["r1_gamma"] == 1 and o.ema_kimg == 20 and o.ema_rampup is None
     assert o.G_opt == dict(lr=0.0025, betas=[0.0, 0.99], eps=1e-8)
     cifar = options(cfg="cifar", resolution=32)
     assert cifar.loss["pl_weight"] == 0 and cifar.loss["style_mixing_prob"] == 0
+    assert cifar.D_kwargs["architecture"] == "orig" and cifar.G_kwargs["synthesis_kwargs"]["architecture"] == "skip"
+
+
+# The published table (StyleGAN2-ADA, Appendix A, and the official --cfg table), typed in from the paper:
+# (mb, mbstd, fmaps, lrate, gamma, ema, ramp, map).
+PAPER_TABLE = {
+    "stylegan2": (32, 4, 1, 0.002, 10, 10, None, 8),
+    "paper256": (64, 8, 0.5, 0.0025, 1, 20, None, 8),
+    "paper512": (64, 8, 1, 0.0025, 0.5, 20, None, 8),
+    "paper1024": (32, 4, 1, 0.002, 2, 10, None, 8),
+    "cifar": (64, 32, 1, 0.0025, 0.01, 500, 0.05, 2),
+}
+
+
+@pytest.mark.parametrize("cfg", sorted(PAPER_TABLE))
+def test_every_published_preset_has_the_papers_feature_map_scale(cfg):
+    mb, mbstd, fmaps, lrate, gamma, ema, ramp, map_layers = PAPER_TABLE[cfg]
+    spec = PUBLISHED_CFGS[cfg]
+    assert (spec.mb, spec.mbstd, spec.fmaps, spec.lrate, spec.gamma, spec.ema, spec.ramp, spec.map) == PAPER_TABLE[cfg]
+    o = options(cfg=cfg, resolution=32 if cfg == "cifar" else int(cfg[5:]) if cfg.startswith("paper") else 256)
+    assert o.G_kwargs["synthesis_kwargs"]["channel_base"] == o.D_kwargs["channel_base"] == int(fmaps * 32768)
+    assert set(PUBLISHED_CFGS) == set(PAPER_TABLE)
+
+
+@pytest.mark.parametrize("res, fmaps", [(32, 0.5), (256, 0.5), (512, 1), (1024, 1)])
+def test_auto_and_gpu_presets_feature_map_scale_follows_resolution(res, fmaps):
+    for cfg in ("auto", "t4", "a100"):
+        assert options(cfg=cfg, resolution=res).G_kwargs["synthesis_kwargs"]["channel_base"] == int(fmaps * 32768)
 
 
 def test_gpu_presets_and_overrides():
@@ -178,25 +208,46 @@ def test_nonsaturating_losses_match_softplus_by_hand():
     assert set(s) >= {"Loss/signs/real", "Loss/scores/real"} and "Loss/r1_penalty" not in s
 
 
-def test_path_length_penalty_and_running_mean_by_hand():
+def test_path_length_gradient_flows_through_the_freshly_updated_mean():
+    """The penalty uses pl_mean = lerp(old, mean(lengths), decay) inside the graph; only the stored value is detached."""
     G, D = LinearG(res=4), LinearD([3, 4, 4])
     loss = StyleGAN2Loss(G, D, style_mixing_prob=0.0, pl_weight=2.0, pl_batch_shrink=2, pl_decay=0.01)
     loss.pl_mean = torch.zeros([], dtype=torch.float64)
     z = torch.randn(8, 3, dtype=torch.float64)
     c = torch.zeros(8, 0)
-    torch.manual_seed(7)
-    loss.accumulate_gradients("Greg", None, c, z, c, gain=4)
-    torch.manual_seed(7)
-    y = torch.randn(4, 3, 4, 4, dtype=torch.float64) / 4.0  # noise / sqrt(H*W), for the first 8 // 2 samples
-    # d(img . y)/d ws[n, l] = A_l @ y_n  (independent of n's latent: the generator is linear)
-    J = torch.einsum("lwp,np->nlw", G.A.detach(), y.reshape(4, -1))
-    lengths = J.square().sum(2).mean(1).sqrt()
-    assert loss.pl_mean.item() == pytest.approx(0.01 * lengths.mean().item(), rel=1e-9)
-    # gradient of mean((len - pl_mean)^2) * weight * gain w.r.t. A, via float64 autograd on the closed form
-    A = G.A.detach().clone().requires_grad_(True)
-    L = torch.einsum("lwp,np->nlw", A, y.reshape(4, -1)).square().sum(2).mean(1).sqrt()
-    ((L - loss.pl_mean) ** 2 * 2.0).mean().mul(4).backward()
-    assert torch.allclose(G.A.grad, A.grad, rtol=1e-9, atol=1e-12)
+    old_mean = 0.0
+    for step in range(2):  # the second step starts from a non-zero running mean
+        G.A.grad = None
+        torch.manual_seed(7 + step)
+        loss.accumulate_gradients("Greg", None, c, z, c, gain=4)
+        torch.manual_seed(7 + step)
+        y = torch.randn(4, 3, 4, 4, dtype=torch.float64) / 4.0  # noise / sqrt(H*W), for the first 8 // 2 samples
+        # d(img . y)/d ws[n, l] = A_l @ y_n  (independent of n's latent: the generator is linear)
+        A = G.A.detach().clone().requires_grad_(True)
+        lengths = torch.einsum("lwp,np->nlw", A, y.reshape(4, -1)).square().sum(2).mean(1).sqrt()
+        fresh = old_mean + 0.01 * (lengths.mean() - old_mean)  # in the graph
+        assert loss.pl_mean.item() == pytest.approx(fresh.item(), rel=1e-9)
+        assert not loss.pl_mean.requires_grad
+        ((lengths - fresh) ** 2 * 2.0).mean().mul(4).backward()
+        assert torch.allclose(G.A.grad, A.grad, rtol=1e-9, atol=1e-12)
+        # The detached mean would give a measurably different gradient: this test can tell them apart.
+        A_detached = A.detach().clone().requires_grad_(True)
+        L = torch.einsum("lwp,np->nlw", A_detached, y.reshape(4, -1)).square().sum(2).mean(1).sqrt()
+        ((L - fresh.detach()) ** 2 * 2.0).mean().mul(4).backward()
+        assert (A_detached.grad - A.grad).norm() > 1e-3 * A.grad.norm()
+        old_mean = fresh.item()
+
+
+def test_r1_pass_reports_the_signs_of_real_logits_for_ada():
+    """r_t counts D's sign on every real it sees: the R1 pass's reals count as much as the main pass's."""
+    D = LinearD([3, 4, 4])
+    loss = StyleGAN2Loss(LinearG(), D, r1_gamma=1.0, style_mixing_prob=0.0)
+    real, z, c = torch.randn(6, 3, 4, 4, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64), torch.zeros(6, 0)
+    expected = D(real, c).detach().sign()
+    for phase in ("Dmain", "Dreg", "Dboth"):
+        stats = loss.accumulate_gradients(phase, real, c, z, c, gain=1)
+        assert torch.equal(stats["Loss/signs/real"], expected), phase
+        assert torch.equal(stats["Loss/scores/real"], D(real, c).detach()), phase
 
 
 def test_style_mixing_takes_late_layers_from_a_second_latent():
@@ -348,6 +399,30 @@ def test_transfer_skips_mismatched_shapes_with_a_note():
     notes = snapshot.transfer_weights(src, dst)
     assert any("synthesis.b4.const" in n and "initialised fresh" in n for n in notes)
     assert torch.equal(dst.mapping.fc1.weight, src.mapping.fc1.weight)
+
+
+@pytest.mark.parametrize("phase_name", ["Gmain", "Dmain", "Dreg"])
+def test_one_adam_step_does_not_depend_on_how_the_batch_is_split(phase_name):
+    """1x8, 2x4 and 4x2 micro-batches: the rounds are averaged, so the step is the same (float64)."""
+    z, real = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 3, 4, 4, dtype=torch.float64) * 1e-3
+    c = torch.zeros(8, 0)
+    after = []
+    for rounds in (1, 2, 4):
+        torch.manual_seed(0)
+        G, D = LinearG(), LinearD([3, 4, 4])
+        loss = StyleGAN2Loss(G, D, r1_gamma=1.0, style_mixing_prob=0.0)
+        phases = build_phases(list(G.parameters()), list(D.parameters()), options(cfg="paper256"))
+        phase = next(p for p in phases if p.name == phase_name)
+        m = 8 // rounds
+        chunks = list(zip(real.split(m), c.split(m), z.split(m), c.split(m)))
+        start = [p.detach().clone() for p in phase.params]
+        stats = step_phase(phase, loss, chunks)
+        assert len(stats) == rounds
+        after.append([p.detach() - p0 for p, p0 in zip(phase.params, start)])
+    assert max(float(d.abs().max()) for d in after[0]) > 1e-4  # the step moved the weights
+    for split in after[1:]:
+        for a, b in zip(after[0], split):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
 def test_both_phase_is_main_plus_regulariser():

@@ -7,10 +7,14 @@ pipeline is differentiable, G still gets useful gradients through it. Each op
 fires per sample with probability `p * strength`, and `AdaptiveAugment` tunes `p`
 from an overfitting signal (how often D is sure the reals are real).
 
-Stages, in order: pixel blitting (exact index shuffles), general geometry (one
-affine resample through a 2x sym6-filtered image), colour (one 4x4 matrix),
-image-space filtering (4 frequency bands), additive noise, cutout. A stage only
-touches the samples whose ops fired, so p = 0 is the identity bit for bit.
+Stages, in order: geometry, colour (one 4x4 matrix), image-space filtering
+(4 frequency bands), additive noise, cutout. Geometry composes every geometric op
+of a sample (x-flip, quarter turns, integer and fractional translation, scaling,
+rotation, anisotropy) into one matrix and resamples the reflect-padded original
+once, through a 2x sym6-filtered image; a sample whose only ops are pixel blits
+(flip, quarter turn, integer shift) gets them as exact index shuffles instead.
+A stage only touches the samples whose ops fired, so p = 0 is the identity bit
+for bit.
 
 Constructor kwargs, the `p` buffer and the `Hz_geom`/`Hz_fbank` filter buffers
 carry the names of the official StyleGAN2-ADA AugmentPipe, so its pickled
@@ -18,8 +22,9 @@ init kwargs and state dict construct and load this class.
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -148,26 +153,55 @@ def rotate90(images: torch.Tensor, quarter_turns: torch.Tensor | int) -> torch.T
 
 # ----------------------------------------------------------------------------- geometry
 
+def blit_matrix(flip: torch.Tensor, quarter_turns: torch.Tensor, shift_x: torch.Tensor,
+                shift_y: torch.Tensor) -> torch.Tensor:
+    """[N, 3, 3] forward matrix of `blit` (flip, then quarter turns, then shift), for composing with others."""
+    sign = 1 - 2 * flip.to(torch.float64)
+    theta = quarter_turns.to(torch.float64) * (math.pi / 2)
+    m = (translation_matrix(shift_x.double(), shift_y.double()) @ rotation_matrix(theta)
+         @ scale_matrix(sign, torch.ones_like(sign)))
+    return m.round(decimals=12).float()  # cos(pi/2) is 6e-17, not 0
+
+
 def translation_matrix(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
     """[N, 3, 3] homogeneous 2-D translation."""
-    m = torch.eye(3, device=tx.device).repeat(tx.shape[0], 1, 1)
+    m = torch.eye(3, dtype=tx.dtype, device=tx.device).repeat(tx.shape[0], 1, 1)
     m[:, 0, 2], m[:, 1, 2] = tx, ty
     return m
 
 
 def scale_matrix(sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
     """[N, 3, 3] homogeneous 2-D scaling about the image centre."""
-    m = torch.eye(3, device=sx.device).repeat(sx.shape[0], 1, 1)
+    m = torch.eye(3, dtype=sx.dtype, device=sx.device).repeat(sx.shape[0], 1, 1)
     m[:, 0, 0], m[:, 1, 1] = sx, sy
     return m
 
 
 def rotation_matrix(theta: torch.Tensor) -> torch.Tensor:
     """[N, 3, 3] homogeneous 2-D rotation about the image centre."""
-    m = torch.eye(3, device=theta.device).repeat(theta.shape[0], 1, 1)
+    m = torch.eye(3, dtype=theta.dtype, device=theta.device).repeat(theta.shape[0], 1, 1)
     c, s = torch.cos(theta), torch.sin(theta)
     m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, -s, s, c
     return m
+
+
+@functools.lru_cache(maxsize=8)
+def _resampling_grid(taps: tuple[float, ...]) -> tuple[float, float]:
+    """Where our 2x chain puts its samples, measured on a ramp (exact: the chain is linear and shift-invariant).
+
+    Returns (beta, gamma): `upsample2d` sample j of an image lies at source pixel j / 2 + beta, and
+    `downsample2d` (mirrored filter) output pixel i reads its input at 2 i + gamma. For a symmetric
+    filter these are -1/4 and 1/2; sym6 is asymmetric and shifts them (about -0.05 and 0.10), which a
+    transform that assumed the symmetric grid would turn into a sub-pixel offset (0.4 px on an x-flip).
+    """
+    f = torch.tensor(taps, dtype=torch.float64)
+    n = 4 * len(taps)
+    ramp = torch.arange(n, dtype=torch.float64).expand(1, 1, n, n)  # constant down the columns
+    j = n  # an upsampled sample far from both borders
+    beta = float(upsample2d(ramp, f)[0, 0, j, j]) - j / 2
+    i = n // 4  # the middle of the half-size output
+    gamma = float(downsample2d(ramp, f, flip_filter=True)[0, 0, i, i]) - 2 * i
+    return beta, gamma
 
 
 def affine_resample(images: torch.Tensor, matrix: torch.Tensor, lowpass: torch.Tensor) -> torch.Tensor:
@@ -176,16 +210,20 @@ def affine_resample(images: torch.Tensor, matrix: torch.Tensor, lowpass: torch.T
     Out-of-image content is mirrored (reflect padding, so no black borders D could key on).
     To keep aliasing down the image is upsampled 2x with `lowpass`, sampled bilinearly, and
     brought back down with the mirrored filter: up * down is then a zero-phase half-band
-    filter, so an identity matrix reproduces the input up to rounding.
+    filter, so an identity matrix reproduces the input up to rounding. Both sampling grids
+    are the ones the filter really produces (`_resampling_grid`), so flips and rotations land
+    on the pixel centres.
     """
     n, c, h, w = images.shape
     margin = lowpass.shape[0] // 4  # output border the down-sampling filter reads from
     inverse = torch.linalg.inv(matrix.double()).float()
+    beta, gamma = _resampling_grid(tuple(lowpass.double().tolist()))
 
-    # Output pixel centres (with margin), centred, at 2x: pixel j sits at (j + 0.5) / 2 - 0.5.
+    # Centres of the 2x samples the down-sampler turns into output pixels (with margin): sample k
+    # lies at output pixel (k - gamma) / 2 - margin; in centred coordinates.
     out_w, out_h = 2 * (w + 2 * margin), 2 * (h + 2 * margin)
-    qx = (torch.arange(out_w, device=images.device) + 0.5) / 2 - 0.5 - margin - (w - 1) / 2
-    qy = (torch.arange(out_h, device=images.device) + 0.5) / 2 - 0.5 - margin - (h - 1) / 2
+    qx = (torch.arange(out_w, device=images.device) - gamma) / 2 - margin - (w - 1) / 2
+    qy = (torch.arange(out_h, device=images.device) - gamma) / 2 - margin - (h - 1) / 2
     gy, gx = torch.meshgrid(qy, qx, indexing='ij')
     q = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(1, -1, 3)
     src = (q @ inverse.transpose(1, 2))[..., :2]  # [N, out_h * out_w, xy], centred source coords
@@ -198,10 +236,11 @@ def affine_resample(images: torch.Tensor, matrix: torch.Tensor, lowpass: torch.T
     px0, py0, px1, py1 = torch.minimum(reach.clamp(min=0).ceil() + margin + 1, limit).int().tolist()
     padded = upsample2d(reflect_pad(images, px0, px1, py0, py1), lowpass)
 
-    # Centred source coordinate -> grid_sample's [-1, 1] (align_corners=False) on the 2x image.
+    # Centred source coordinate -> index j of the 2x image (j / 2 + beta = padded pixel) -> grid_sample's
+    # [-1, 1] (align_corners=False).
     up_h, up_w = padded.shape[2:]
-    jx = 2 * (src[..., 0] + (w - 1) / 2 + px0) + 0.5
-    jy = 2 * (src[..., 1] + (h - 1) / 2 + py0) + 0.5
+    jx = 2 * (src[..., 0] + (w - 1) / 2 + px0 - beta)
+    jy = 2 * (src[..., 1] + (h - 1) / 2 + py0 - beta)
     grid = torch.stack([(2 * jx + 1) / up_w - 1, (2 * jy + 1) / up_h - 1], dim=-1).reshape(n, out_h, out_w, 2)
     sampled = F.grid_sample(padded, grid.to(padded.dtype), mode='bilinear', padding_mode='zeros',
                             align_corners=False)
@@ -274,6 +313,18 @@ def saturation_matrix(s: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- the pipeline
 
+class GeometryDraws(NamedTuple):
+    """Per-sample geometric ops: blit parameters (long [N]) and the general affine part [N, 3, 3]."""
+
+    flip: torch.Tensor
+    turns: torch.Tensor
+    shift_x: torch.Tensor
+    shift_y: torch.Tensor
+    general: torch.Tensor
+    blit_fired: torch.Tensor
+    general_fired: torch.Tensor
+
+
 class AugmentPipe(torch.nn.Module):
     """The 18 ADA augmentations; kwargs are op strengths (multiplying p) and their ranges."""
 
@@ -324,45 +375,48 @@ class AugmentPipe(torch.nn.Module):
             raise ValueError(f"expected images [N, C, H, W], got shape {tuple(images.shape)}")
         if float(self.p) == 0:
             return images
-        images = self._blit_stage(images)
         images = self._geometry_stage(images)
         images = self._color_stage(images)
         images = self._filter_stage(images)
         images = self._noise_stage(images)
         return self._cutout_stage(images)
 
-    def _blit_stage(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        dev = x.device
-        zero = torch.zeros(n, dtype=torch.long, device=dev)
-        f_flip, f_rot, f_int = (self._fire(n, s, dev) for s in (self.xflip, self.rotate90, self.xint))
-        flip = torch.where(f_flip, torch.randint(0, 2, (n,), device=dev), zero)
-        turns = torch.where(f_rot, torch.randint(0, 4, (n,), device=dev), zero)
-        t = (torch.rand(n, 2, device=dev) * 2 - 1) * self.xint_max
+    def draw_geometry(self, n: int, h: int, w: int, device) -> GeometryDraws:
+        """The random geometric ops of n samples: blit parameters and the general affine part."""
+        zero = torch.zeros(n, dtype=torch.long, device=device)
+        f_flip, f_rot, f_int = (self._fire(n, s, device) for s in (self.xflip, self.rotate90, self.xint))
+        flip = torch.where(f_flip, torch.randint(0, 2, (n,), device=device), zero)
+        turns = torch.where(f_rot, torch.randint(0, 4, (n,), device=device), zero)
+        t = (torch.rand(n, 2, device=device) * 2 - 1) * self.xint_max
         sx = torch.where(f_int, torch.round(t[:, 0] * w).long(), zero)
         sy = torch.where(f_int, torch.round(t[:, 1] * h).long(), zero)
-        return self._replace(x, f_flip | f_rot | f_int, lambda sub, i: blit(sub, flip[i], turns[i], sx[i], sy[i]))
+
+        one = torch.ones(n, device=device)
+        f_scale = self._fire(n, self.scale, device)
+        s = torch.where(f_scale, torch.exp2(torch.randn(n, device=device) * self.scale_std), one)
+        # Pre- and post-rotation each fire with q such that 1 - (1 - q)^2 = p * rotate.
+        q = 1 - math.sqrt(min(max(1 - float(self.p) * self.rotate, 0.0), 1.0))
+        f_pre = torch.rand(n, device=device) < q
+        pre = torch.where(f_pre, (torch.rand(n, device=device) * 2 - 1) * math.pi * self.rotate_max, 0 * one)
+        f_aniso = self._fire(n, self.aniso, device)
+        a = torch.where(f_aniso, torch.exp2(torch.randn(n, device=device) * self.aniso_std), one)
+        f_post = torch.rand(n, device=device) < q
+        post = torch.where(f_post, (torch.rand(n, device=device) * 2 - 1) * math.pi * self.rotate_max, 0 * one)
+        f_frac = self._fire(n, self.xfrac, device)
+        t = torch.where(f_frac[:, None], torch.randn(n, 2, device=device) * self.xfrac_std, 0 * one[:, None])
+        general = (translation_matrix(t[:, 0] * w, t[:, 1] * h) @ rotation_matrix(post) @ scale_matrix(a, 1 / a)
+                   @ rotation_matrix(pre) @ scale_matrix(s, s))
+        return GeometryDraws(flip, turns, sx, sy, general, blit_fired=f_flip | f_rot | f_int,
+                             general_fired=f_scale | f_pre | f_aniso | f_post | f_frac)
 
     def _geometry_stage(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
-        dev = x.device
-        one = torch.ones(n, device=dev)
-        f_scale = self._fire(n, self.scale, dev)
-        s = torch.where(f_scale, torch.exp2(torch.randn(n, device=dev) * self.scale_std), one)
-        # Pre- and post-rotation each fire with q such that 1 - (1 - q)^2 = p * rotate.
-        q = 1 - math.sqrt(min(max(1 - float(self.p) * self.rotate, 0.0), 1.0))
-        f_pre = torch.rand(n, device=dev) < q
-        pre = torch.where(f_pre, (torch.rand(n, device=dev) * 2 - 1) * math.pi * self.rotate_max, 0 * one)
-        f_aniso = self._fire(n, self.aniso, dev)
-        a = torch.where(f_aniso, torch.exp2(torch.randn(n, device=dev) * self.aniso_std), one)
-        f_post = torch.rand(n, device=dev) < q
-        post = torch.where(f_post, (torch.rand(n, device=dev) * 2 - 1) * math.pi * self.rotate_max, 0 * one)
-        f_frac = self._fire(n, self.xfrac, dev)
-        t = torch.where(f_frac[:, None], torch.randn(n, 2, device=dev) * self.xfrac_std, 0 * one[:, None])
-        matrix = (translation_matrix(t[:, 0] * w, t[:, 1] * h) @ rotation_matrix(post) @ scale_matrix(a, 1 / a)
-                  @ rotation_matrix(pre) @ scale_matrix(s, s))
-        fired = f_scale | f_pre | f_aniso | f_post | f_frac
-        return self._replace(x, fired, lambda sub, i: affine_resample(sub, matrix[i], self.Hz_geom))
+        g = self.draw_geometry(n, h, w, x.device)
+        # Blits happen first: matrix = general @ blit, resampled once from the original.
+        matrix = g.general @ blit_matrix(g.flip, g.turns, g.shift_x, g.shift_y).to(x.device)
+        x = self._replace(x, g.general_fired, lambda sub, i: affine_resample(sub, matrix[i], self.Hz_geom))
+        return self._replace(x, g.blit_fired & ~g.general_fired,
+                             lambda sub, i: blit(sub, g.flip[i], g.turns[i], g.shift_x[i], g.shift_y[i]))
 
     def _color_stage(self, x: torch.Tensor) -> torch.Tensor:
         n, dev = x.shape[0], x.device
@@ -379,17 +433,27 @@ class AugmentPipe(torch.nn.Module):
         return self._replace(x, f_b | f_c | f_l | f_h | f_s, lambda sub, i: color_matrix_apply(sub, matrix[i]))
 
     def band_gains(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample band gains [N, bands] (lognormal where fired) normalised to keep the 1/f power."""
+        """Per-sample band gains [N, bands] and which bands fired [N, bands].
+
+        As in the method, each band on its own draws a lognormal gain (where it fires), its gain vector
+        is normalised to keep the assumed 1/f power, and the bands' vectors multiply: one band keeps the
+        power exactly, several keep it only on average.
+        """
         expected = torch.tensor(BAND_EXPECTED_POWER, device=device)
         fired = torch.stack([self._fire(n, self.imgfilter * b, device) for b in self.imgfilter_bands], dim=1)
-        gains = torch.where(fired, torch.exp2(torch.randn(n, len(expected), device=device) * self.imgfilter_std), 1.0)
-        gains = gains / (expected * gains.square()).sum(dim=1, keepdim=True).sqrt()
-        return gains, fired.any(dim=1)
+        draws = torch.exp2(torch.randn(n, len(expected), device=device) * self.imgfilter_std)
+        gains = torch.ones(n, len(expected), device=device)
+        for band in range(len(expected)):
+            t = torch.ones_like(gains)
+            t[:, band] = torch.where(fired[:, band], draws[:, band], 1.0)
+            gains = gains * t / (expected * t.square()).sum(dim=1, keepdim=True).sqrt()
+        return gains, fired
 
     def _filter_stage(self, x: torch.Tensor) -> torch.Tensor:
         if self.imgfilter == 0:
             return x
         gains, fired = self.band_gains(x.shape[0], x.device)
+        fired = fired.any(dim=1)
         kernels = gains @ self.Hz_fbank  # [N, taps], symmetric: separable, no flip needed
 
         def apply(sub, i):

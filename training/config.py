@@ -34,10 +34,15 @@ PUBLISHED_CFGS: dict[str, CfgSpec] = {
     "stylegan2": CfgSpec(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None, map=8),
     "paper256": CfgSpec(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1, ema=20, ramp=None, map=8),
     "paper512": CfgSpec(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None, map=8),
-    "paper1024": CfgSpec(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=2, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
+    "paper1024": CfgSpec(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
     "cifar": CfgSpec(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
 }
 CFG_NAMES = ["auto", *PUBLISHED_CFGS, "t4", "a100"]
+
+# Transfer learning (--resume of another network), as published: ADA reacts faster at the start and
+# G_ema averages the transferred weights from the first step (no ramp-up).
+TRANSFER_ADA_KIMG = 100
+DEFAULT_ADA_KIMG = 500
 
 # Single-GPU presets: (total batch, per-GPU micro-batch) by resolution. Sized from the published
 # memory figures (auto cfg on a V100: batch 16 at 256 px takes ~5 GB, batch 8 at 512 px ~7.6 GB, fp16
@@ -121,7 +126,7 @@ class TrainingOptions:
     target: float = 0.6
     p: float = 0.0
     ada_interval: int = 4
-    ada_kimg: float = 500
+    ada_kimg: float = DEFAULT_ADA_KIMG
     # transfer learning / resume
     resume: str | None = None
     freezed: int = 0
@@ -199,6 +204,11 @@ class Overrides:
     zdim: int | None = None
     mbstd_group: int | None = None
     fp16_res: int | None = None
+    ada_kimg: float | None = None
+    ema_rampup: float | None = None  # 0 = no ramp-up
+    ada_kimg: float | None = None
+    ema_rampup: float | None = None  # 0 = no ramp-up
+
 
 
 def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim: int, dataset_name: str,
@@ -237,10 +247,11 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
         z_dim=zdim, c_dim=label_dim if cond else 0, w_dim=zdim, img_resolution=resolution, img_channels=num_channels,
         mapping_kwargs=dict(num_layers=ov.map if ov.map is not None else spec.map),
         synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res,
-                              conv_clamp=conv_clamp),
+                              conv_clamp=conv_clamp, architecture="skip"),
     )
     D_kwargs = dict(
         c_dim=label_dim if cond else 0, img_resolution=resolution, img_channels=num_channels,
+        architecture="orig" if cfg == "cifar" else "resnet",  # the published CIFAR-10 setup uses a plain D
         channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
         block_kwargs=dict(freeze_layers=freezed), epilogue_kwargs=dict(mbstd_group_size=mbstd),
     )
@@ -261,6 +272,14 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
         raise ValueError(f"--target must be in (0, 1], got {target}")
     if freezed < 0:
         raise ValueError("--freezed must be >= 0")
+    transfer = resume is not None  # `--resume latest` continues a run and never gets here
+    ada_kimg = ov.ada_kimg if ov.ada_kimg is not None else TRANSFER_ADA_KIMG if transfer else DEFAULT_ADA_KIMG
+    if ov.ema_rampup is not None:
+        ema_rampup = ov.ema_rampup or None
+    else:
+        ema_rampup = None if transfer else spec.ramp
+    if ada_kimg <= 0 or (ema_rampup is not None and ema_rampup < 0):
+        raise ValueError("--ada-kimg must be > 0 and --ema-rampup >= 0")
     kimg = ov.kimg if ov.kimg is not None else spec.kimg
     if kimg <= 0 or tick <= 0 or snap < 1 or keep < 1:
         raise ValueError("--kimg and --tick must be > 0, --snap and --keep >= 1")
@@ -269,8 +288,9 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
         data=str(data), resolution=resolution, num_channels=num_channels, label_dim=label_dim, cond=cond,
         mirror=mirror, dataset_name=dataset_name, gpus=gpus, batch=batch, batch_gpu=batch_gpu, kimg=kimg,
         tick=tick, snap=snap, keep=keep, cfg=cfg, G_kwargs=G_kwargs, D_kwargs=D_kwargs, G_opt=dict(opt),
-        D_opt=dict(opt), ema_kimg=ov.ema if ov.ema is not None else spec.ema, ema_rampup=spec.ramp, loss=loss,
+        D_opt=dict(opt), ema_kimg=ov.ema if ov.ema is not None else spec.ema, ema_rampup=ema_rampup, loss=loss,
         aug=aug, augpipe=augpipe, target=target, p=(p if p is not None else 0.0) if aug != "noaug" else 0.0,
+        ada_kimg=ada_kimg,
         resume=resume, freezed=freezed, metrics=list(metrics or []), feature_net=feature_net, seed=seed, workers=workers, fp32=fp32,
         allow_tf32=allow_tf32, deterministic=deterministic,
     )
@@ -280,8 +300,8 @@ def adopt_architecture(opts: TrainingOptions, G_init: dict[str, Any], D_init: di
     """Make our networks' shapes follow a network we transfer from (FFHQ etc.); returns what changed.
 
     Transfer learning copies weights by name, which only works when the layer widths agree, so the
-    widths, latent sizes and mapping depth come from the source; precision, labels and D's
-    mini-batch settings stay ours.
+    widths, architectures, latent sizes and mapping depth come from the source; precision, labels and
+    D's mini-batch settings stay ours.
     """
     changes = []
     G_src_syn = G_init.get("synthesis_kwargs", {})
@@ -291,10 +311,12 @@ def adopt_architecture(opts: TrainingOptions, G_init: dict[str, Any], D_init: di
         (opts.G_kwargs["mapping_kwargs"], "num_layers", G_init.get("mapping_kwargs", {}).get("num_layers", 8)),
         (opts.G_kwargs["synthesis_kwargs"], "channel_base", G_src_syn.get("channel_base", 32768)),
         (opts.G_kwargs["synthesis_kwargs"], "channel_max", G_src_syn.get("channel_max", 512)),
+        (opts.G_kwargs["synthesis_kwargs"], "architecture", G_src_syn.get("architecture", "skip")),
     ]
     if D_init is not None:
         pairs += [(opts.D_kwargs, "channel_base", D_init.get("channel_base", 32768)),
-                  (opts.D_kwargs, "channel_max", D_init.get("channel_max", 512))]
+                  (opts.D_kwargs, "channel_max", D_init.get("channel_max", 512)),
+                  (opts.D_kwargs, "architecture", D_init.get("architecture", "resnet"))]
     else:
         pairs += [(opts.D_kwargs, "channel_base", G_src_syn.get("channel_base", 32768)),
                   (opts.D_kwargs, "channel_max", G_src_syn.get("channel_max", 512))]

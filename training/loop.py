@@ -195,20 +195,11 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
         for phase, phase_z, phase_c in zip(phases, gen_z, gen_c):
             if batch_idx % phase.interval != 0:
                 continue
-            phase.opt.zero_grad(set_to_none=True)
-            for p in phase.params:
-                p.requires_grad_(True)
-            rounds = zip(real_img, real_c, phase_z.split(opts.batch_gpu), phase_c.split(opts.batch_gpu))
-            for r_img, r_c, r_z, r_gen_c in rounds:
-                stats = loss.accumulate_gradients(phase.name, r_img, r_c, r_z, r_gen_c,
-                                                  gain=phase.interval / opts.rounds)
+            rounds = list(zip(real_img, real_c, phase_z.split(opts.batch_gpu), phase_c.split(opts.batch_gpu)))
+            for stats in step_phase(phase, loss, rounds):
                 tick_stats.add(stats)
                 if ada is not None and "Loss/scores/real" in stats:
-                    ada.accumulate(stats["Loss/scores/real"])
-            for p in phase.params:
-                p.requires_grad_(False)
-            distributed.all_reduce_mean_grads(phase.params)
-            phase.opt.step()
+                    ada.accumulate(stats["Loss/scores/real"])  # main and R1 passes alike
 
         # G_ema: exponential moving average with a half-life of ema_kimg (ramped up early in training).
         distributed.all_reduce_mean_([*running_stats, loss.pl_mean])
@@ -313,6 +304,25 @@ def build_phases(G_params, D_params, opts: TrainingOptions) -> list[Phase]:
         phases.append(Phase(f"{name}main", params, opt, 1))
         phases.append(Phase(f"{name}reg", params, opt, reg_interval))
     return phases
+
+
+def step_phase(phase: Phase, loss: StyleGAN2Loss, rounds: list[tuple]) -> list[dict[str, torch.Tensor]]:
+    """One optimiser step of `phase` over this process's micro-batches (img, c, z, gen_c); returns their stats.
+
+    The rounds' gradients are averaged (gain / rounds), so the step does not depend on how a batch is
+    split into micro-batches. (The official code sums them, which on one GPU makes Adam's eps relatively
+    `rounds` times smaller; its paper runs used one round per GPU, which this matches.)
+    """
+    phase.opt.zero_grad(set_to_none=True)
+    for p in phase.params:
+        p.requires_grad_(True)
+    stats = [loss.accumulate_gradients(phase.name, img, c, z, gen_c, gain=phase.interval / len(rounds))
+             for img, c, z, gen_c in rounds]
+    for p in phase.params:
+        p.requires_grad_(False)
+    distributed.all_reduce_mean_grads(phase.params)
+    phase.opt.step()
+    return stats
 
 
 @torch.no_grad()

@@ -71,8 +71,10 @@ class StyleGAN2Loss:
             (pl_grads,) = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws],
                                               create_graph=True, only_inputs=True)
             pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
-            pl_mean = self.pl_mean.lerp(pl_lengths.mean().detach().to(self.pl_mean.dtype), self.pl_decay)
-            self.pl_mean.copy_(pl_mean)
+            # The freshly updated mean stays in this step's graph (as in the method); only the stored
+            # running value is detached.
+            pl_mean = self.pl_mean.lerp(pl_lengths.mean().to(self.pl_mean.dtype), self.pl_decay)
+            self.pl_mean.copy_(pl_mean.detach())
             pl_penalty = (pl_lengths - pl_mean).square()
             loss_Gpl = pl_penalty * self.pl_weight
             # gen_img[:, 0, 0, 0] * 0 keeps synthesis in the graph so every parameter gets a (zero) gradient.
@@ -91,12 +93,13 @@ class StyleGAN2Loss:
         if do_Dmain or do_Dr1:  # reals up, and R1: gamma/2 * |grad_x D(x)|^2 on reals
             real_img_tmp = real_img.detach().requires_grad_(do_Dr1)
             real_logits = self.run_D(real_img_tmp, real_c)
+            # ADA's r_t counts D's sign on every real it sees: in the main pass and in the R1 pass alike.
+            stats["Loss/scores/real"] = real_logits.detach()
+            stats["Loss/signs/real"] = real_logits.detach().sign()
             loss_Dreal = torch.zeros_like(real_logits)
             if do_Dmain:
                 loss_Dreal = F.softplus(-real_logits)
                 stats["Loss/D/real"] = loss_Dreal.detach()
-                stats["Loss/scores/real"] = real_logits.detach()
-                stats["Loss/signs/real"] = real_logits.detach().sign()
             loss_Dr1 = torch.zeros_like(real_logits)
             if do_Dr1:
                 (r1_grads,) = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[real_img_tmp],
