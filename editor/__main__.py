@@ -68,10 +68,12 @@ def main(network, directions, labels, components, host, port, share, auth, devic
         click.secho(f"Note: {loaded.banner}.", fg="yellow")
     from editor.app import launch
 
-    click.echo(f"Model: {loaded.describe().name} ({loaded.source}), {len(studio.directions)} sliders; "
-               f"your labels: {studio.labels_path}")
+    resolution, classes = studio.G.img_resolution, len(loaded.class_names or []) or studio.G.c_dim
+    store = SessionStore(loaded.sha256)
+    click.echo(f"Model: {loaded.describe().name}, {resolution} px, {classes} classes, {len(studio.directions)} "
+               f"sliders ({loaded.source})\nYour labels go to {studio.labels_path}, your sessions to {store.folder}")
     demo, url = launch(studio, host=host, port=_free_port(host, port), share=share, auth=credentials,
-                       store=SessionStore(loaded.sha256), block=False)
+                       store=store, block=False)
     click.secho(f"Afro Fashion Studio is running at {url} (Ctrl+C stops it)", fg="green")
     if demo.share_url:
         click.echo(f"Public link: {demo.share_url}")

@@ -227,3 +227,60 @@ def test_tiles_open_as_drawn_and_open_seed_opens_it(default_studio):
     fresh = app.on_new_design(session)
     assert Recipe.from_json(fresh[app.recipe_text]) == default_studio.start_recipe()
     assert session.undo_stack[-1].seed == 1234                  # the old design is one undo away
+
+
+def test_batch_progress_counts_images(app, studio):
+    session = Session()
+    app.view(session)
+    reports = []
+
+    def progress(value, desc=None, unit="steps"):
+        reports.append((value, desc, unit))
+
+    app.on_export_batch(session, "0-1", "-1, 1", progress=progress)
+    assert reports[-1] == ((8, 8), "Batch export", "images")      # 2 directions x 2 seeds x 2 strengths
+
+
+def test_opening_a_browser_needs_a_desktop(monkeypatch):
+    import sys
+
+    from editor.__main__ import _has_display
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    assert not _has_display()                   # a server or Colab: no text browser taking over the terminal
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert _has_display()
+
+
+@pytest.mark.slow
+def test_first_command_prints_the_model_and_the_url(tmp_path):
+    """`python -m editor` as the README starts it: which model, where, then the page answers."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "AFRO_FASHION_DATA": str(tmp_path), "DISPLAY": ""}
+    server = subprocess.Popen([sys.executable, "-m", "editor", "--port", str(port), "--no-browser"], cwd=REPO_ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines, deadline = [], time.monotonic() + 240
+        while time.monotonic() < deadline and not any("running at" in line for line in lines):
+            line = server.stdout.readline()
+            if not line and server.poll() is not None:
+                break
+            lines.append(line)
+        output = "".join(lines)
+        assert f"Afro Fashion Studio is running at http://127.0.0.1:{port}" in output, output
+        assert "Model: default, 64 px, 10 classes, 7 sliders" in output
+        assert f"Your labels go to {tmp_path / 'labels'}" in output and f"sessions to {tmp_path / 'sessions'}" in output
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
