@@ -309,27 +309,29 @@ class StudioApp:
                            full=True)
 
     # browse
-    def _page(self, session, page, psi, class_idx, message: str = ""):
-        page = int(parse_number(0 if page in (None, "") else page, "Page", 0, Studio.last_page(PER_PAGE))[0])
+    @staticmethod
+    def _page_number(page) -> int:
+        """The page box as a page index: empty means 0, out of range is clamped."""
+        return int(parse_number(0 if page in (None, "") else page, "Page", 0, Studio.last_page(PER_PAGE))[0])
+
+    def _page(self, session, page, psi, class_idx):
+        page = self._page_number(page)
         psi, note = parse_number(psi, "Truncation ψ", *PSI_RANGE)
         seeds = Studio.page_seeds(page, PER_PAGE)
         class_idx = self._class(class_idx)
         images = self.studio.render_seeds(seeds, psi, class_idx)
         session.page, session.page_seeds, session.page_psi, session.page_class = page, seeds, psi, class_idx
-        return {self.state: session, self.page: page, self.message: message or note,
+        return {self.state: session, self.page: page, self.message: note,
                 self.gallery: [(img, f"seed {s}") for img, s in zip(images, seeds)]}
 
     def on_browse(self, session, page, psi, class_idx):
         return self._page(session, page, psi, class_idx)
 
-    def _step(self, page, step: int) -> int:
-        return int(parse_number(0 if page in (None, "") else page, "Page", 0, Studio.last_page(PER_PAGE))[0]) + step
-
     def on_next(self, session, page, psi, class_idx):
-        return self._page(session, self._step(page, 1), psi, class_idx)
+        return self._page(session, self._page_number(page) + 1, psi, class_idx)
 
     def on_prev(self, session, page, psi, class_idx):
-        return self._page(session, max(self._step(page, -1), 0), psi, class_idx)
+        return self._page(session, self._page_number(page) - 1, psi, class_idx)
 
     def on_random_page(self, session, psi, class_idx):
         return self._page(session, Studio.random_page(PER_PAGE), psi, class_idx)

@@ -33,7 +33,7 @@ class LoadedNetwork:
     card: ModelCard | None = None
 
     def describe(self) -> ModelCard:
-        """The card, or one built from what the checkpoint itself says (resolution, classes, kimg)."""
+        """The card read at load time, or just the file name (a random demo network has no card)."""
         return self.card or ModelCard(name=pathlib.Path(self.source).name if self.source else "unnamed network")
 
 

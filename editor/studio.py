@@ -77,6 +77,7 @@ class Studio:
         mean no labelled directions."""
         files = [load_directions(path, network_sha256=self.network_sha256, components=self.components)
                  for path in dict.fromkeys((self.directions_path, self.labels_path)) if path and path.exists()]
+        self._images.clear()  # a relabelled name may now move the picture differently
         if not files:
             self.directions_file = None
             return
