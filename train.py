@@ -178,7 +178,11 @@ def options_for_new_run(*, data, resume, **kwargs):
     resume_network = None
     if resume:
         from stylegan2.checkpoint import load_network
-        resume_network = load_network(resume)
+        from stylegan2.legacy import NetworkLoadError
+        try:
+            resume_network = load_network(resume)
+        except NetworkLoadError as exc:
+            raise click.ClickException(f"--resume {resume}: {exc}") from None
         res = resume_network.G_ema.img_resolution
         if res != dataset.resolution:
             raise click.ClickException(f"--resume {resume} is a {res}px network but {data} holds {dataset.resolution}px "
