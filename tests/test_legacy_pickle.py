@@ -10,6 +10,7 @@ import io
 import json
 import pathlib
 import pickle
+import pickletools
 import resource
 import struct
 import subprocess
@@ -566,3 +567,67 @@ def test_an_augment_probability_that_is_not_one_number_is_a_load_error(official_
     raw = official_snapshot_bytes(official_modules, G, extra={"augment_pipe": pipe})
     with pytest.raises(LegacyFormatError, match="augment_pipe"):
         load_official_snapshot(io.BytesIO(raw))
+
+
+# ----------------------------------------------------------------------------- fuzzing
+
+
+FUZZ_SECONDS = 40  # per fixture file; examples after that are skipped, so the test is bounded in time
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny16", "tiny32c"])
+def test_mutated_official_pickles_load_cleanly_or_fail_with_a_network_load_error(name):
+    """Mutations land on opcodes and their arguments (the storages' bytes are 90% of the file but only data):
+    a crash is anything but a clean load or NetworkLoadError (a segfault ends the whole run)."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    original = require(OFFICIAL / f"{name}.pkl").read_bytes()
+    positions = [pos for _, _, pos in pickletools.genops(original)]
+    interesting = [b for b in (pickle.BUILD, pickle.REDUCE, pickle.SETITEMS, pickle.APPENDS, pickle.MEMOIZE,
+                               pickle.LONG_BINGET, pickle.NEWOBJ, pickle.STACK_GLOBAL, pickle.POP, pickle.MARK,
+                               pickle.TUPLE, pickle.DUP, pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.STOP)]
+    mutation = st.tuples(st.integers(0, len(positions) - 1), st.sampled_from(["byte", "opcode", "delete", "repeat",
+                                                                               "truncate", "swap"]),
+                         st.integers(0, 255), st.sampled_from(interesting), st.integers(1, 64))
+    stop_at = time.monotonic() + FUZZ_SECONDS
+    outcomes = collections.Counter()
+
+    def mutate(data: bytes, steps) -> bytes:
+        for index, kind, value, opcode, length in steps:
+            at = positions[index] if index < len(positions) else len(data) - 1
+            at = min(at, len(data) - 1)
+            if kind == "byte":  # an argument byte (or the opcode) takes any value
+                at = min(at + length % 6, len(data) - 1)
+                data = data[:at] + bytes([value]) + data[at + 1:]
+            elif kind == "opcode":
+                data = data[:at] + opcode + data[at + 1:]
+            elif kind == "delete":
+                data = data[:at] + data[at + length:]
+            elif kind == "repeat":
+                data = data[:at] + data[at:at + length] * (value % 8 + 2) + data[at + length:]
+            elif kind == "truncate":
+                data = data[:at]
+            else:  # swap two opcode-aligned pieces
+                other = positions[(index * 7919 + value) % len(positions)]
+                lo, hi = sorted((at, min(other, len(data) - 1)))
+                data = data[:lo] + data[hi:hi + length] + data[lo + length:hi] + data[lo:lo + length] + data[hi + length:]
+        return data
+
+    @hypothesis.settings(max_examples=250, deadline=None, database=None, derandomize=True,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(st.lists(mutation, min_size=1, max_size=3))
+    def check(steps):
+        if time.monotonic() > stop_at:
+            outcomes["skipped (time)"] += 1
+            return
+        try:
+            load_official_snapshot(io.BytesIO(mutate(original, steps)))
+            outcomes["loaded"] += 1
+        except NetworkLoadError as exc:
+            outcomes[type(exc).__name__] += 1
+
+    check()
+    tried = sum(n for k, n in outcomes.items() if k != "skipped (time)")
+    print(f"\n{name}: {tried} mutated pickles: {dict(outcomes)}")
+    assert tried >= 20, outcomes
