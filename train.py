@@ -30,7 +30,7 @@ import sys
 
 import click
 
-from stylegan2.atomic import atomic_write_text
+from stylegan2.atomic import atomic_write_text, sweep_stale_temporaries
 from training.augment import AUGPIPE_PRESETS
 from training.config import (CFG_NAMES, Overrides, TrainingOptions, adopt_architecture, describe, on_processes,
                              resolve_options)
@@ -229,6 +229,7 @@ def options_for_latest(ctx, outdir: pathlib.Path, **new_values):
 
 def write_options(run_dir: pathlib.Path, opts: TrainingOptions) -> None:
     """Atomically: a kill while rewriting it on resume must not leave the run unresumable."""
+    sweep_stale_temporaries(run_dir)  # what a killed run was writing when it died
     atomic_write_text(run_dir / "training_options.json", opts.to_json())
 
 
