@@ -15,18 +15,18 @@ import tempfile
 import gradio as gr
 
 from editor.exporting import export_batch, export_favourites, export_image
-from editor.recipe import NOISE_MODES, Recipe, RecipeError, parse_seed
+from editor.recipe import (MAX_UPLOAD_BYTES, NOISE_MODES, Recipe, RecipeError, parse_psi, parse_seed, parse_whole,
+                           read_recipe_upload)
 from editor.session import Session
 from editor.studio import Studio
 from ganspace.directions import DirectionsError
 from ganspace.layers import format_layers
-from ganspace.recipe import read_recipe
 
 MAX_DIRECTION_SLIDERS = 16
 MAX_COMPONENT_SLIDERS = 12
 PER_PAGE = 24
 MAX_BATCH_SEEDS = 1000
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+UPLOAD_CACHE_S = 3600
 USER_ERRORS = (RecipeError, DirectionsError, ValueError, OSError)
 
 CSS = """
@@ -56,25 +56,9 @@ def parse_strengths(text: str) -> list[float]:
         values = [float(v) for v in str(text).replace(" ", "").split(",") if v]
     except ValueError:
         raise RecipeError(f"Strengths must be numbers separated by commas, e.g. '-2, 0, 2'; got {text!r}.") from None
-    if not values or len(values) > 21 or any(abs(v) > 100 for v in values):
+    if not values or len(values) > 21 or not all(abs(v) <= 100 for v in values):  # NaN fails <= too
         raise RecipeError("Give 1 to 21 strengths between -100 and 100 (σ units), e.g. '-2, 0, 2'.")
     return values
-
-
-def read_recipe_upload(path: str | pathlib.Path) -> Recipe:
-    """A recipe from an uploaded .json or studio-exported .png, or a clear reason why not."""
-    data = pathlib.Path(path).read_bytes()
-    if data.startswith(PNG_MAGIC):
-        try:
-            found = read_recipe(data)
-        except OSError:
-            raise RecipeError("This PNG could not be read (is the file damaged?).") from None
-        if found is None:
-            raise RecipeError("This PNG carries no studio recipe: only PNGs exported by the studio can be restored.")
-        return Recipe.from_dict(found)
-    if data.lstrip()[:1] == b"{":
-        return Recipe.from_json(data)
-    raise RecipeError("Upload a recipe (.json) or a PNG exported by the studio; this file is neither.")
 
 
 class StudioApp:
@@ -231,10 +215,10 @@ class StudioApp:
 
     # browse
     def _page(self, session, page, psi, class_idx):
-        page = min(max(int(page or 0), 0), Studio.last_page(PER_PAGE))
+        page = min(max(parse_whole(page or 0, "Page"), 0), Studio.last_page(PER_PAGE))
         seeds = Studio.page_seeds(page, PER_PAGE)
         class_idx = None if not self.studio.G.c_dim else int(class_idx or 0)
-        images = self.studio.render_seeds(seeds, float(psi), class_idx)
+        images = self.studio.render_seeds(seeds, parse_psi(psi), class_idx)
         session.page, session.page_seeds = page, seeds
         return {self.state: session, self.page: page, self.message: "",
                 self.gallery: [(img, f"seed {s}") for img, s in zip(images, seeds)]}
@@ -243,10 +227,10 @@ class StudioApp:
         return self._page(session, page, psi, class_idx)
 
     def on_next(self, session, page, psi, class_idx):
-        return self._page(session, int(page or 0) + 1, psi, class_idx)
+        return self._page(session, parse_whole(page or 0, "Page") + 1, psi, class_idx)
 
     def on_prev(self, session, page, psi, class_idx):
-        return self._page(session, int(page or 0) - 1, psi, class_idx)
+        return self._page(session, parse_whole(page or 0, "Page") - 1, psi, class_idx)
 
     def on_random_page(self, session, psi, class_idx):
         return self._page(session, Studio.random_page(PER_PAGE), psi, class_idx)
@@ -302,7 +286,7 @@ class StudioApp:
         return {self.batch_file: str(path), self.message: "Batch export finished."}
 
     def on_label(self, session, component, name, description, sign, layers):
-        direction = self.studio.label_component(int(component), name, description, sign, layers)
+        direction = self.studio.label_component(parse_whole(component, "Component"), name, description, sign, layers)
         return self.view(session, f"Saved direction {direction.name!r} to {self.studio.directions_path}.", full=True)
 
     # ------------------------------------------------------------------ layout
@@ -492,10 +476,12 @@ def build_app(studio: Studio) -> gr.Blocks:
 
 
 def launch(studio: Studio, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-           auth: tuple[str, str] | None = None, block: bool = True, concurrency: int = 4):
+           auth=None, block: bool = True, concurrency: int = 4):
     """Start the studio; returns (demo, url). Inference is serialised by the Studio's lock."""
     demo = build_app(studio)
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    demo.delete_cache = (UPLOAD_CACHE_S, UPLOAD_CACHE_S)  # uploads and outputs leave Gradio's cache within the hour
     demo.launch(server_name=host, server_port=port, share=share, auth=auth, prevent_thread_lock=not block,
-                quiet=not block, css=CSS, footer_links=["api", "settings"], ssr_mode=False)
+                quiet=not block, css=CSS, footer_links=["api", "settings"], ssr_mode=False,
+                max_file_size=MAX_UPLOAD_BYTES)
     return demo, demo.local_url

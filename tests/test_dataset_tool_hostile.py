@@ -23,7 +23,6 @@ from fashion_data.metadata import MetadataError, load_metadata
 from fashion_data.pipeline import BuildOptions, build_dataset
 from fashion_data.sources import Source
 from fashion_data.writer import DestinationError
-from stylegan2.atomic import sweep_stale_temporaries
 
 RES = 32
 
@@ -275,6 +274,8 @@ def test_temporaries_of_killed_runs_are_swept_and_scratch_sits_beside_dest(tmp_p
 
 
 def test_stale_atomic_temporaries_are_swept_and_live_ones_kept(tmp_path):
+    from stylegan2.atomic import sweep_stale_temporaries
+
     dead = _dead_pid()
     stale = tmp_path / f".network.safetensors.a1b2c3d4e5f6-{dead}.tmp"
     old = tmp_path / ".stats.jsonl.0123456789ab.tmp"

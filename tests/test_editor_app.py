@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 from editor.app import launch  # noqa: E402
 from editor.recipe import Mix, Recipe  # noqa: E402
-from test_editor_studio import make_studio  # noqa: E402
+from conftest import make_studio  # noqa: E402
 
 
 def free_port() -> int:

@@ -14,25 +14,12 @@ from editor.network import random_demo_network
 from editor.recipe import MAX_SEED, Mix, Recipe, RecipeError, parse_seed
 from editor.session import Session
 from editor.studio import Studio
-from ganspace.components import Components
 from ganspace.recipe import read_recipe
 from stylegan2.render import seed_to_w
 
+from conftest import make_studio
+
 RES = 16  # num_ws = 6: coarse 0-1, middle 2-3, fine 4-5
-
-
-def make_studio(folder: pathlib.Path, resolution: int = RES) -> Studio:
-    """A random 16 px network with 6 hand-made orthonormal components and two labelled directions."""
-    network = random_demo_network(resolution)
-    rng = np.random.RandomState(0)
-    comp = np.linalg.qr(rng.randn(network.G.w_dim, 6))[0].T
-    components = Components(comp, rng.randn(network.G.w_dim) * 0.1, np.linspace(2.0, 1.0, 6), np.full(6, 1 / 6),
-                            {"num_ws": int(network.G.num_ws)})
-    components.save(folder / "components.npz")
-    studio = Studio(network, folder / "directions.yaml", folder / "components.npz")
-    studio.label_component(0, "sleeves", "short to long", "+ = longer", "coarse")
-    studio.label_component(1, "colour", "", "+ = warmer", "fine")
-    return studio
 
 
 @pytest.fixture(scope="module")
