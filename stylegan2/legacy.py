@@ -327,40 +327,36 @@ class RestrictedUnpickler(pickle._Unpickler):
             "pickle uses persistent ids (a torch.save file?); expected an official StyleGAN2-ADA network pickle"
         )
 
-    def _target(self, kind, what: str, depth: int = 1):
-        target = self.stack[-depth] if len(self.stack) >= depth else None
+    def _require(self, kind, what: str, depth: int = 1, marked: bool = False) -> None:
+        """The object an opcode acts on (``depth`` from the top; below the mark for the marked ones) is a ``kind``."""
+        stack = (self.metastack[-1] if self.metastack else []) if marked else self.stack
+        target = stack[-depth] if len(stack) >= depth else None
         if not isinstance(target, kind):
             raise UnsafePickleError(f"pickle applies {what} to a {type(target).__name__}; refusing")
 
     def load_build(self):
-        self._target(_PlainDtype, "BUILD (set state)", depth=2)
+        self._require(_PlainDtype, "BUILD (set state)", depth=2)
         state = self.stack.pop()
         self.stack[-1].__setstate__(state)
 
     def load_setitem(self):
-        self._target(dict, "SETITEM", depth=3)
+        self._require(dict, "SETITEM", depth=3)
         super().load_setitem()
 
     def load_setitems(self):
-        mark = self.metastack[-1] if self.metastack else []
-        if not isinstance(mark[-1] if mark else None, dict):
-            raise UnsafePickleError(f"pickle applies SETITEMS to a {type(mark[-1] if mark else None).__name__}; refusing")
+        self._require(dict, "SETITEMS", marked=True)
         super().load_setitems()
 
     def load_append(self):
-        self._target(list, "APPEND", depth=2)
+        self._require(list, "APPEND", depth=2)
         super().load_append()
 
     def load_appends(self):
-        mark = self.metastack[-1] if self.metastack else []
-        if not isinstance(mark[-1] if mark else None, list):
-            raise UnsafePickleError(f"pickle applies APPENDS to a {type(mark[-1] if mark else None).__name__}; refusing")
+        self._require(list, "APPENDS", marked=True)
         super().load_appends()
 
     def load_additems(self):
-        mark = self.metastack[-1] if self.metastack else []
-        if not isinstance(mark[-1] if mark else None, set):
-            raise UnsafePickleError(f"pickle applies ADDITEMS to a {type(mark[-1] if mark else None).__name__}; refusing")
+        self._require(set, "ADDITEMS", marked=True)
         super().load_additems()
 
     for _opcode, _method in ((pickle.BUILD, load_build), (pickle.SETITEM, load_setitem),
