@@ -110,6 +110,28 @@ def test_a_zip_source_with_several_workers_reads_every_photo(tmp_path):
     assert read(tmp_path / "one.zip") == read(tmp_path / "three.zip")
 
 
+def _move_zip_offset(source: Source) -> None:
+    os.lseek(source._archive().fp.fileno(), 12345, os.SEEK_SET)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forked workers are what share a handle")
+def test_a_forked_worker_never_moves_the_zip_offset_of_another_process(tmp_path):
+    import multiprocessing
+
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("p.png", photo_bytes(0) * 4)
+    source = Source(archive)
+    source.list_files()  # the parent opens the zip before the workers fork, as build_dataset does
+    parent_fd = source._archive().fp.fileno()
+    os.lseek(parent_fd, 0, os.SEEK_SET)
+    worker = multiprocessing.get_context("fork").Process(target=_move_zip_offset, args=(source,))
+    worker.start()
+    worker.join()
+    assert worker.exitcode == 0
+    assert os.lseek(parent_fd, 0, os.SEEK_CUR) == 0, "the worker moved the parent's file offset: one shared handle"
+
+
 # ----------------------------------------------------------------------------- points 7-8: bad files are reported skips
 
 
@@ -206,7 +228,8 @@ def test_sixteen_bit_greys_convert_with_integers_to_the_rounded_value():
     ("negators: 3\nattributes: {}", "negators must be a list"),
     ("attributes: {g: {values: {a: {}}}}\ncompounds: {x: [1]}", "compound 'x' must be a mapping"),
     ("attributes: {g: {values: {a: {}}}}\n\tbad", "not valid YAML"),
-])
+], ids=["attributes", "values", "value-spec", "synonyms", "nested-synonyms", "priority", "negators", "compounds",
+        "yaml-syntax"])
 def test_malformed_vocabularies_say_what_is_wrong(tmp_path, text, message):
     path = tmp_path / "vocabulary.yaml"
     path.write_text(text)
