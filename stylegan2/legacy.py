@@ -18,6 +18,7 @@ import math
 import os
 import pickle
 import re
+import reprlib
 import warnings
 from typing import Any, BinaryIO, NamedTuple
 
@@ -133,14 +134,16 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
     init_args, init_kwargs = state.get("_init_args", ()), state.get("_init_kwargs", {})
     if not isinstance(init_args, (list, tuple)) or not isinstance(init_kwargs, dict):
         raise LegacyFormatError("malformed persistent object: _init_args must be a tuple and _init_kwargs a dict")
-    version = meta.get("version")
+    version, class_name, module_src = meta.get("version"), meta.get("class_name"), meta.get("module_src", "")
+    if not isinstance(class_name, str):  # str() of shared references could expand to gigabytes
+        raise LegacyFormatError(f"malformed persistent object: class_name is a {type(class_name).__name__}")
     return PersistentRecord(
-        class_name=str(meta.get("class_name")),
+        class_name=class_name,
         version=version if isinstance(version, int) else None,
         init_args=tuple(to_plain(list(init_args))),
         init_kwargs=to_plain(init_kwargs),
         state=state,
-        module_src=str(meta.get("module_src", "")),
+        module_src=module_src if isinstance(module_src, str) else "",
     )
 
 
@@ -178,7 +181,8 @@ def _tensor_on_storage(storage, offset, size, stride, dtype=None) -> torch.Tenso
     if (not all(isinstance(d, (tuple, list, torch.Size)) for d in dims) or len(size) != len(stride)
             or len(size) > MAX_TENSOR_DIMS or not isinstance(offset, int) or isinstance(offset, bool)
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, *size, *stride))):
-        raise LegacyFormatError(f"tensor rebuild with a malformed offset/size/stride ({offset!r}, {size!r}, {stride!r})")
+        raise LegacyFormatError("tensor rebuild with a malformed offset/size/stride "
+                                f"({_preview(offset)}, {_preview(size)}, {_preview(stride)})")
     empty = torch.empty((0,), dtype=storage.dtype or dtype)
     capacity = storage.untyped.nbytes() // empty.element_size()
     numel = math.prod(size)
@@ -231,6 +235,13 @@ def _codecs_encode(text, encoding="utf-8"):
     return text.encode("latin1")
 
 
+def _preview(value: Any) -> str:
+    """A bounded repr for messages: repr() of shared references could be gigabytes."""
+    preview = reprlib.Repr()
+    preview.maxlevel, preview.maxlist, preview.maxtuple, preview.maxstring = 2, 8, 8, 60
+    return preview.repr(value)
+
+
 def _plain_items(items, what: str) -> list:
     """The items of a list/tuple of plain hashable values (what sets and sizes are made of)."""
     if not isinstance(items, (list, tuple)) or len(items) > MAX_SET_ITEMS:
@@ -251,7 +262,7 @@ def _ordered_dict(items=()):
 def _size(dims=()):
     dims = _plain_items(dims, "torch.Size")
     if len(dims) > MAX_TENSOR_DIMS or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims):
-        raise LegacyFormatError(f"torch.Size({dims!r}) refused: expected at most {MAX_TENSOR_DIMS} sizes >= 0")
+        raise LegacyFormatError(f"torch.Size({_preview(dims)}) refused: expected at most {MAX_TENSOR_DIMS} sizes >= 0")
     return torch.Size(dims)
 
 
@@ -576,7 +587,7 @@ def load_official_snapshot(source: str | os.PathLike | BinaryIO) -> OfficialSnap
     nets = {key: data.get(key) for key in ("G", "D", "G_ema")}
     if not isinstance(nets["G_ema"], PersistentRecord):
         raise LegacyFormatError(
-            f"expected an official StyleGAN2-ADA snapshot with a 'G_ema' network; found keys {sorted(map(str, data))}"
+            f"expected an official StyleGAN2-ADA snapshot with a 'G_ema' network; found keys {_preview(list(data))}"
         )
     check_roles({key: rec.class_name for key, rec in nets.items() if isinstance(rec, PersistentRecord)}, "snapshot")
     with _load_errors("snapshot"):

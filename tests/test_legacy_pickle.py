@@ -498,6 +498,24 @@ def test_shared_references_cannot_expand_without_bound():
     assert time.perf_counter() - started < 10
 
 
+def test_shared_references_are_never_turned_into_text():
+    # the same 22-level structure as a class name and as a key: str()/repr() in a message would expand it
+    ops = EMPTY_LIST + s("x") + APPEND + MEMOIZE + b"0"
+    for level in range(1, 23):
+        ops += EMPTY_LIST + MARK + binget(level - 1) + binget(level - 1) + APPENDS + MEMOIZE + b"0"
+    as_class = proto2(EMPTY_DICT + MARK + s("G_ema") + record_ops(b"", class_name="G").replace(s("G"), ops + binget(22))
+                      + SETITEMS)
+    tuples = s("x") + TUPLE1 + MEMOIZE + b"0" + b"".join(binget(k - 1) + binget(k - 1) + TUPLE2 + MEMOIZE + b"0"
+                                                       for k in range(1, 23))
+    as_key = proto2(tuples + EMPTY_DICT + MARK + binget(22) + NONE + SETITEMS)  # a hashable key of nested tuples
+    started = time.perf_counter()
+    with pytest.raises(LegacyFormatError, match="class_name is a list"):
+        read_official_pickle(io.BytesIO(as_class))
+    with pytest.raises(LegacyFormatError, match="'G_ema' network"):
+        load_official_snapshot(io.BytesIO(as_key))
+    assert time.perf_counter() - started < 10
+
+
 def test_a_huge_memo_index_costs_no_memory():
     raw = proto2(NONE + b"r" + struct.pack("<I", (1 << 25) - 1) + b"0" + EMPTY_DICT)  # LONG_BINPUT 2**25-1
     assert len(raw) < 20
