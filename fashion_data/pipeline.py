@@ -104,8 +104,8 @@ def process_file(rel_path: str) -> Processed:
         try:
             data = source.read_bytes(rel_path, int(options.max_file_mb * 1e6))
         except Unreadable as exc:
-            detail = f"{exc.detail} > --max-file-mb {options.max_file_mb:g}" if exc.reason == "file_too_large" else exc.detail
-            raise Rejected(exc.reason, detail) from None
+            limit = f" > --max-file-mb {options.max_file_mb:g}" if exc.reason == "file_too_large" else ""
+            raise Rejected(exc.reason, exc.detail + limit) from None
         except READ_ERRORS as exc:  # vanished, dangling link, bad CRC, corrupt deflate stream, ...
             raise Rejected("unreadable", f"{type(exc).__name__}: {exc}") from None
         image = decode_image(data, clean)

@@ -8,7 +8,6 @@ import struct
 import tracemalloc
 import zlib
 
-import numpy as np
 import pytest
 import requests
 from PIL import Image
@@ -19,7 +18,7 @@ import editor.recipe as recipe_module
 from conftest import make_studio
 from editor.app import StudioApp, launch, parse_strengths
 from editor.exporting import export_batch
-from editor.recipe import MAX_UPLOAD_BYTES, Recipe, RecipeError, read_recipe_upload
+from editor.recipe import MAX_UPLOAD_BYTES, RecipeError, read_recipe_upload
 from editor.session import Session
 from ganspace.export import export_directions
 from ganspace.recipe import RECIPE_KEY

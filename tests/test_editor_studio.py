@@ -1,7 +1,6 @@
 """The studio core without a browser: recipes, rendering, mixing, undo/redo, exports."""
 import io
 import json
-import pathlib
 import zipfile
 
 import numpy as np
