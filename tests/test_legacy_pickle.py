@@ -590,7 +590,7 @@ def test_an_augment_probability_that_is_not_one_number_is_a_load_error(official_
 # ----------------------------------------------------------------------------- fuzzing
 
 
-FUZZ_SECONDS = 40  # per fixture file; examples after that are skipped, so the test is bounded in time
+FUZZ_SECONDS = 25  # per fixture file; examples after that are skipped, so the test is bounded in time
 
 
 @pytest.mark.slow
@@ -648,4 +648,4 @@ def test_mutated_official_pickles_load_cleanly_or_fail_with_a_network_load_error
     check()
     tried = sum(n for k, n in outcomes.items() if k != "skipped (time)")
     print(f"\n{name}: {tried} mutated pickles: {dict(outcomes)}")
-    assert tried >= 20, outcomes
+    assert tried >= 10, outcomes
