@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from stylegan2.checkpoint import load_network
+from stylegan2.legacy import NetworkLoadError
 from stylegan2.render import class_labels, image_grid, parse_seeds, resolve_class, seed_z, to_pil, to_uint8
 
 
@@ -51,7 +52,10 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
     projected W+ code)."""
     if seeds is None and projected_w is None:
         raise click.UsageError("give --seeds or --projected-w")
-    net = load_network(network_spec, device=device)
+    try:
+        net = load_network(network_spec, device=device)
+    except NetworkLoadError as exc:
+        raise click.ClickException(str(exc)) from None
     G = net.G_ema
     out = pathlib.Path(outdir)
     out.mkdir(parents=True, exist_ok=True)

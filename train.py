@@ -30,7 +30,7 @@ import sys
 
 import click
 
-from stylegan2.atomic import atomic_write_text
+from stylegan2.atomic import atomic_write_text, sweep_stale_temporaries
 from training.augment import AUGPIPE_PRESETS
 from training.config import (CFG_NAMES, Overrides, TrainingOptions, adopt_architecture, describe, on_processes,
                              resolve_options)
@@ -207,11 +207,15 @@ def load_transfer_source(resume: str, fetch: bool):
     """The network to fine-tune from; None when it would have to be downloaded and `fetch` is off (--dry-run)."""
     from stylegan2.checkpoint import NAMED_NETWORKS, load_network
     from stylegan2.download import cached_path
+    from stylegan2.legacy import NetworkLoadError
 
     target = NAMED_NETWORKS.get(resume, resume)
     if not fetch and target.startswith(("http://", "https://")) and not cached_path(target).is_file():
         return None
-    return load_network(resume)
+    try:
+        return load_network(resume)
+    except NetworkLoadError as exc:
+        raise click.ClickException(f"--resume {resume}: {exc}") from None
 
 
 def options_for_latest(ctx, outdir: pathlib.Path, **new_values):
@@ -242,6 +246,7 @@ def options_for_latest(ctx, outdir: pathlib.Path, **new_values):
 
 def write_options(run_dir: pathlib.Path, opts: TrainingOptions) -> None:
     """Atomically: a kill while rewriting it on resume must not leave the run unresumable."""
+    sweep_stale_temporaries(run_dir)  # what a killed run was writing when it died
     atomic_write_text(run_dir / "training_options.json", opts.to_json())
 
 

@@ -9,13 +9,59 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import click  # noqa: E402
 
 
-def parse_auth(value: str | None) -> tuple[str, str] | None:
+AUTH_ENV = "AFRO_STUDIO_AUTH"
+MAX_FAILED_LOGINS, FAILED_LOGIN_WINDOW_S, FAILED_LOGIN_DELAY_S = 5, 60.0, 1.0
+
+
+def parse_auth(value: str | None, hint: str = "--auth") -> tuple[str, str] | None:
     if value is None:
         return None
-    user, sep, password = value.partition(":")
+    user, sep, password = value.strip().partition(":")
     if not sep or not user or not password:
-        raise click.BadParameter("use the form user:password", param_hint="--auth")
+        raise click.BadParameter("use the form user:password", param_hint=hint)
     return user, password
+
+
+def read_credentials(auth: str | None, auth_file: str | None) -> tuple[str, str] | None:
+    """user:password from --auth-file, $AFRO_STUDIO_AUTH or (visible to every user of the machine) --auth."""
+    if auth_file is not None:
+        with open(auth_file, encoding="utf-8") as f:
+            return parse_auth(f.readline(), "--auth-file")
+    if os.environ.get(AUTH_ENV):
+        return parse_auth(os.environ[AUTH_ENV], f"${AUTH_ENV}")
+    if auth is not None:
+        click.secho(f"Note: --auth shows the password in the process list; prefer --auth-file or ${AUTH_ENV}.",
+                    fg="yellow", err=True)
+    return parse_auth(auth)
+
+
+def throttled_login(user: str, password: str, clock=None):
+    """Gradio's login check with a brake: each wrong guess waits a second, and after MAX_FAILED_LOGINS
+    failures within FAILED_LOGIN_WINDOW_S every attempt is refused until the window has passed.
+
+    An async function (not a callable object): Gradio awaits only what inspect sees as a coroutine
+    function, and the wait must not block its event loop.
+    """
+    import asyncio
+    import hmac
+    import time
+
+    clock = clock or time.monotonic
+    failures: list[float] = []
+
+    async def check(given_user: str, given_password: str) -> bool:
+        now = clock()
+        failures[:] = [t for t in failures if now - t < FAILED_LOGIN_WINDOW_S]
+        if len(failures) >= MAX_FAILED_LOGINS:
+            return False
+        ok = hmac.compare_digest(given_user.encode(), user.encode()) & hmac.compare_digest(
+            given_password.encode(), password.encode())
+        if not ok:
+            failures.append(now)
+            await asyncio.sleep(FAILED_LOGIN_DELAY_S)
+        return ok
+
+    return check
 
 
 @click.command()
@@ -33,14 +79,17 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes it to your network.")
 @click.option("--port", type=int, default=7860, show_default=True, help="Port (the next free one is used if taken).")
 @click.option("--share", is_flag=True, default=False, help="Also open a public gradio.live link (needs internet).")
-@click.option("--auth", default=None, metavar="USER:PASS", help="Ask for this login before opening the studio.")
+@click.option("--auth", default=None, metavar="USER:PASS",
+              help="Ask for this login (visible in the process list: prefer --auth-file or $AFRO_STUDIO_AUTH).")
+@click.option("--auth-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A file whose first line is user:password, for the login.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--no-browser", is_flag=True, default=False, help="Do not open a browser tab at start.")
-def main(network, directions, labels, components, host, port, share, auth, device, no_browser):
+def main(network, directions, labels, components, host, port, share, auth, auth_file, device, no_browser):
     """Open the studio: browse seeds, move labelled sliders, mix styles, save recipes and export."""
     import torch
 
-    credentials = parse_auth(auth)
+    credentials = read_credentials(auth, auth_file)
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
     from editor.network import companion_files, load_studio_network
@@ -72,7 +121,8 @@ def main(network, directions, labels, components, host, port, share, auth, devic
     store = SessionStore(loaded.sha256)
     click.echo(f"Model: {loaded.describe().name}, {resolution} px, {classes} classes, {len(studio.directions)} "
                f"sliders ({loaded.source})\nYour labels go to {studio.labels_path}, your sessions to {store.folder}")
-    demo, url = launch(studio, host=host, port=_free_port(host, port), share=share, auth=credentials,
+    demo, url = launch(studio, host=host, port=_free_port(host, port), share=share,
+                       auth=throttled_login(*credentials) if credentials else None,
                        store=store, block=False)
     click.secho(f"Afro Fashion Studio is running at {url} (Ctrl+C stops it)", fg="green")
     if demo.share_url:

@@ -20,20 +20,20 @@ import tempfile
 import gradio as gr
 
 from editor.exporting import EXPORT_SCALES, export_batch, export_favourites, export_image, image_name
-from editor.recipe import NOISE_MODES, Recipe, RecipeError, parse_number, parse_seed
+from editor.recipe import (MAX_UPLOAD_BYTES, NOISE_MODES, Recipe, RecipeError, parse_number, parse_seed,
+                           read_recipe_upload)
 from editor.session import Session
 from editor.store import SessionStore, new_session_id
 from editor.studio import Studio
 from editor.typed_inputs import TypedNumber, TypedSlider
 from ganspace.directions import DirectionsError
 from ganspace.layers import format_layers
-from ganspace.recipe import read_recipe
 
 MAX_DIRECTION_SLIDERS = 16
 MAX_COMPONENT_SLIDERS = 12
 PER_PAGE = 24
 MAX_BATCH_SEEDS = 1000
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+UPLOAD_CACHE_S = 3600
 USER_ERRORS = (RecipeError, DirectionsError, ValueError, OSError)
 PSI_RANGE = (-1.0, 1.5)
 COMPONENT_RANGE = (-3.0, 3.0)
@@ -83,25 +83,9 @@ def parse_strengths(text: str) -> list[float]:
         values = [float(v) for v in str(text).replace(" ", "").split(",") if v]
     except ValueError:
         raise RecipeError(f"Strengths must be numbers separated by commas, e.g. '-2, 0, 2'; got {text!r}.") from None
-    if not values or len(values) > 21 or any(abs(v) > 100 for v in values):
+    if not values or len(values) > 21 or not all(abs(v) <= 100 for v in values):  # NaN fails <= too
         raise RecipeError("Give 1 to 21 strengths between -100 and 100 (σ units), e.g. '-2, 0, 2'.")
     return values
-
-
-def read_recipe_upload(path: str | pathlib.Path) -> Recipe:
-    """A recipe from an uploaded .json or studio-exported .png, or a clear reason why not."""
-    data = pathlib.Path(path).read_bytes()
-    if data.startswith(PNG_MAGIC):
-        try:
-            found = read_recipe(data)
-        except OSError:
-            raise RecipeError("This PNG could not be read (is the file damaged?).") from None
-        if found is None:
-            raise RecipeError("This PNG carries no studio recipe: only PNGs exported by the studio can be restored.")
-        return Recipe.from_dict(found)
-    if data.lstrip()[:1] == b"{":
-        return Recipe.from_json(data)
-    raise RecipeError("Upload a recipe (.json) or a PNG exported by the studio; this file is neither.")
 
 
 class StudioApp:
@@ -635,11 +619,13 @@ def build_app(studio: Studio, store: SessionStore | None = None) -> gr.Blocks:
 
 
 def launch(studio: Studio, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-           auth: tuple[str, str] | None = None, block: bool = True, concurrency: int = 4,
+           auth=None, block: bool = True, concurrency: int = 4,
            store: SessionStore | None = None):
     """Start the studio; returns (demo, url). Inference is serialised by the Studio's lock."""
     demo = build_app(studio, store)
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    demo.delete_cache = (UPLOAD_CACHE_S, UPLOAD_CACHE_S)  # uploads and outputs leave Gradio's cache within the hour
     demo.launch(server_name=host, server_port=port, share=share, auth=auth, prevent_thread_lock=not block,
-                quiet=True, css=CSS, footer_links=["api", "settings"], ssr_mode=False)
+                quiet=True, css=CSS, footer_links=["api", "settings"], ssr_mode=False,
+                max_file_size=MAX_UPLOAD_BYTES)
     return demo, demo.local_url

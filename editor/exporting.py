@@ -19,7 +19,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from editor.recipe import Recipe
+from editor.recipe import Recipe, RecipeError
 from editor.studio import Studio
 from ganspace.export import export_directions
 from ganspace.recipe import save_png_with_recipe
@@ -29,6 +29,7 @@ CONTACT_SHEET_COLUMNS = 6
 EXPORT_SCALES = tuple((f, r) for f in (2, 4, 8) for r in ("nearest", "lanczos"))
 RESAMPLE = {"nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
 MAX_NAME = 150
+MAX_BATCH_IMAGES = 2000  # one click; ~10 minutes of a 256 px model on two CPU cores
 
 
 def new_export_dir(prefix: str) -> pathlib.Path:
@@ -109,6 +110,11 @@ def export_batch(studio: Studio, recipe: Recipe, seeds: list[int], strengths: li
     if studio.directions_file is None or not studio.directions:
         raise ValueError("No labelled directions to export: load a directions file (--directions).")
     chosen = [d for d in studio.directions if d.name in recipe.sliders] or studio.directions
+    images = len(chosen) * len(seeds) * len(strengths)
+    if images > MAX_BATCH_IMAGES:
+        raise RecipeError(f"This batch asks for {images} images ({len(chosen)} directions × {len(seeds)} seeds × "
+                          f"{len(strengths)} strengths); one batch makes at most {MAX_BATCH_IMAGES}: "
+                          "use fewer seeds or strengths, or move only the sliders you want exported.")
     directions_file = dataclasses.replace(studio.directions_file, directions=chosen)
     out_dir = out_dir or new_export_dir("batch")
     export_directions(studio.private_generator(), directions_file, seeds, strengths, out_dir / "batch",

@@ -10,13 +10,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import struct
+import zlib
 from typing import Any
+
+from ganspace.recipe import RECIPE_KEY
 
 RECIPE_FORMAT = "afro-fashion-recipe"
 RECIPE_VERSION = 1
 MAX_SEED = 2**32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
 NOISE_MODES = ("const", "random", "none")
 MAX_RECIPE_BYTES = 1_000_000  # a recipe is a few kB; anything bigger is not one
+MAX_UPLOAD_BYTES = 16 << 20  # an exported PNG of a 1024 px design is ~3 MB; also Gradio's upload limit
+MAX_LABEL_CHARS = {"name": 80, "description": 500, "sign": 120}
+MAX_LABELLED_DIRECTIONS = 64
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class RecipeError(ValueError):
@@ -65,6 +74,17 @@ def _finite(value: Any, what: str, low: float = -math.inf, high: float = math.in
     if not math.isfinite(number) or not low <= number <= high:
         raise RecipeError(f"{what} must be a number between {low} and {high}, got {value!r}.")
     return number
+
+
+def check_label(name: str, description: str, sign: str, existing: int) -> None:
+    """Bounds on what one user can label: every later render reads these texts under the inference lock."""
+    for field, text in (("name", name), ("description", description), ("sign", sign)):
+        if len(text or "") > MAX_LABEL_CHARS[field]:
+            raise RecipeError(f"The direction's {field} is {len(text)} characters long; "
+                              f"keep it under {MAX_LABEL_CHARS[field]}.")
+    if existing >= MAX_LABELLED_DIRECTIONS:
+        raise RecipeError(f"This directions file already holds {existing} labelled directions, the most the "
+                          f"studio takes ({MAX_LABELLED_DIRECTIONS}); remove some from the YAML first.")
 
 
 def _layer_range(value: Any, what: str) -> tuple[int, int]:
@@ -180,7 +200,74 @@ class Recipe:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as error:
             raise RecipeError(f"The recipe is not valid JSON ({error}).") from None
+        except RecursionError:
+            raise RecipeError("The recipe is nested too deeply to be a studio recipe.") from None
         return cls.from_dict(data)
+
+
+def read_recipe_upload(path) -> Recipe:
+    """A recipe from an uploaded .json or studio-exported .png, or a clear reason why not.
+
+    Sizes are checked before anything is read, and a PNG's recipe is read from its text chunks
+    without decoding a pixel (a 13000x13000 or 3000-frame PNG costs nothing).
+    """
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_UPLOAD_BYTES:
+            raise RecipeError(f"This file is {size / 2**20:.0f} MB: a recipe or exported PNG is at most "
+                              f"{MAX_UPLOAD_BYTES >> 20} MB.")
+        with open(path, "rb") as f:
+            head = f.read(len(PNG_MAGIC))
+            if head == PNG_MAGIC:
+                text = png_text(f, RECIPE_KEY)
+                if text is None:
+                    raise RecipeError("This PNG carries no studio recipe: "
+                                      "only PNGs exported by the studio can be restored.")
+                return Recipe.from_json(text)
+            if (head + f.read(16)).lstrip()[:1] == b"{":
+                f.seek(0)
+                return Recipe.from_json(f.read(MAX_RECIPE_BYTES + 1))
+    except (OSError, zlib.error, UnicodeDecodeError):
+        raise RecipeError("This file could not be read (is it damaged?).") from None
+    raise RecipeError("Upload a recipe (.json) or a PNG exported by the studio; this file is neither.")
+
+
+def png_text(f, key: str) -> str | None:
+    """The text stored under ``key`` in a PNG's tEXt/zTXt/iTXt chunks; ``f`` is past the signature.
+
+    Walks chunk headers and skips everything else, so pixels are never decompressed.
+    """
+    while True:
+        header = f.read(8)
+        if len(header) < 8:
+            return None
+        length, kind = struct.unpack(">I4s", header)
+        if kind == b"IEND":
+            return None
+        if kind not in (b"tEXt", b"zTXt", b"iTXt") or length > 2 * MAX_RECIPE_BYTES:
+            f.seek(length + 4, os.SEEK_CUR)
+            continue
+        body = f.read(length)
+        f.seek(4, os.SEEK_CUR)  # CRC
+        name, _, rest = body.partition(b"\0")
+        if name.decode("latin-1") != key:
+            continue
+        if kind == b"tEXt":
+            return rest.decode("latin-1")
+        if kind == b"zTXt":
+            return _inflate(rest[1:]).decode("latin-1")
+        compressed, rest = rest[:1] == b"\1", rest[2:]
+        text = rest.split(b"\0", 2)[-1]  # after the language tag and the translated keyword
+        return (_inflate(text) if compressed else text).decode("utf-8")
+
+
+def _inflate(data: bytes) -> bytes:
+    """zlib data of at most MAX_RECIPE_BYTES once inflated (a compressed text chunk can be a bomb)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, MAX_RECIPE_BYTES + 1)
+    if len(out) > MAX_RECIPE_BYTES:
+        raise RecipeError("This PNG's recipe is too large to be a studio recipe.")
+    return out
 
 
 def studio_dict_from_export(data: dict) -> dict:

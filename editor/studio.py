@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from editor.network import LoadedNetwork
-from editor.recipe import MAX_SEED, Mix, Recipe, RecipeError
+from editor.recipe import MAX_SEED, Mix, Recipe, RecipeError, check_label
 from ganspace.components import Components, load_components
 from ganspace.directions import Direction, DirectionsError, DirectionsFile, append_direction, load_directions
 from ganspace.edits import Edit, apply_edits
@@ -96,6 +96,7 @@ class Studio:
         name = (name or "").strip()
         if not name:
             raise RecipeError("Give the direction a name, e.g. 'sleeve length'.")
+        check_label(name, description, sign, len(self.directions))
         if any(d.name == name for d in self.directions):
             raise RecipeError(f"A direction named {name!r} already exists; choose another name.")
         index = int(index)

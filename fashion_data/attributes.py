@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+import reprlib
 import unicodedata
 from dataclasses import dataclass
 
@@ -42,21 +43,94 @@ class AttributeValue:
     priority: int = 0
 
 
+MAX_YAML_NODES = 1_000_000  # the shipped vocabulary has ~1,500; an "alias bomb" of 1 KB expands to billions
+
+
+def _short(value) -> str:
+    """A bounded preview: str() of a value built from shared YAML aliases could be gigabytes."""
+    preview = reprlib.Repr()
+    preview.maxlevel, preview.maxlist, preview.maxdict, preview.maxstring, preview.maxother = 2, 4, 4, 40, 40
+    return preview.repr(value)
+
+
+def _check_spec(spec, source: str) -> None:
+    """Every entry of a vocabulary has the type the matcher expects, or a message says which one does not."""
+    def fail(where: str, expected: str, value) -> None:
+        raise VocabularyError(f"{source}: {where} must be {expected}, found {type(value).__name__} {_short(value)}")
+
+    def words(where: str, value) -> None:
+        if not isinstance(value, list) or not all(isinstance(w, (str, int, float, bool)) for w in value):
+            fail(where, "a list of words or phrases", value)
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("attributes"), dict):
+        raise VocabularyError(f"{source}: expected a top-level 'attributes:' mapping")
+    words("negators", spec.get("negators", []))
+    for attr, attr_spec in spec["attributes"].items():
+        if not isinstance(attr_spec, dict) or not isinstance(attr_spec.get("values"), dict) or not attr_spec["values"]:
+            raise VocabularyError(f"{source}: attribute '{attr}' needs a non-empty 'values:' mapping")
+        if not isinstance(attr_spec.get("combine", ""), str):
+            fail(f"{attr}.combine", "a value name", attr_spec["combine"])
+        for key, value_spec in attr_spec["values"].items():
+            if not isinstance(key, str):
+                fail(f"a value name of {attr}", "text", key)
+            if value_spec is None:
+                continue
+            if not isinstance(value_spec, dict):
+                fail(f"{attr}.{key}", "a mapping (caption, synonyms, priority)", value_spec)
+            words(f"{attr}.{key}.synonyms", value_spec.get("synonyms", []))
+            if not isinstance(value_spec.get("caption", ""), (str, int, float)):
+                fail(f"{attr}.{key}.caption", "text", value_spec["caption"])
+            if isinstance(value_spec.get("priority", 0), bool) or not isinstance(value_spec.get("priority", 0), int):
+                fail(f"{attr}.{key}.priority", "a whole number", value_spec["priority"])
+    compounds = spec.get("compounds") or {}
+    if not isinstance(compounds, dict):
+        fail("compounds", "a mapping of phrase: {attribute: value}", compounds)
+    for phrase, targets in compounds.items():
+        if not isinstance(targets, dict) or not all(isinstance(v, str) for v in targets.values()):
+            fail(f"compound {phrase!r}", "a mapping of attribute: value", targets)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """safe_load that refuses documents whose aliases (*name) expand to more than MAX_YAML_NODES nodes.
+
+    Aliases are shared, not copied, so loading is cheap; but everything that walks the result
+    (validation, messages, the matcher) would walk the expansion.  Sizes are counted per node once.
+    """
+
+    def construct_document(self, node):
+        sizes: dict[int, int] = {}
+
+        def size(n) -> int:
+            if id(n) in sizes:
+                if sizes[id(n)] < 0:
+                    raise VocabularyError("a YAML alias refers to itself")
+                return sizes[id(n)]
+            sizes[id(n)] = -1
+            children = [] if isinstance(n, yaml.ScalarNode) else (
+                [x for pair in n.value for x in pair] if isinstance(n, yaml.MappingNode) else n.value)
+            total = 1 + sum(size(child) for child in children)
+            if total > MAX_YAML_NODES:
+                raise VocabularyError(f"its YAML aliases (*name) expand to more than {MAX_YAML_NODES} values: "
+                                      "not a vocabulary")
+            sizes[id(n)] = total
+            return total
+
+        size(node)
+        return super().construct_document(node)
+
+
 class Vocabulary:
     """Synonym tables compiled into a single leftmost-longest matcher."""
 
     def __init__(self, spec: dict, source: str = "<dict>"):
-        if not isinstance(spec, dict) or not isinstance(spec.get("attributes"), dict):
-            raise VocabularyError(f"{source}: expected a top-level 'attributes:' mapping")
+        _check_spec(spec, source)
         self.source = source
         self.negators = frozenset(normalize_text(self._word(w)) for w in spec.get("negators", []))
         self.attributes: dict[str, dict[str, AttributeValue]] = {}
         self.combine: dict[str, str] = {}
         self._targets: dict[str, dict[str, str]] = {}   # phrase -> {attribute: value key}
         for attr, attr_spec in spec["attributes"].items():
-            values = (attr_spec or {}).get("values")
-            if not isinstance(values, dict) or not values:
-                raise VocabularyError(f"{source}: attribute '{attr}' needs a non-empty 'values:' mapping")
+            values = attr_spec["values"]
             self.attributes[attr] = {}
             for key, value_spec in values.items():
                 value_spec = value_spec or {}
@@ -157,9 +231,11 @@ def load_vocabulary(path: str | pathlib.Path | None = None) -> Vocabulary:
     """Read a vocabulary YAML (the shipped one by default)."""
     path = pathlib.Path(path) if path else DEFAULT_VOCABULARY
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)
     except FileNotFoundError:
         raise VocabularyError(f"vocabulary file {path} not found; pass --vocabulary PATH or omit it") from None
-    except yaml.YAMLError as exc:
-        raise VocabularyError(f"{path}: not valid YAML ({exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        raise VocabularyError(f"{path}: not valid YAML ({type(exc).__name__}: {str(exc)[:200]})") from None
+    except VocabularyError as exc:
+        raise VocabularyError(f"{path}: {exc}") from None
     return Vocabulary(spec, source=str(path))

@@ -111,11 +111,27 @@ def normalize_mode(image: Image.Image, channels: int, background: tuple) -> Imag
 
 
 def _to_uint8(pixels: np.ndarray, mode: str) -> np.ndarray:
-    """16-bit and float greys -> 0..255 (16-bit PNGs use the full 0..65535 range)."""
-    pixels = pixels.astype(np.float64)
-    if mode.startswith("I;16") or (mode == "I" and pixels.max(initial=0) > 255):
-        pixels = pixels / 257.0
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    """16-bit and float greys -> 0..255 (16-bit PNGs use the full 0..65535 range).
+
+    Integer arithmetic, a band of rows at a time: a 100-megapixel 16-bit PNG must not become
+    800 MB of float64 (x = v + 128; (x - (x >> 8)) >> 8 is round(v / 257) for every 16-bit v).
+    """
+    out = np.empty(pixels.shape, dtype=np.uint8)
+    sixteen = mode.startswith("I;16") or (mode == "I" and pixels.max(initial=0) > 255)
+    rows = max(1, (1 << 20) // max(1, pixels[0].size if pixels.ndim else 1))
+    for start in range(0, len(pixels), rows):
+        band = pixels[start:start + rows]
+        if mode == "F":
+            out[start:start + rows] = np.clip(np.rint(band), 0, 255)
+        elif sixteen:
+            x = np.clip(band, 0, 65535).astype(np.uint32)
+            x += 128
+            x -= x >> 8
+            x >>= 8
+            out[start:start + rows] = x
+        else:
+            out[start:start + rows] = np.clip(band, 0, 255)
+    return out
 
 
 def content_hash(image: Image.Image) -> str:

@@ -72,7 +72,10 @@ def load_metadata(path: str | pathlib.Path, file_column: str | None = None) -> M
     if not path.is_file():
         raise MetadataError(f"--metadata {path} not found")
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MetadataError(f"--metadata {path}: not UTF-8 text ({exc})") from None
     try:
         if suffix == ".csv":
             rows = list(csv.DictReader(text.splitlines()))
@@ -90,6 +93,13 @@ def load_metadata(path: str | pathlib.Path, file_column: str | None = None) -> M
             raise MetadataError(f"--metadata {path}: use a .csv, .json or .jsonl file")
     except (json.JSONDecodeError, csv.Error) as exc:
         raise MetadataError(f"--metadata {path}: cannot parse ({exc})") from None
-    if not all(isinstance(row, dict) for row in rows):
+    except RecursionError:
+        raise MetadataError(f"--metadata {path}: nested too deeply; expected one record per photo") from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise MetadataError(f"--metadata {path}: every record must be an object with named fields")
+    for number, row in enumerate(rows, 1):
+        for key, value in row.items():
+            if key is not None and not isinstance(value, (str, int, float, bool, type(None))):
+                raise MetadataError(f"--metadata {path}: record {number}, field {str(key)[:40]!r} is a "
+                                    f"{type(value).__name__}; fields must be text or numbers")
     return Metadata(rows, file_column, source=str(path))

@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import pathlib
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -23,8 +21,8 @@ from .framing import TRANSFORMS, frame_image
 from .metadata import load_metadata
 from .parallel import ordered_map
 from .report import Report
-from .sources import Source, SourceError, is_hidden, is_image_name
-from .writer import DatasetWriter, archive_name
+from .sources import READ_ERRORS, Source, SourceError, Unreadable, is_hidden, is_image_name
+from .writer import DatasetWriter, DestinationError, archive_name, inside
 
 FOLDER_ATTRIBUTE = "folder"      # pseudo-attribute: the photo's parent folder name
 UNKNOWN_CLASS = "unknown"
@@ -103,12 +101,13 @@ def process_file(rel_path: str) -> Processed:
     """Read, decode, normalise and frame one photo (runs in a worker)."""
     source, clean, options = _worker["source"], _worker["clean"], _worker["options"]
     try:
-        if source.size(rel_path) > options.max_file_mb * 1e6:
-            raise Rejected("file_too_large", f"{source.size(rel_path) / 1e6:.0f} MB > --max-file-mb {options.max_file_mb:g}")
         try:
-            data = source.read_bytes(rel_path)
-        except OSError as exc:
-            raise Rejected("unreadable", str(exc)) from None
+            data = source.read_bytes(rel_path, int(options.max_file_mb * 1e6))
+        except Unreadable as exc:
+            limit = f" > --max-file-mb {options.max_file_mb:g}" if exc.reason == "file_too_large" else ""
+            raise Rejected(exc.reason, exc.detail + limit) from None
+        except READ_ERRORS as exc:  # vanished, dangling link, bad CRC, corrupt deflate stream, ...
+            raise Rejected("unreadable", f"{type(exc).__name__}: {exc}") from None
         image = decode_image(data, clean)
     except Rejected as rejected:
         return Processed(rel_path, rejected.reason, rejected.detail)
@@ -193,6 +192,11 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> Report:
     source = Source(options.source)
     if source.contains(options.dest):
         raise SourceError(f"--dest {options.dest} is inside --source; choose a path outside it (the source is never modified)")
+    for flag, path in (("--source", options.source), ("--metadata", options.metadata),
+                       ("--vocabulary", options.vocabulary)):
+        if path and inside(path, options.dest):
+            raise DestinationError(f"{flag} {path} lies inside --dest {options.dest}: writing the dataset would "
+                                   "delete it; choose a --dest outside it")
     clean = CleanOptions(
         channels=options.channels, background=options.background,
         min_size=options.resolution // 2 if options.min_size is None else options.min_size,
@@ -206,8 +210,8 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> Report:
                   if options.near_threshold >= 0 else None)
     labels: list[tuple[str, str]] = []
     processed = 0
-    with DatasetWriter(options.dest, options.overwrite) as writer, tempfile.TemporaryDirectory() as scratch:
-        sidecar_path = pathlib.Path(scratch) / "attributes.jsonl"
+    with DatasetWriter(options.dest, options.overwrite) as writer:
+        sidecar_path = writer.scratch / "attributes.jsonl"
         with open(sidecar_path, "w", encoding="utf-8") as sidecar, \
                 tqdm(total=len(candidates), unit="img", disable=not progress, desc="dataset_tool") as bar:
             for result in ordered_map(process_file, candidates, options.workers, _init_worker, (source, clean, options)):

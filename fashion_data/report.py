@@ -10,7 +10,8 @@ from collections import Counter
 # Which cleaning step each reason belongs to (the report groups counts by step).
 REASON_STEPS = {
     "hidden": "scan", "not_image_extension": "scan",
-    "file_too_large": "read", "unreadable": "read",
+    "file_too_large": "read", "unreadable": "read", "not_a_regular_file": "read", "symlink_outside_source": "read",
+    "zip_bomb": "read",
     "empty_file": "decode", "not_an_image": "decode", "undecodable": "decode", "truncated": "decode",
     "too_many_pixels": "decode",
     "too_small": "size", "extreme_aspect": "size",

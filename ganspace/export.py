@@ -128,6 +128,16 @@ def _atomic_image_save(image: Image.Image, path: pathlib.Path, **kwargs) -> None
     atomic_write(path, lambda tmp: image.save(tmp, format=path.suffix.lstrip(".").upper(), **kwargs))
 
 
+def spreadsheet_safe(value):
+    """A CSV cell a spreadsheet shows as text: one starting with = + - @ (or a tab/CR) would be run as a
+    formula (direction names are user text), so it gets a leading apostrophe; numbers stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def _write_manifest(out_dir: pathlib.Path, rows: list[dict]) -> None:
     atomic_write_text(out_dir / "manifest.json", json.dumps(rows, indent=1))
 
@@ -135,6 +145,6 @@ def _write_manifest(out_dir: pathlib.Path, rows: list[dict]) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
             writer.writeheader()
-            writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
+            writer.writerows([{k: spreadsheet_safe(v) for k, v in row.items()} for row in rows])
 
     atomic_write(out_dir / "manifest.csv", write_csv)

@@ -20,8 +20,8 @@ import safetensors.torch
 import torch
 
 from stylegan2.atomic import atomic_write_bytes
-from stylegan2.download import download, file_sha256
-from stylegan2.legacy import NetworkLoadError, construct_network, load_official_snapshot, to_plain
+from stylegan2.download import DownloadError, download, file_sha256
+from stylegan2.legacy import NetworkLoadError, check_roles, construct_network, load_official_snapshot, to_plain
 
 FORMAT = "afro-fashion-gan/1"
 METADATA_KEY = "afro_fashion_gan"
@@ -129,16 +129,24 @@ def _parse_header(path, size_bytes: bytes, read) -> dict:
     if len(size_bytes) != 8:
         raise CheckpointError(f"{path}: too short to be a .safetensors checkpoint")
     (size,) = struct.unpack("<Q", size_bytes)
+    if size > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path}: its header claims {size} bytes (safetensors allows {MAX_HEADER_BYTES})")
     try:
         header = json.loads(read(size))
         doc = json.loads(header["__metadata__"][METADATA_KEY])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise CheckpointError(
             f"{path}: a .safetensors file without our '{METADATA_KEY}' metadata; "
             "expected a checkpoint written by save_checkpoint or stylegan2.convert"
         ) from exc
-    if doc.get("format") != FORMAT or not isinstance(doc.get("nets"), dict):
-        raise CheckpointError(f"{path}: unsupported checkpoint format {doc.get('format')!r}; expected {FORMAT!r}")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("nets"), dict):
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise CheckpointError(f"{path}: unsupported checkpoint format {found!r}; expected {FORMAT!r}")
+    for name, spec in doc["nets"].items():
+        if name not in NET_NAMES or not isinstance(spec, dict) or not isinstance(spec.get("init_kwargs", {}), dict):
+            raise CheckpointError(f"{path}: network entry {name!r} must be one of {', '.join(NET_NAMES)} "
+                                  "with a class_name and an init_kwargs object")
+    check_roles({name: spec.get("class_name") for name, spec in doc["nets"].items()}, str(path))
     return doc
 
 
@@ -222,8 +230,17 @@ def sniff_format(path: str | os.PathLike) -> str:
 
 def load_network(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                  device: str | torch.device = "cpu") -> NetworkBundle:
-    """Load networks from a .safetensors/.pkl path, an http(s) URL or a name in NAMED_NETWORKS."""
-    path = resolve_network(spec, cache_dir)
-    if sniff_format(path) == "safetensors":
-        return load_checkpoint(path, device)
-    return load_official_pickle(path, device)
+    """Load networks from a .safetensors/.pkl path, an http(s) URL or a name in NAMED_NETWORKS.
+
+    Every failure is a NetworkLoadError with a message (a download that failed, an unreadable file
+    included), so command-line tools print one line instead of a traceback.
+    """
+    try:
+        path = resolve_network(spec, cache_dir)
+        if sniff_format(path) == "safetensors":
+            return load_checkpoint(path, device)
+        return load_official_pickle(path, device)
+    except DownloadError as exc:
+        raise CheckpointError(str(exc)) from exc
+    except OSError as exc:
+        raise CheckpointError(f"cannot read network {os.fspath(spec)!r}: {exc}") from exc

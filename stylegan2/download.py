@@ -15,14 +15,22 @@ import contextlib
 import hashlib
 import os
 import pathlib
+import time
 import urllib.parse
+from typing import NamedTuple
 
 import requests
+import urllib3
 from tqdm import tqdm
 
 CACHE_ENV = "AFRO_FASHION_CACHE"
 CHUNK_BYTES = 1 << 16  # also the most a dropped connection can cost: a partial chunk is lost
 CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 15, 60
+# A file larger than this, or a download (all retries together) slower than this, is given up:
+# a hostile or broken server could otherwise fill the disk or keep a process waiting forever.
+MAX_MB_ENV, DEADLINE_ENV = "AFRO_FASHION_DOWNLOAD_MAX_MB", "AFRO_FASHION_DOWNLOAD_DEADLINE_S"
+DEFAULT_MAX_BYTES = 4 << 30     # the largest official StyleGAN2-ADA pickles are ~400 MB
+DEFAULT_DEADLINE_S = 3 * 3600.0
 
 
 class DownloadError(RuntimeError):
@@ -56,13 +64,19 @@ def cached_path(url: str, cache_dir: str | os.PathLike | None = None) -> pathlib
 
 
 def download(url: str, cache_dir: str | os.PathLike | None = None, sha256: str | None = None,
-             progress: bool = True, retries: int = 3) -> pathlib.Path:
+             progress: bool = True, retries: int = 3, max_bytes: int | None = None,
+             deadline_s: float | None = None) -> pathlib.Path:
     """Return the local path of ``url``, downloading (or resuming) it only when not cached.
 
     ``retries`` extra attempts resume from the bytes already received after a dropped connection.
+    ``max_bytes`` and ``deadline_s`` (defaults: $AFRO_FASHION_DOWNLOAD_MAX_MB, 4096 MB, and
+    $AFRO_FASHION_DOWNLOAD_DEADLINE_S, 3 hours) bound the file's size and the whole download's time.
     """
     if urllib.parse.urlparse(url).scheme not in ("http", "https"):
         raise DownloadError(f"cannot download '{url}': only http:// and https:// URLs are supported")
+    limits = _Limits(max_bytes if max_bytes is not None else _env_number(MAX_MB_ENV, DEFAULT_MAX_BYTES, 1 << 20),
+                     time.monotonic() + (deadline_s if deadline_s is not None
+                                         else _env_number(DEADLINE_ENV, DEFAULT_DEADLINE_S, 1)))
     target = cached_path(url, cache_dir)
     if _cached_and_valid(target, sha256):
         return target
@@ -70,8 +84,33 @@ def download(url: str, cache_dir: str | os.PathLike | None = None, sha256: str |
     with _exclusive(target.with_name(target.name + ".lock")):
         if _cached_and_valid(target, sha256):  # another process finished it while we waited
             return target
-        _download_into(url, target, sha256, progress, retries)
+        _download_into(url, target, sha256, progress, retries, limits)
     return target
+
+
+class _Limits(NamedTuple):
+    max_bytes: int
+    deadline: float  # time.monotonic() by which the download must be complete
+
+    def read_timeout(self, url: str) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DownloadError(f"download of {url} did not finish in time (${DEADLINE_ENV} sets the limit, "
+                                "in seconds); run the same command again to resume it")
+        return min(READ_TIMEOUT_S, left)
+
+
+def _env_number(name: str, default: float, unit: float) -> float:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise DownloadError(f"${name} must be a positive number, got {text!r}")
+    return value * unit
 
 
 def _cached_and_valid(target: pathlib.Path, sha256: str | None) -> bool:
@@ -102,14 +141,15 @@ def _exclusive(lock_path: pathlib.Path):
         yield  # closing the file releases the lock
 
 
-def _download_into(url: str, target: pathlib.Path, sha256: str | None, progress: bool, retries: int) -> None:
+def _download_into(url: str, target: pathlib.Path, sha256: str | None, progress: bool, retries: int,
+                   limits: _Limits) -> None:
     part = target.with_name(target.name + ".part")
     for attempt in range(retries + 1):
         try:
-            _fetch_into(url, part, progress)
+            _fetch_into(url, part, progress, limits)
             break
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                _IncompleteError) as exc:
+                urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError, _IncompleteError) as exc:
             if attempt < retries:
                 continue
             kept = part.stat().st_size if part.exists() else 0
@@ -130,18 +170,19 @@ def _download_into(url: str, target: pathlib.Path, sha256: str | None, progress:
     os.replace(part, target)
 
 
-def _fetch_into(url: str, part: pathlib.Path, progress: bool) -> None:
+def _fetch_into(url: str, part: pathlib.Path, progress: bool, limits: _Limits) -> None:
     """One HTTP request that appends the missing bytes to ``part`` (restarting it if the server ignores Range)."""
     have = part.stat().st_size if part.exists() else 0
     headers = {"Accept-Encoding": "identity"}  # byte offsets must refer to the file, not a compressed stream
     if have:
         headers["Range"] = f"bytes={have}-"
-    with requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)) as response:
+    with requests.get(url, headers=headers, stream=True,
+                      timeout=(CONNECT_TIMEOUT_S, limits.read_timeout(url))) as response:
         resumed_elsewhere = (response.status_code == 206
                              and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"))
         if have and (response.status_code == 416 or resumed_elsewhere):  # our partial file is unusable: restart
             part.unlink()
-            return _fetch_into(url, part, progress)
+            return _fetch_into(url, part, progress, limits)
         if response.status_code >= 400:
             raise DownloadError(
                 f"download of {url} failed: HTTP {response.status_code} {response.reason}; "
@@ -150,16 +191,32 @@ def _fetch_into(url: str, part: pathlib.Path, progress: bool) -> None:
         if response.status_code != 206:
             have = 0  # full body: the server ignored our Range header
         length = response.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
+        total = have + int(length) if length is not None and length.isdigit() else None
+        if total is not None and total > limits.max_bytes:
+            part.unlink(missing_ok=True)
+            raise _too_large(url, f"the server announces {total} bytes", limits)
         with open(part, "ab" if have else "wb") as f, tqdm(
             total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
             desc=part.name[: -len(".part")], disable=not progress, leave=False,
         ) as bar:
-            for chunk in response.iter_content(CHUNK_BYTES):
+            size = have
+            # read1: whatever has arrived, so the deadline is checked even when a server drips bytes
+            while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
+                size += len(chunk)
+                if size > limits.max_bytes:
+                    f.close()
+                    part.unlink(missing_ok=True)  # never kept: a stream without Content-Length included
+                    raise _too_large(url, f"it sent more than {limits.max_bytes} bytes", limits)
                 f.write(chunk)
                 bar.update(len(chunk))
+                limits.read_timeout(url)
             f.flush()
             os.fsync(f.fileno())
     size = part.stat().st_size
     if total is not None and size != total:
         raise _IncompleteError(f"received {size} of {total} bytes")
+
+
+def _too_large(url: str, what: str, limits: _Limits) -> DownloadError:
+    return DownloadError(f"download of {url} refused: {what}, more than the limit of "
+                         f"{limits.max_bytes / 2**20:.0f} MB (${MAX_MB_ENV} raises it); nothing was kept")

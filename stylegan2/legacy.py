@@ -11,10 +11,14 @@ our own modules are built from the recorded constructor kwargs and loaded with t
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import io
+import math
 import os
 import pickle
+import re
+import reprlib
 import warnings
 from typing import Any, BinaryIO, NamedTuple
 
@@ -62,42 +66,84 @@ class OfficialSnapshot:
 
 
 # ----------------------------------------------------------------------------- safe stand-ins
+#
+# Every global a pickle may name is one of the objects below.  Each was chosen by asking what
+# its arguments and its state could make it do: the callables check their arguments and build
+# fresh plain values, the classes cannot be modified (a frozen metaclass), and BUILD (set state,
+# the opcode that patches objects) is refused on everything except the numpy dtype stand-in,
+# which accepts only the state of a plain numeric dtype.
+
+MAX_MEMO_ENTRIES = 1 << 22     # official snapshots use ~10 per module; ffhq1024 needs < 100k
+MAX_TENSOR_DIMS = 8
+MAX_PLAIN_VALUES = 100_000     # kwargs and dataset settings hold < 1000 values
+MAX_PLAIN_DEPTH = 32
+MAX_SET_ITEMS = 100_000
+_PLAIN_DTYPE = re.compile(r"[biufc]\d{1,2}")  # 'f8', 'i8', 'b1', 'u1': what numpy pickles for scalars
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
-class _EasyDict(dict):
+class _Frozen(type):
+    """Metaclass of the stand-in classes: a pickle cannot patch them for the rest of the process."""
+
+    def __setattr__(cls, key, value):
+        raise UnsafePickleError(f"pickle tried to modify the class {cls.__name__}")
+
+    def __delattr__(cls, key):
+        raise UnsafePickleError(f"pickle tried to modify the class {cls.__name__}")
+
+
+class _EasyDict(dict, metaclass=_Frozen):
     """Stand-in for ``dnnlib.util.EasyDict`` (a dict subclass; pickled via NEWOBJ + SETITEMS)."""
 
+    __slots__ = ()
 
-class _SafeCallable:
-    """Wraps an allowed function so a hostile BUILD opcode cannot patch it (no __dict__)."""
 
-    __slots__ = ("_name", "_fn")
+class _PlainDtype(metaclass=_Frozen):
+    """What ``numpy.dtype(...)`` gives a pickle: a plain numeric dtype, never a structured one.
 
-    def __init__(self, name: str, fn):
-        object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_fn", fn)
+    numpy's own ``dtype.__setstate__`` trusts its state (fields, object flags, sizes), which lets a
+    pickle describe memory that is not there; here the state may only repeat what a plain
+    numeric dtype pickles, and the dtype is rebuilt from its type string.
+    """
 
-    def __call__(self, *args, **kwargs):
-        return self._fn(*args, **kwargs)
+    __slots__ = ("dtype",)
 
-    def __setattr__(self, key, value):
-        raise UnsafePickleError(f"pickle tried to modify {self._name}")
+    def __init__(self, type_string, align=False, copy=True):
+        if not isinstance(type_string, str) or not _PLAIN_DTYPE.fullmatch(type_string):
+            raise UnsafePickleError(f"numpy dtype {type_string!r} refused: only plain numeric dtypes are allowed")
+        dtype = np.dtype(type_string)
+        if dtype.fields is not None or dtype.subdtype is not None or dtype.hasobject or dtype.itemsize > 16:
+            raise UnsafePickleError(f"numpy dtype {type_string!r} refused: only plain numeric dtypes are allowed")
+        self.dtype = dtype
 
     def __setstate__(self, state):
-        raise UnsafePickleError(f"pickle tried to modify {self._name}")
+        plain = (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)
+                 and state[1] in ("<", ">", "|", "=") and state[2:5] == (None, None, None)
+                 and state[5:8] == (-1, -1, 0) and state[8:] in ((), (None,)))
+        if not plain:
+            raise UnsafePickleError("numpy dtype state with fields, sub-arrays, sizes or flags refused; "
+                                    "only plain numeric dtypes are allowed")
+        if state[1] in "<>" and self.dtype.itemsize > 1:
+            self.dtype = self.dtype.newbyteorder(state[1])
 
 
 def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
     if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
         raise LegacyFormatError("malformed persistent object: expected meta dict with type='class' and a state dict")
     state = meta["state"]
+    init_args, init_kwargs = state.get("_init_args", ()), state.get("_init_kwargs", {})
+    if not isinstance(init_args, (list, tuple)) or not isinstance(init_kwargs, dict):
+        raise LegacyFormatError("malformed persistent object: _init_args must be a tuple and _init_kwargs a dict")
+    version, class_name, module_src = meta.get("version"), meta.get("class_name"), meta.get("module_src", "")
+    if not isinstance(class_name, str):  # str() of shared references could expand to gigabytes
+        raise LegacyFormatError(f"malformed persistent object: class_name is a {type(class_name).__name__}")
     return PersistentRecord(
-        class_name=str(meta.get("class_name")),
-        version=meta.get("version"),
-        init_args=tuple(to_plain(list(state.get("_init_args", ())))),
-        init_kwargs=to_plain(state.get("_init_kwargs", {})),
+        class_name=class_name,
+        version=version if isinstance(version, int) else None,
+        init_args=tuple(to_plain(list(init_args))),
+        init_kwargs=to_plain(init_kwargs),
         state=state,
-        module_src=str(meta.get("module_src", "")),
+        module_src=module_src if isinstance(module_src, str) else "",
     )
 
 
@@ -115,17 +161,35 @@ def _load_storage_from_bytes(data: bytes) -> _StoragePayload:
         warnings.simplefilter("ignore", UserWarning)  # TypedStorage deprecation notices
         storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         if isinstance(storage, torch.TypedStorage):
-            return _StoragePayload(storage.untyped(), storage.dtype)
-    if isinstance(storage, torch.UntypedStorage):
-        return _StoragePayload(storage, None)
-    raise LegacyFormatError(f"storage payload decoded to {type(storage).__name__}, expected a storage")
+            payload = _StoragePayload(storage.untyped(), storage.dtype)
+        elif isinstance(storage, torch.UntypedStorage):
+            payload = _StoragePayload(storage, None)
+        else:
+            raise LegacyFormatError(f"storage payload decoded to {type(storage).__name__}, expected a storage")
+    if payload.untyped.nbytes() > len(data):  # the bytes must be in the file, not conjured by a size field
+        raise LegacyFormatError(f"storage claims {payload.untyped.nbytes()} bytes from a {len(data)}-byte payload")
+    return payload
 
 
 def _tensor_on_storage(storage, offset, size, stride, dtype=None) -> torch.Tensor:
+    """A view of the storage's own bytes: in bounds and no larger than the storage (no stride-0 inflation)."""
     if not isinstance(storage, _StoragePayload) or (storage.dtype or dtype) is None:
         raise LegacyFormatError("tensor rebuild without a storage of known dtype")
+    if not isinstance(dtype or storage.dtype, torch.dtype):
+        raise LegacyFormatError("tensor rebuild with something that is not a torch dtype")
+    dims = (size, stride)
+    if (not all(isinstance(d, (tuple, list, torch.Size)) for d in dims) or len(size) != len(stride)
+            or len(size) > MAX_TENSOR_DIMS or not isinstance(offset, int) or isinstance(offset, bool)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, *size, *stride))):
+        raise LegacyFormatError("tensor rebuild with a malformed offset/size/stride "
+                                f"({_preview(offset)}, {_preview(size)}, {_preview(stride)})")
     empty = torch.empty((0,), dtype=storage.dtype or dtype)
-    return empty.set_(storage.untyped, int(offset), tuple(size), tuple(stride))
+    capacity = storage.untyped.nbytes() // empty.element_size()
+    numel = math.prod(size)
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if numel else offset
+    if numel > capacity or (numel and last >= capacity):
+        raise LegacyFormatError(f"tensor of {numel} elements at offset {offset} does not fit its storage of {capacity}")
+    return empty.set_(storage.untyped, offset, tuple(size), tuple(stride))
 
 
 def _require_no_hooks(backward_hooks) -> None:
@@ -149,6 +213,8 @@ def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, bac
 
 def _rebuild_parameter(data, requires_grad, backward_hooks):
     _require_no_hooks(backward_hooks)
+    if not isinstance(data, torch.Tensor):
+        raise LegacyFormatError(f"parameter rebuilt from a {type(data).__name__}, expected a tensor")
     return data  # our modules own their Parameters; only the values are copied in
 
 
@@ -157,9 +223,9 @@ def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
 
 
 def _numpy_scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes) or len(data) != dtype.itemsize:
-        raise UnsafePickleError("numpy scalar with object dtype or malformed payload; refusing")
-    return np.frombuffer(data, dtype=dtype, count=1)[0]
+    if not isinstance(dtype, _PlainDtype) or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
+        raise UnsafePickleError("numpy scalar without a plain numeric dtype or with a malformed payload; refusing")
+    return np.frombuffer(data, dtype=dtype.dtype, count=1)[0]
 
 
 def _codecs_encode(text, encoding="utf-8"):
@@ -167,6 +233,37 @@ def _codecs_encode(text, encoding="utf-8"):
     if not isinstance(text, str) or encoding != "latin1":
         raise UnsafePickleError("_codecs.encode is only allowed for protocol-2 byte strings")
     return text.encode("latin1")
+
+
+def _preview(value: Any) -> str:
+    """A bounded repr for messages: repr() of shared references could be gigabytes."""
+    preview = reprlib.Repr()
+    preview.maxlevel, preview.maxlist, preview.maxtuple, preview.maxstring = 2, 8, 8, 60
+    return preview.repr(value)
+
+
+def _plain_items(items, what: str) -> list:
+    """The items of a list/tuple of plain hashable values (what sets and sizes are made of)."""
+    if not isinstance(items, (list, tuple)) or len(items) > MAX_SET_ITEMS:
+        raise LegacyFormatError(f"{what} built from a {type(items).__name__}; expected a short list of plain values")
+    if not all(isinstance(item, _PLAIN_SCALARS) for item in items):
+        raise LegacyFormatError(f"{what} holds something other than plain numbers and strings")
+    return list(items)
+
+
+def _ordered_dict(items=()):
+    if isinstance(items, dict):
+        items = list(items.items())
+    if not isinstance(items, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in items):
+        raise LegacyFormatError("OrderedDict built from something other than (key, value) pairs")
+    return collections.OrderedDict(items)
+
+
+def _size(dims=()):
+    dims = _plain_items(dims, "torch.Size")
+    if len(dims) > MAX_TENSOR_DIMS or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims):
+        raise LegacyFormatError(f"torch.Size({_preview(dims)}) refused: expected at most {MAX_TENSOR_DIMS} sizes >= 0")
+    return torch.Size(dims)
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
@@ -180,18 +277,15 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
         ("numpy.core.multiarray", "scalar"): _numpy_scalar,
         ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+        ("numpy", "dtype"): _PlainDtype,
         ("_codecs", "encode"): _codecs_encode,
+        ("collections", "OrderedDict"): _ordered_dict,
+        ("torch", "Size"): _size,
+        ("builtins", "set"): lambda items=(): set(_plain_items(items, "set")),
+        ("builtins", "frozenset"): lambda items=(): frozenset(_plain_items(items, "frozenset")),
     }
-    table = {key: _SafeCallable(".".join(key), fn) for key, fn in functions.items()}
-    table.update({
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("numpy", "dtype"): np.dtype,
-        ("dnnlib.util", "EasyDict"): _EasyDict,
-        ("dnnlib", "EasyDict"): _EasyDict,
-        ("torch", "Size"): torch.Size,
-        ("builtins", "set"): set,
-        ("builtins", "frozenset"): frozenset,
-    })
+    table = dict(functions)
+    table[("dnnlib.util", "EasyDict")] = table[("dnnlib", "EasyDict")] = _EasyDict  # NEWOBJ needs the class itself
     for name, value in vars(torch).items():  # dtypes appear as globals in _rebuild_tensor_v3 (torch.float32)
         if isinstance(value, torch.dtype):
             table[("torch", name)] = value
@@ -201,8 +295,29 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
 _ALLOWED_GLOBALS = _allowed_globals()
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only allow-listed globals; any other global fails before anything runs."""
+class _BoundedMemo(dict):
+    """The unpickler's memo with a bounded number of slots (a dict, so a huge index costs nothing)."""
+
+    def __setitem__(self, key, value):
+        if len(self) >= MAX_MEMO_ENTRIES and key not in self:
+            raise LegacyFormatError(f"pickle memoizes more than {MAX_MEMO_ENTRIES} objects; not a network snapshot")
+        super().__setitem__(key, value)
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """Resolves only allow-listed globals; any other global fails before anything runs.
+
+    Built on the pure-Python unpickler so every opcode that acts on an object can be checked:
+    BUILD only on the dtype stand-in, SETITEM(S) only on dicts, APPEND(S) only on lists,
+    ADDITEMS only on sets, and a memo that is a bounded dict (the C unpickler allocates an
+    array as large as the biggest memo index a file names).
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.memo = _BoundedMemo()
 
     def find_class(self, module: str, name: str):
         module = {"__builtin__": "builtins"}.get(module, module)  # protocol 2 writes Python 2 names
@@ -223,19 +338,77 @@ class RestrictedUnpickler(pickle.Unpickler):
             "pickle uses persistent ids (a torch.save file?); expected an official StyleGAN2-ADA network pickle"
         )
 
+    def _require(self, kind, what: str, depth: int = 1, marked: bool = False) -> None:
+        """The object an opcode acts on (``depth`` from the top; below the mark for the marked ones) is a ``kind``."""
+        stack = (self.metastack[-1] if self.metastack else []) if marked else self.stack
+        target = stack[-depth] if len(stack) >= depth else None
+        if not isinstance(target, kind):
+            raise UnsafePickleError(f"pickle applies {what} to a {type(target).__name__}; refusing")
+
+    def load_build(self):
+        self._require(_PlainDtype, "BUILD (set state)", depth=2)
+        state = self.stack.pop()
+        self.stack[-1].__setstate__(state)
+
+    def load_setitem(self):
+        self._require(dict, "SETITEM", depth=3)
+        super().load_setitem()
+
+    def load_setitems(self):
+        self._require(dict, "SETITEMS", marked=True)
+        super().load_setitems()
+
+    def load_append(self):
+        self._require(list, "APPEND", depth=2)
+        super().load_append()
+
+    def load_appends(self):
+        self._require(list, "APPENDS", marked=True)
+        super().load_appends()
+
+    def load_additems(self):
+        self._require(set, "ADDITEMS", marked=True)
+        super().load_additems()
+
+    for _opcode, _method in ((pickle.BUILD, load_build), (pickle.SETITEM, load_setitem),
+                             (pickle.SETITEMS, load_setitems), (pickle.APPEND, load_append),
+                             (pickle.APPENDS, load_appends), (pickle.ADDITEMS, load_additems)):
+        dispatch[_opcode[0]] = _method
+    del _opcode, _method
+
 
 # ----------------------------------------------------------------------------- reading
 
 
-def to_plain(obj: Any) -> Any:
-    """EasyDict/OrderedDict/numpy scalars -> plain dict/list/Python numbers (JSON-friendly)."""
-    if isinstance(obj, dict):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
+def to_plain(obj: Any, max_values: int = MAX_PLAIN_VALUES) -> Any:
+    """EasyDict/OrderedDict/numpy scalars -> plain dict/list/Python numbers (JSON-friendly).
+
+    Anything else is refused, and so are more than ``max_values`` values or nesting deeper than
+    MAX_PLAIN_DEPTH: a few hundred bytes of shared references would otherwise expand to gigabytes.
+    """
+    budget = [max_values]
+
+    def plain(value: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise LegacyFormatError(f"more than {max_values} values where plain settings were expected "
+                                    "(shared references that expand without bound?)")
+        if depth > MAX_PLAIN_DEPTH:
+            raise LegacyFormatError(f"settings nested deeper than {MAX_PLAIN_DEPTH} levels")
+        if isinstance(value, dict):
+            if not all(isinstance(k, _PLAIN_SCALARS) for k in value):
+                raise LegacyFormatError("settings with keys that are not plain strings or numbers")
+            return {str(k): plain(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v, depth + 1) for v in value]
+        if isinstance(value, np.generic) and value.dtype.kind in "biufcUS":
+            return value.item()
+        if isinstance(value, _PLAIN_SCALARS):
+            return value
+        raise LegacyFormatError(f"a {type(value).__name__} where plain settings (numbers, strings, lists, dicts) "
+                                "were expected")
+
+    return plain(obj, 0)
 
 
 def read_official_pickle(source: str | os.PathLike | BinaryIO) -> dict:
@@ -243,15 +416,24 @@ def read_official_pickle(source: str | os.PathLike | BinaryIO) -> dict:
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
             return read_official_pickle(f)
-    try:
+    with _load_errors("not a readable official StyleGAN2-ADA pickle"):
         data = RestrictedUnpickler(source).load()
-    except NetworkLoadError:
-        raise
-    except Exception as exc:  # truncated/corrupt stream, stand-in called with wrong arguments, ...
-        raise LegacyFormatError(f"not a readable official StyleGAN2-ADA pickle: {exc}") from exc
     if not isinstance(data, dict):
         raise LegacyFormatError(f"expected the pickle to hold a dict of networks, found {type(data).__name__}")
     return data
+
+
+@contextlib.contextmanager
+def _load_errors(what: str):
+    """Every failure while reading a file becomes a NetworkLoadError (CLIs print it, no traceback)."""
+    try:
+        yield
+    except NetworkLoadError:
+        raise
+    except MemoryError:
+        raise NetworkLoadError(f"{what}: it needs more memory than this machine has") from None
+    except Exception as exc:  # truncated/corrupt stream, stand-in called with wrong arguments, deep nesting...
+        raise LegacyFormatError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 def record_state_dict(record: PersistentRecord) -> dict[str, torch.Tensor]:
@@ -259,20 +441,30 @@ def record_state_dict(record: PersistentRecord) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
 
+    def group(state: dict, key: str, prefix: str) -> dict:
+        value = state.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(name, str) for name in value):
+            raise LegacyFormatError(f"{prefix or '(root)'}: {key} is a {type(value).__name__}, expected a dict by name")
+        return value
+
     def visit(rec: PersistentRecord, prefix: str) -> None:
         if id(rec) in seen:  # a well-formed module tree never revisits a node; a crafted one could loop forever
             raise LegacyFormatError(f"module tree revisits a module at '{prefix or '(root)'}'")
         seen.add(id(rec))
         state = rec.state
-        skip = set(state.get("_non_persistent_buffers_set", ()))
-        for group in ("_parameters", "_buffers"):
-            for name, tensor in (state.get(group) or {}).items():
-                if tensor is None or (group == "_buffers" and name in skip):
+        skip = state.get("_non_persistent_buffers_set", ())
+        if not isinstance(skip, (set, frozenset, list, tuple)):
+            raise LegacyFormatError(f"{prefix or '(root)'}: _non_persistent_buffers_set is a {type(skip).__name__}")
+        for kind in ("_parameters", "_buffers"):
+            for name, tensor in group(state, kind, prefix).items():
+                if tensor is None or (kind == "_buffers" and name in skip):
                     continue
                 if not isinstance(tensor, torch.Tensor):
                     raise LegacyFormatError(f"{prefix}{name} is a {type(tensor).__name__}, expected a tensor")
                 out[prefix + name] = tensor
-        for name, child in (state.get("_modules") or {}).items():
+        for name, child in group(state, "_modules", prefix).items():
             if child is None:
                 continue
             if not isinstance(child, PersistentRecord):
@@ -285,7 +477,12 @@ def record_state_dict(record: PersistentRecord) -> dict[str, torch.Tensor]:
 
 def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """``load_state_dict(strict=True)`` with an error that names missing/unexpected/mismatched keys."""
-    expected = module.state_dict()
+    check_state_fits(module.state_dict(), state, what)
+    module.load_state_dict(state, strict=True)
+
+
+def check_state_fits(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], what: str) -> None:
+    """Raise NetworkLoadError naming missing/unexpected/mismatched keys (works on meta tensors too)."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [f"{k}: file {tuple(state[k].shape)} vs ours {tuple(expected[k].shape)}"
@@ -294,23 +491,80 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], w
         parts = [f"{label} {items}" for label, items in
                  (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)) if items]
         raise NetworkLoadError(f"{what}: weights do not fit our network ({'; '.join(parts)})")
-    module.load_state_dict(state, strict=True)
+
+
+# Sane ranges of constructor kwargs: a file may claim anything, and the constructor allocates
+# what it is told before any weight is compared.  Official networks sit well inside these.
+ARCHITECTURES = ("orig", "skip", "resnet")
+_INT_RANGES = {
+    "z_dim": (1, 8192), "w_dim": (1, 8192), "c_dim": (0, 1 << 16), "img_channels": (1, 4),
+    "img_resolution": (4, 4096), "num_layers": (1, 64), "channel_base": (1, 1 << 22), "channel_max": (1, 8192),
+    "num_fp16_res": (0, 12), "embed_features": (1, 8192), "layer_features": (1, 8192), "cmap_dim": (1, 8192),
+    "mbstd_group_size": (1, 1024), "mbstd_num_channels": (0, 64), "num_ws": (1, 64),
+}
+_FLOAT_RANGES = {"conv_clamp": (0.0, 1e9), "lr_multiplier": (1e-9, 1e9), "w_avg_beta": (0.0, 1.0)}
+
+
+def check_network_kwargs(kwargs: Any, what: str = "network") -> None:
+    """Refuse constructor kwargs outside sane ranges before anything is built from them."""
+    def check(value: Any, path: str, depth: int) -> None:
+        key = path.rsplit(".", 1)[-1]
+        if isinstance(value, dict):
+            if depth > 3:
+                raise NetworkLoadError(f"{what}: constructor kwargs nested too deeply at {path}")
+            for k, v in value.items():
+                check(v, f"{path}.{k}" if path else str(k), depth + 1)
+        elif isinstance(value, bool) or value is None:
+            return
+        elif isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                raise NetworkLoadError(f"{what}: constructor kwarg {path}={value} is not a finite number")
+            low, high = _INT_RANGES.get(key) or _FLOAT_RANGES.get(key) or (-1e9, 1e9)
+            if key in _INT_RANGES and not isinstance(value, int):
+                raise NetworkLoadError(f"{what}: constructor kwarg {path}={value!r} must be a whole number")
+            if not low <= value <= high:
+                raise NetworkLoadError(f"{what}: constructor kwarg {path}={value} is outside the sane range "
+                                       f"{low:g}..{high:g}")
+        elif key == "architecture" and value not in ARCHITECTURES:
+            raise NetworkLoadError(f"{what}: architecture {value!r} is not one of {', '.join(ARCHITECTURES)}")
+        elif isinstance(value, list):
+            if len(value) > 64:
+                raise NetworkLoadError(f"{what}: constructor kwarg {path} is a list of {len(value)} values")
+            for i, v in enumerate(value):
+                check(v, f"{path}[{i}]", depth + 1)
+        elif not isinstance(value, str):
+            raise NetworkLoadError(f"{what}: constructor kwarg {path} is a {type(value).__name__}")
+
+    if not isinstance(kwargs, dict):
+        raise NetworkLoadError(f"{what}: constructor kwargs are a {type(kwargs).__name__}, expected a dict")
+    check(kwargs, "", 0)
 
 
 def construct_network(class_name: str, init_args: tuple | list, init_kwargs: dict,
                       state: dict[str, torch.Tensor], what: str = "network") -> torch.nn.Module:
-    """Build our Generator/Discriminator by class name and load ``state`` strictly (shared with checkpoint.py)."""
+    """Build our Generator/Discriminator by class name and load ``state`` strictly (shared with checkpoint.py).
+
+    The module is first built on the meta device (no memory) and compared with the file's
+    tensors; only a network whose every weight is in the file is then materialised.
+    """
     from stylegan2 import networks  # deferred: reading pickles must not need the networks
 
     if class_name not in NETWORK_CLASSES:
         raise NetworkLoadError(
             f"{what}: unknown network class '{class_name}'; expected one of {', '.join(NETWORK_CLASSES)}"
         )
-    try:
-        module = getattr(networks, class_name)(*init_args, **init_kwargs)
-    except (TypeError, ValueError, KeyError, AssertionError) as exc:
-        raise NetworkLoadError(f"{what}: cannot construct {class_name} from the recorded kwargs: {exc}") from exc
-    load_state_strict(module, state, what)
+    if init_args:
+        raise NetworkLoadError(f"{what}: {class_name} takes keyword arguments only, the file gives positional ones")
+    check_network_kwargs(init_kwargs, what)
+    with _load_errors(f"{what}: cannot construct {class_name} from the recorded kwargs"):
+        with torch.device("meta"):
+            module = getattr(networks, class_name)(**init_kwargs)
+        check_state_fits(module.state_dict(), state, what)
+        if any(m._non_persistent_buffers_set for m in module.modules()):  # not in the file: build them for real
+            module = getattr(networks, class_name)(**init_kwargs)
+        else:
+            module = module.to_empty(device="cpu")
+        module.load_state_dict(state, strict=True)
     return module.eval()
 
 
@@ -319,27 +573,41 @@ def build_network(record: PersistentRecord, what: str = "network") -> torch.nn.M
     return construct_network(record.class_name, record.init_args, record.init_kwargs, record_state_dict(record), what)
 
 
+def check_roles(class_names: dict[str, Any], what: str) -> None:
+    """G and G_ema must be generators and D a discriminator (a swapped file would crash later, far away)."""
+    for name, class_name in class_names.items():
+        expected = "Discriminator" if name == "D" else "Generator"
+        if class_name in NETWORK_CLASSES and class_name != expected:
+            raise NetworkLoadError(f"{what}: its {name} is a {class_name}; {name} must be a {expected}")
+
+
 def load_official_snapshot(source: str | os.PathLike | BinaryIO) -> OfficialSnapshot:
     """Read an official snapshot pickle and rebuild its networks as our modules."""
     data = read_official_pickle(source)
     nets = {key: data.get(key) for key in ("G", "D", "G_ema")}
     if not isinstance(nets["G_ema"], PersistentRecord):
         raise LegacyFormatError(
-            f"expected an official StyleGAN2-ADA snapshot with a 'G_ema' network; found keys {sorted(map(str, data))}"
+            f"expected an official StyleGAN2-ADA snapshot with a 'G_ema' network; found keys {_preview(list(data))}"
         )
-    built = {key: build_network(rec, key) if isinstance(rec, PersistentRecord) else None for key, rec in nets.items()}
-    augment_kwargs = augment_p = None
-    pipe = data.get("augment_pipe")
-    if isinstance(pipe, PersistentRecord):
-        if pipe.class_name != "AugmentPipe":
-            raise LegacyFormatError(f"augment_pipe: unknown class '{pipe.class_name}', expected AugmentPipe")
-        augment_kwargs = pipe.init_kwargs
-        p = (pipe.state.get("_buffers") or {}).get("p")
-        augment_p = float(p) if isinstance(p, torch.Tensor) else None
-    training_set_kwargs = data.get("training_set_kwargs")
-    return OfficialSnapshot(
-        G=built["G"], D=built["D"], G_ema=built["G_ema"],
-        augment_kwargs=augment_kwargs, augment_p=augment_p,
-        training_set_kwargs=to_plain(training_set_kwargs) if isinstance(training_set_kwargs, dict) else None,
-        init_kwargs={key: rec.init_kwargs for key, rec in nets.items() if isinstance(rec, PersistentRecord)},
-    )
+    check_roles({key: rec.class_name for key, rec in nets.items() if isinstance(rec, PersistentRecord)}, "snapshot")
+    with _load_errors("snapshot"):
+        built = {key: build_network(rec, key) if isinstance(rec, PersistentRecord) else None
+                 for key, rec in nets.items()}
+        augment_kwargs = augment_p = None
+        pipe = data.get("augment_pipe")
+        if isinstance(pipe, PersistentRecord):
+            if pipe.class_name != "AugmentPipe":
+                raise LegacyFormatError(f"augment_pipe: unknown class '{pipe.class_name}', expected AugmentPipe")
+            augment_kwargs = pipe.init_kwargs
+            buffers = pipe.state.get("_buffers")
+            p = buffers.get("p") if isinstance(buffers, dict) else None
+            if p is not None and not (isinstance(p, torch.Tensor) and p.numel() == 1 and 0 <= float(p) <= 1):
+                raise LegacyFormatError("augment_pipe: its probability p must be one number within 0..1")
+            augment_p = None if p is None else float(p)
+        training_set_kwargs = data.get("training_set_kwargs")
+        return OfficialSnapshot(
+            G=built["G"], D=built["D"], G_ema=built["G_ema"],
+            augment_kwargs=augment_kwargs, augment_p=augment_p,
+            training_set_kwargs=to_plain(training_set_kwargs) if isinstance(training_set_kwargs, dict) else None,
+            init_kwargs={key: rec.init_kwargs for key, rec in nets.items() if isinstance(rec, PersistentRecord)},
+        )

@@ -5,6 +5,7 @@ import hashlib
 import http.server
 import json
 import pickle
+import resource
 import threading
 import zipfile
 
@@ -18,7 +19,7 @@ from conftest import OFFICIAL, require
 from stylegan2.checkpoint import (NAMED_NETWORKS, CheckpointError, load_checkpoint, load_network,
                                   read_checkpoint_metadata, save_checkpoint)
 from stylegan2.convert import main as convert_main
-from stylegan2.legacy import LegacyFormatError
+from stylegan2.legacy import LegacyFormatError, NetworkLoadError
 from stylegan2.networks import Discriminator, Generator
 
 G_KWARGS = dict(z_dim=8, c_dim=2, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=1),
@@ -248,3 +249,63 @@ def test_convert_cli_refuses_to_overwrite_or_misname(tmp_path):
     result = runner.invoke(convert_main, [str(hostile), str(tmp_path / "o.safetensors")])
     assert result.exit_code == 1 and "refusing to load global 'os.system'" in result.output
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "o.safetensors").exists()
+
+
+# ----------------------------------------------------------------------------- hostile checkpoints
+
+
+def raw_checkpoint(path, tensors, nets_doc, **extra):
+    """A checkpoint written without save_checkpoint, so its JSON can say what a hostile file says."""
+    doc = {"format": checkpoint.FORMAT, "nets": nets_doc, "weights_sha256": checkpoint.weights_sha256(tensors), **extra}
+    path.write_bytes(safetensors.torch.save(tensors, metadata={checkpoint.METADATA_KEY: json.dumps(doc)}))
+    return path
+
+
+def test_absurd_kwargs_in_a_tiny_checkpoint_are_refused_before_allocating(nets, tmp_path):
+    tensors = {"G_ema.mapping.w_avg": torch.zeros(8)}
+    for change, message in [({"w_dim": 16000}, "w_dim=16000 is outside"),
+                            ({"img_resolution": 1 << 30}, "img_resolution"),
+                            ({"mapping_kwargs": {"num_layers": 100_000}}, "num_layers")]:
+        spec = {"class_name": "Generator", "init_kwargs": {**G_KWARGS, **change}}
+        path = raw_checkpoint(tmp_path / "bomb.safetensors", tensors, {"G_ema": spec})
+        assert path.stat().st_size < 2000
+        with pytest.raises(NetworkLoadError, match=message):  # NetworkLoadError
+            load_checkpoint(path)
+    # in range but far larger than the file's tensors: compared on the meta device, never allocated
+    spec = {"class_name": "Generator", "init_kwargs": {**G_KWARGS, "w_dim": 4096, "mapping_kwargs": {"num_layers": 8}}}
+    path = raw_checkpoint(tmp_path / "big.safetensors", tensors, {"G_ema": spec})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(NetworkLoadError, match="missing"):
+        load_checkpoint(path)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200
+
+
+def test_a_checkpoint_whose_g_ema_is_a_discriminator_is_refused(nets, tmp_path):
+    tensors = {f"G_ema.{k}": v.contiguous() for k, v in nets["D"].state_dict().items()}
+    path = raw_checkpoint(tmp_path / "swapped.safetensors", tensors,
+                          {"G_ema": {"class_name": "Discriminator", "init_kwargs": D_KWARGS}})
+    with pytest.raises(NetworkLoadError, match="G_ema is a Discriminator; G_ema must be a Generator"):
+        load_network(path)
+
+
+def test_malformed_headers_are_checkpoint_errors(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    for metadata in [deep, json.dumps([1]), json.dumps({"format": checkpoint.FORMAT, "nets": {"G_ema": 3}})]:
+        path = tmp_path / "odd.safetensors"
+        path.write_bytes(safetensors.torch.save({"w": torch.zeros(1)}, metadata={checkpoint.METADATA_KEY: metadata}))
+        with pytest.raises(CheckpointError):
+            load_network(path)
+
+
+def test_cli_tools_print_one_line_for_a_hostile_or_unreachable_network(nets, tmp_path):
+    import generate
+
+    tensors = {f"G_ema.{k}": v.contiguous() for k, v in nets["D"].state_dict().items()}
+    swapped = raw_checkpoint(tmp_path / "swapped.safetensors", tensors,
+                             {"G_ema": {"class_name": "Discriminator", "init_kwargs": D_KWARGS}})
+    dead_url = "http://127.0.0.1:9/nothing-listens-here.pkl"  # the discard port: connection refused
+    for spec, message in [(str(swapped), "G_ema must be a Generator"), (dead_url, "could not download")]:
+        result = CliRunner().invoke(generate.main, ["--network", spec, "--seeds", "0", "--outdir", str(tmp_path / "o")],
+                                    env={"AFRO_FASHION_CACHE": str(tmp_path / "cache")})
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)

@@ -307,6 +307,11 @@ def test_existing_dest_is_kept_unless_overwrite(corpus, tmp_path):
     with pytest.raises(DestinationError, match="--overwrite"):
         build_dataset(BuildOptions(source=str(corpus), dest=str(dest), resolution=RES), progress=False)
     assert dest.read_bytes() == b"precious"
+    with pytest.raises(DestinationError, match="not a dataset written by dataset_tool.py"):  # not ours to replace
+        build_dataset(BuildOptions(source=str(corpus), dest=str(dest), resolution=RES, overwrite=True), progress=False)
+    assert dest.read_bytes() == b"precious"
+    dest.unlink()
+    build_dataset(BuildOptions(source=str(corpus), dest=str(dest), resolution=RES), progress=False)
     build_dataset(BuildOptions(source=str(corpus), dest=str(dest), resolution=RES, overwrite=True), progress=False)
     assert zipfile.is_zipfile(dest)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zip"]

@@ -211,7 +211,7 @@ def test_source_lists_sorted_posix_paths_from_folder_and_zip(tmp_path):
         z.writestr("empty_dir/", b"")
     for source in (Source(tmp_path / "src"), Source(tmp_path / "src.zip")):
         assert source.list_files() == ["a.jpg", "b/z.jpg", "b/é 1.png"]
-        assert source.read_bytes("b/é 1.png") == "b/é 1.png".encode()
+        assert source.read_bytes("b/é 1.png", limit=1000) == "b/é 1.png".encode()
 
 
 def test_metadata_formats_and_matching(tmp_path):

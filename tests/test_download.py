@@ -27,6 +27,9 @@ class _Server:
         self.range_offset_error = 0  # a faulty server answers a Range request from the wrong offset
         self.bytes_sent = 0
         self.delay_s = 0.0  # wait before answering, so that concurrent clients overlap
+        self.send_length = True  # False: no Content-Length, the body ends when the connection closes
+        self.drip_s = None  # send the body one byte at a time, this many seconds apart
+        self.body = PAYLOAD
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -51,14 +54,23 @@ class _Server:
                     self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
                 else:
                     self.send_response(200)
-                body = PAYLOAD[start:]
-                self.send_header("Content-Length", str(len(body)))
+                body = server.body[start:]
+                if server.send_length:
+                    self.send_header("Content-Length", str(len(body)))
+                else:
+                    self.close_connection = True
                 self.end_headers()
                 if server.cut_after is not None:
                     body, server.cut_after = body[: server.cut_after], None
                     self.close_connection = True
-                self.wfile.write(body)
-                server.bytes_sent += len(body)
+                try:
+                    for piece in [body] if server.drip_s is None else [body[i:i + 1] for i in range(len(body))]:
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                        server.bytes_sent += len(piece)
+                        time.sleep(server.drip_s or 0)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+                    pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -191,3 +203,42 @@ def test_cache_dir_defaults_to_env_var(monkeypatch, tmp_path):
 def test_non_http_url_is_rejected(tmp_path):
     with pytest.raises(DownloadError, match="only http"):
         download("ftp://127.0.0.1/x.pkl", cache_dir=tmp_path)
+
+
+# ----------------------------------------------------------------------------- hostile servers
+
+
+def test_a_stream_without_length_beyond_the_size_cap_is_not_kept(server, tmp_path):
+    server.send_length = False
+    url = server.url + "/net.pkl"
+    with pytest.raises(DownloadError, match="more than the limit of"):
+        download(url, cache_dir=tmp_path, progress=False, max_bytes=100_000)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".lock"]  # neither the file nor a .part stays
+
+
+def test_the_size_cap_comes_from_the_environment_and_an_announced_size_is_refused_at_once(server, tmp_path,
+                                                                                           monkeypatch):
+    monkeypatch.setenv("AFRO_FASHION_DOWNLOAD_MAX_MB", "0.1")  # 104,857 bytes < 256 kB
+    with pytest.raises(DownloadError, match="announces 256000 bytes"):
+        download(server.url + "/net.pkl", cache_dir=tmp_path, progress=False)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".lock"]
+    monkeypatch.setenv("AFRO_FASHION_DOWNLOAD_MAX_MB", "lots")
+    with pytest.raises(DownloadError, match="must be a positive number"):
+        download(server.url + "/net.pkl", cache_dir=tmp_path, progress=False)
+
+
+def test_a_dripping_server_runs_into_the_overall_deadline(server, tmp_path):
+    server.drip_s = 0.05  # 20 bytes/s: 256 kB would take 3.5 hours, every read well within the read timeout
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="did not finish in time"):
+        download(server.url + "/net.pkl", cache_dir=tmp_path, progress=False, deadline_s=1.0)
+    assert time.monotonic() - started < 10
+
+
+def test_the_deadline_comes_from_the_environment_and_covers_retries(server, tmp_path, monkeypatch):
+    server.body, server.drip_s = PAYLOAD[:60], 0.1  # 6 s in all
+    monkeypatch.setenv("AFRO_FASHION_DOWNLOAD_DEADLINE_S", "1")
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="did not finish in time.*resume"):
+        download(server.url + "/net.pkl", cache_dir=tmp_path, progress=False, retries=5)
+    assert time.monotonic() - started < 4

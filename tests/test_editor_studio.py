@@ -17,6 +17,8 @@ from ganspace.recipe import read_recipe
 from stylegan2.render import seed_to_w
 from tests.conftest import make_studio
 
+from conftest import make_studio
+
 RES = 16  # num_ws = 6: coarse 0-1, middle 2-3, fine 4-5
 
 
