@@ -16,6 +16,7 @@ import click
 import numpy as np
 import torch
 
+from projection import latent
 from stylegan2.checkpoint import load_network
 from stylegan2.render import class_labels, image_grid, parse_seeds, resolve_class, seed_z, to_pil, to_uint8
 
@@ -59,10 +60,11 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
     grid_cols = None  # image_grid's square default, or one row per class with --class all
 
     if projected_w is not None:
-        ws = torch.from_numpy(np.load(projected_w)["w"]).float().to(device)
-        if ws.ndim != 3 or tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
-            raise click.ClickException(f"{projected_w}: 'w' has shape {tuple(ws.shape)}, "
-                                       f"this network needs [N, {G.num_ws}, {G.w_dim}]")
+        try:  # the noise maps project.py saved beside 'w' redraw its proj.png exactly (noise_mode const)
+            projected = latent.load(projected_w)
+            ws, G = projected.ws(G), projected.generator(G)
+        except latent.LatentError as e:
+            raise click.ClickException(f"{projected_w}: {e}") from None
         for idx, w in enumerate(ws):
             with torch.no_grad():
                 pixels = to_uint8(G.synthesis(w.unsqueeze(0), noise_mode=noise_mode))[0]
