@@ -42,7 +42,8 @@ def _seeds_option(ctx, param, value):
               help="Class index or name, e.g. 2 or dress, or 'all' for every class (conditional networks).")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--projected-w", type=click.Path(exists=True, dir_okay=False),
-              help="Render W+ codes from an .npz with key 'w' [N, num_ws, w_dim] instead of seeds.")
+              help="Render W+ codes from an .npz with key 'w' [N, num_ws, w_dim] instead of seeds "
+                   "(project.py's noise maps in it are used too).")
 @click.option("--outdir", type=click.Path(file_okay=False), required=True, help="Where to write the PNGs.")
 @click.option("--grid", is_flag=True, help="Also write grid.png, a contact sheet of all images.")
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)

@@ -3,7 +3,7 @@
 For each photo (the first --per-class photos of every class in the validation split of
 ../shared/data/clothing-dataset-small, framed as the dataset tool frames them) it projects into W,
 into W+, and W+ followed by pivotal tuning, and prints PSNR (dB, on the uint8 images), the pixel-pyramid
-distance the projector minimises, and seconds per projection. Run it under `nice -n 10` on a shared
+distance the projector minimises, and seconds per projection (wall and CPU). Run it under `nice -n 10` on a shared
 machine and say so with the numbers. No pass/fail.
 """
 from __future__ import annotations
@@ -16,6 +16,9 @@ import click
 import numpy as np
 import torch
 
+from editor.network import companion_files
+from ganspace.directions import load_directions
+from ganspace.edits import apply_edits
 from projection.distance import make_distance, pyramid_mse
 from projection.latent import ProjectedW
 from projection.projector import ProjectOptions, project
@@ -45,12 +48,17 @@ def pick_photos(folder: pathlib.Path, per_class: int) -> list[tuple[str, pathlib
 @click.option("--tune-steps", type=int, default=100, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--strip", type=click.Path(dir_okay=False), default=None,
-              help="Also write a PNG strip: photo | W | W+ | W+ tuned for every photo.")
-def main(network, photos, per_class, num_steps, tune_steps, threads, strip):
+              help="Also write a PNG strip: photo | W | W+ | W+ tuned | tuned and edited, for every photo.")
+@click.option("--edit", default="blue-to-pink:2", show_default=True,
+              help="NAME:STRENGTH of the network's directions.yaml for the strip's last column.")
+def main(network, photos, per_class, num_steps, tune_steps, threads, strip, edit):
     torch.set_num_threads(threads)
     bundle = load_network(network)
     G = bundle.G_ema.eval().requires_grad_(False)
     names = bundle.meta.get("class_names") or []
+    edit_name, edit_strength = edit.rsplit(":", 1)
+    directions = load_directions(companion_files(bundle.source)[0], network_sha256=bundle.sha256)
+    direction = next(d for d in directions.directions if d.name == edit_name).edit(float(edit_strength))
     rows, tiles = [], []
     for cls, path in pick_photos(pathlib.Path(photos), per_class):
         target = read_target(path, G.img_resolution, G.img_channels)
@@ -59,37 +67,41 @@ def main(network, photos, per_class, num_steps, tune_steps, threads, strip):
         distance = make_distance(target.tensor)
         row_tiles = [reference]
         for label, w_plus in (("W", False), ("W+", True)):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             found = project(G, target.tensor, distance, ProjectOptions(num_steps=num_steps, w_plus=w_plus),
                             class_idx=class_idx)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             projected = ProjectedW(w=found.ws.unsqueeze(0).numpy(), noise={k: v.numpy() for k, v in found.noise.items()})
             pixels = synthesize_uint8(projected.generator(G), projected.ws(G))[0]
-            rows.append((path.name[:8], cls, label, psnr(pixels, reference), found.distance, seconds))
+            rows.append((path.name[:8], cls, label, psnr(pixels, reference), found.distance, seconds, cpu))
             row_tiles.append(pixels)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         tuned = tune(G, found.ws, found.noise, distance, TuneOptions(num_steps=tune_steps))
         pixels = synthesize_uint8(tuned.G, found.ws.unsqueeze(0))[0]
         with torch.no_grad():
             dist = float(pyramid_mse(tuned.G.synthesis(found.ws.unsqueeze(0), noise_mode="const"), target.tensor)[0])
         rows.append((path.name[:8], cls, "W+ tuned", psnr(pixels, reference), dist,
-                     rows[-1][-1] + time.perf_counter() - start))
+                     rows[-1][-2] + time.perf_counter() - start, rows[-1][-1] + time.process_time() - cpu))
         row_tiles.append(pixels)
+        row_tiles.append(synthesize_uint8(tuned.G, apply_edits(found.ws.unsqueeze(0), [direction]))[0])
         tiles.append(np.concatenate(row_tiles, axis=1))
+        if strip:   # after every photo, so that a long run stopped early still leaves its strip
+            to_pil(np.concatenate(tiles, axis=0)).save(strip)
         print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rows[-3]), flush=True)
         print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rows[-2]), flush=True)
         print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rows[-1]), flush=True)
 
     print(f"\n{bundle.source}, {G.img_resolution} px, {num_steps} steps (+{tune_steps} tuning), "
           f"{threads} threads, {len(tiles)} photos")
-    print(f"{'space':<10} {'PSNR dB (median)':>17} {'pyramid MSE (median)':>21} {'s/projection (median)':>22}")
+    print("(seconds: wall clock, and CPU time of this process, which a busy shared machine does not inflate)")
+    print(f"{'space':<10} {'PSNR dB (median)':>17} {'pyramid MSE (median)':>21} {'wall s (median)':>16} "
+          f"{'CPU s (median)':>15}")
     for label in ("W", "W+", "W+ tuned"):
         sel = [r for r in rows if r[2] == label]
         print(f"{label:<10} {statistics.median(r[3] for r in sel):>17.2f} {statistics.median(r[4] for r in sel):>21.4f} "
-              f"{statistics.median(r[5] for r in sel):>22.1f}")
+              f"{statistics.median(r[5] for r in sel):>16.1f} {statistics.median(r[6] for r in sel):>15.1f}")
     if strip:
-        to_pil(np.concatenate(tiles, axis=0)).save(strip)
-        print(f"wrote {strip} (rows: photo | W | W+ | W+ tuned)")
+        print(f"wrote {strip} (rows: photo | W | W+ | W+ tuned | tuned, {edit})")
 
 
 if __name__ == "__main__":

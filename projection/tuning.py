@@ -68,7 +68,7 @@ def tune(G, ws: torch.Tensor, noise: dict[str, torch.Tensor], distance: Callable
             loss.backward()
             optimizer.step()
             if progress is not None:
-                progress(step + 1, options.num_steps, float(loss))
+                progress(step + 1, options.num_steps, float(loss.detach()))
         step = options.num_steps
     except KeyboardInterrupt:
         interrupted = True

@@ -195,6 +195,23 @@ def test_project_cli_writes_the_official_file_that_generate_renders_to_the_same_
     assert_differs_beyond_rounding(official_view, proj)
 
 
+def test_project_cli_tune_writes_a_network_that_redraws_proj_tuned(known, network_file, tmp_path):
+    _, target = known
+    Image.fromarray(to_uint8(target)[0]).save(tmp_path / "photo.png")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(project.main, ["--network", str(network_file), "--target", str(tmp_path / "photo.png"),
+                                               "--outdir", str(out), "--num-steps", "5", "--w-plus", "--tune",
+                                               "--tune-steps", "5"])
+    assert result.exit_code == 0, result.output
+    tuned = load_network(out / "tuned.safetensors")
+    assert tuned.meta["tuned_from"]["network_sha256"] == load_network(network_file).sha256
+    result = CliRunner().invoke(generate.main, ["--network", str(out / "tuned.safetensors"), "--projected-w",
+                                                str(out / "projected_w.npz"), "--outdir", str(tmp_path / "gen")])
+    assert result.exit_code == 0, result.output
+    assert_within_one_level(np.asarray(Image.open(tmp_path / "gen" / "proj00.png")),
+                            np.asarray(Image.open(out / "proj_tuned.png")))
+
+
 @pytest.mark.parametrize("content, message", [(b"", "empty"), (b"not an image at all", "not an image"),
                                               (None, "cannot read")])
 def test_unreadable_photos_get_a_clear_message(network_file, tmp_path, content, message):
