@@ -66,11 +66,11 @@ class FeatureDistance(Distance):
         self.feature_maps, self.name, self.pixel_weight = feature_maps, name, pixel_weight
         self.channel_weights = channel_weights
         with torch.no_grad():
-            self.target_features = [normalize_channels(f) for f in feature_maps(self.target)]
+            self.target_features = [normalize_channels(f) for f in feature_maps(_rgb(self.target))]
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         total = self.pixel_weight * super().__call__(images) if self.pixel_weight else 0
-        for idx, (feat, ref) in enumerate(zip(self.feature_maps(images), self.target_features)):
+        for idx, (feat, ref) in enumerate(zip(self.feature_maps(_rgb(images)), self.target_features)):
             diff = (normalize_channels(feat) - ref).square()
             if self.channel_weights is not None:
                 diff = diff * self.channel_weights[idx].reshape(1, -1, 1, 1)
@@ -192,18 +192,12 @@ def make_distance(target: torch.Tensor, lpips: str | os.PathLike | None = None,
         net, weights = load_lpips(lpips)
         net = net.to(target.device)
         weights = None if weights is None else [w.to(target.device) for w in weights]
-        rgb = target if target.shape[1] == 3 else target.repeat(1, 3, 1, 1)
-        return _GreyAsRGB(FeatureDistance(rgb, net, "LPIPS (VGG16)", weights, pixel_weight=0.0), target.shape[1])
+        return FeatureDistance(target, net, "LPIPS (VGG16)", weights, pixel_weight=0.0)
     if feature_maps is not None:
         return FeatureDistance(target, feature_maps, "features + pixel pyramid")
     return Distance(target)
 
 
-class _GreyAsRGB(Distance):
-    """Feature networks read RGB: repeat a greyscale image's channel."""
-
-    def __init__(self, inner: Distance, channels: int):
-        self.inner, self.channels, self.name = inner, channels, inner.name
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self.inner(images if self.channels == 3 else images.repeat(1, 3, 1, 1))
+def _rgb(images: torch.Tensor) -> torch.Tensor:
+    """Feature networks read RGB: a greyscale image's channel is repeated."""
+    return images if images.shape[1] == 3 else images.repeat(1, 3, 1, 1)

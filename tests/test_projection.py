@@ -368,6 +368,9 @@ def test_lpips_loads_a_supplied_state_dict_and_matches_the_formula(tmp_path):
     assert dist.name == "LPIPS (VGG16)"
     assert float(dist(b)[0]) == pytest.approx(lpips_by_hand(state, a, b), rel=1e-4)
     assert float(dist(a)[0]) == pytest.approx(0.0, abs=1e-6)
+    grey = make_distance(a[:, :1], lpips=tmp_path / "lpips.pth")   # greyscale networks: the channel repeated
+    assert float(grey(b[:, :1])[0]) == pytest.approx(lpips_by_hand(state, a[:, :1].repeat(1, 3, 1, 1),
+                                                                   b[:, :1].repeat(1, 3, 1, 1)), rel=1e-4)
     # torchvision's plain VGG16 file (no lin layers): unweighted features
     plain = {k: v for k, v in state.items() if not k.startswith("lin")}
     assert vgg16_lpips_from_tensors(plain)[1] is None
