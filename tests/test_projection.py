@@ -307,6 +307,13 @@ def test_tune_lowers_the_distance_and_the_tuned_network_opens_with_its_parents_d
     assert [d.name for d in ours.directions] == ["sleeves"]
     assert np.allclose(ours.directions[0].vector, theirs.directions[0].vector)
     assert ours.directions[0].layers == (0, 2)
+    # and the studio, opened as `python -m editor --network out/tuned.safetensors` opens it, has the slider
+    from editor.network import load_studio_network
+    from editor.studio import Studio
+
+    loaded = load_studio_network(str(path))
+    studio = Studio(loaded, *companion_files(loaded.source), labels_path=tmp_path / "labels.yaml")
+    assert [d.name for d in studio.directions] == ["sleeves"]
 
 
 # ----------------------------------------------------------------------------- LPIPS from a supplied file
