@@ -1,6 +1,5 @@
 """projection/ and project.py: photo -> W / W+ -> the same pixels in generate.py; pivotal tuning; LPIPS."""
 import math
-import pathlib
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from PIL import Image
 import generate
 import project
 from projection import latent
-from projection.distance import (FeatureDistance, LPIPSError, VGG16Features, make_distance, pyramid_mse,
+from projection.distance import (LPIPSError, VGG16Features, make_distance, pyramid_mse,
                                  vgg16_lpips_from_tensors)
 from projection.projector import ProjectOptions, learning_rate, noise_regularization, project as run_projection
 from projection.projector import w_statistics
