@@ -16,6 +16,7 @@ import click
 import numpy as np
 import torch
 
+from projection import latent
 from stylegan2.checkpoint import load_network
 from stylegan2.legacy import NetworkLoadError
 from stylegan2.render import class_labels, image_grid, parse_seeds, resolve_class, seed_z, to_pil, to_uint8
@@ -42,7 +43,8 @@ def _seeds_option(ctx, param, value):
               help="Class index or name, e.g. 2 or dress, or 'all' for every class (conditional networks).")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--projected-w", type=click.Path(exists=True, dir_okay=False),
-              help="Render W+ codes from an .npz with key 'w' [N, num_ws, w_dim] instead of seeds.")
+              help="Render W+ codes from an .npz with key 'w' [N, num_ws, w_dim] instead of seeds "
+                   "(project.py's noise maps in it are used too).")
 @click.option("--outdir", type=click.Path(file_okay=False), required=True, help="Where to write the PNGs.")
 @click.option("--grid", is_flag=True, help="Also write grid.png, a contact sheet of all images.")
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
@@ -63,10 +65,11 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
     grid_cols = None  # image_grid's square default, or one row per class with --class all
 
     if projected_w is not None:
-        ws = torch.from_numpy(np.load(projected_w)["w"]).float().to(device)
-        if ws.ndim != 3 or tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
-            raise click.ClickException(f"{projected_w}: 'w' has shape {tuple(ws.shape)}, "
-                                       f"this network needs [N, {G.num_ws}, {G.w_dim}]")
+        try:  # the noise maps project.py saved beside 'w' redraw its proj.png exactly (noise_mode const)
+            projected = latent.load(projected_w)
+            ws, G = projected.ws(G), projected.generator(G)
+        except latent.LatentError as e:
+            raise click.ClickException(f"{projected_w}: {e}") from None
         for idx, w in enumerate(ws):
             with torch.no_grad():
                 pixels = to_uint8(G.synthesis(w.unsqueeze(0), noise_mode=noise_mode))[0]
