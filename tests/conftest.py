@@ -58,3 +58,22 @@ def assert_differs_beyond_rounding(actual, expected):
 
     difference = np.abs(np.asarray(actual).astype(int) - np.asarray(expected).astype(int))
     assert difference.max() > 1, "the images differ by at most one level: the edit did nothing visible"
+
+
+@pytest.fixture(scope="session")
+def inception_file() -> pathlib.Path:
+    """The FID Inception-v3 archive, or a skip that says how to get it (CI fetches it first)."""
+    from training.inception import FETCH_HINT, find_inception
+
+    path = find_inception()
+    if path is None or not path.is_file():
+        pytest.skip(f"Inception-v3 weights absent: {FETCH_HINT}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def inception(inception_file):
+    """Our Inception-v3 with the real weights (loaded once per session: 87 MB)."""
+    from training.inception import load_inception
+
+    return load_inception(inception_file)
