@@ -113,9 +113,10 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gamma, lr, ema, cbase, cmax, map_layers,
          zdim, mbstd_group, fp16_res, aug, p, target, augpipe, resume, freezed, tick, snap, keep, metrics, feature_net, fp32,
          allow_tf32, deterministic, seed, workers, cpu, threads, dry_run):
+    import torch
+
     from training import distributed
 
-    import torch
     metrics = parse_metrics(metrics, on_gpu=torch.cuda.is_available() and not cpu)
     if threads is not None:
         torch.set_num_threads(threads)

@@ -1,7 +1,7 @@
 """FID/KID math against independent references, streaming statistics, feature-net loading, end to end."""
 import functools
-import json
 import http.server
+import json
 import shutil
 import threading
 
@@ -11,13 +11,13 @@ import pytest
 import scipy.linalg
 import torch
 
-from stylegan2.download import cached_path, file_sha256 as fn_sha
+from stylegan2.download import cached_path, file_sha256
 from stylegan2.networks import Generator
 from training import feature_net as fn
 from training.dataset import ImageDataset
 from training.inception import InceptionV3, cached_file
-from training.metrics import (METRICS, FeatureNetworkUnavailable, FeatureStats, MetricSpec, compare_datasets, compare_halves,
-                              compute_metric, compute_metrics, dataset_fingerprint, fid_from_features,
+from training.metrics import (METRICS, FeatureNetworkUnavailable, FeatureStats, MetricSpec, compare_datasets,
+                              compare_halves, compute_metric, compute_metrics, dataset_fingerprint, fid_from_features,
                               frechet_distance, kid_from_features, precision_recall, real_feature_stats)
 
 
@@ -129,7 +129,7 @@ class TinyFeatures(torch.nn.Module):
 
 def test_load_feature_net_from_path_env_and_fetched_file(inception_file, monkeypatch, tmp_path):
     net = fn.load_feature_net(inception_file)
-    assert isinstance(net, InceptionV3) and net.fingerprint.endswith(fn_sha(inception_file))
+    assert isinstance(net, InceptionV3) and net.fingerprint.endswith(file_sha256(inception_file))
     monkeypatch.setenv(fn.INCEPTION_ENV, str(inception_file))
     assert isinstance(fn.load_feature_net(), InceptionV3)
     monkeypatch.delenv(fn.INCEPTION_ENV)
@@ -235,6 +235,24 @@ def test_compute_metric_end_to_end_with_cache(tmp_path):
     compute_metric('fid10k_full', tiny_generator(), dataset, net, num_gen=8, batch_size=8, cache_dir=tmp_path,
                    progress=False)
     assert len(list(tmp_path.glob('tiny-*.npz'))) == 2
+
+
+def test_cache_is_keyed_by_the_network_and_upgraded_when_features_are_needed(tmp_path):
+    rng = np.random.RandomState(16)
+    dataset = ArrayDataset(rng.randint(0, 256, (10, 3, 16, 16)).astype(np.uint8))
+    old, new = CountingFeatures(), CountingFeatures()
+    old.fingerprint, new.fingerprint = 'inception:v1:abc', 'inception:v2:abc'  # same weights, other preprocessing
+    real_feature_stats(dataset, old, batch_size=5, cache_dir=tmp_path, progress=False)
+    real_feature_stats(dataset, new, batch_size=5, cache_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob('tiny-*.npz'))) == 2
+    calls = CountingFeatures.calls
+    assert not real_feature_stats(dataset, new, batch_size=5, cache_dir=tmp_path, progress=False).keep_features
+    assert CountingFeatures.calls == calls  # FID statistics came from the cache
+    with_features = real_feature_stats(dataset, new, batch_size=5, keep_features=True, cache_dir=tmp_path,
+                                       progress=False)
+    assert with_features.features.shape == (10, 8) and CountingFeatures.calls == calls + 2  # recomputed once
+    real_feature_stats(dataset, new, batch_size=5, cache_dir=tmp_path, progress=False)  # and served both since
+    assert CountingFeatures.calls == calls + 2 and len(list(tmp_path.glob('tiny-*.npz'))) == 2
 
 
 def test_generator_that_replays_the_data_scores_zero(tmp_path):

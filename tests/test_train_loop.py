@@ -121,6 +121,9 @@ def test_dry_run_prints_the_resolved_options_and_writes_nothing(tmp_path):
     opts = json.loads(result.output[: result.output.rindex("}") + 1])
     assert opts["batch"] == 64 and opts["loss"]["r1_gamma"] == 3 and opts["resolution"] == 32
     assert "00000-data-paper2561-ada" in result.output and not (tmp_path / "runs").exists()
+    assert opts["metrics"] == (["fid50k_full"] if torch.cuda.is_available() else ["fid2k_full", "kid2k_full"])
+    result = run_cli(["--outdir", tmp_path / "runs", "--data", data, "--cpu", "--dry-run"])  # --metrics auto
+    assert json.loads(result.output[: result.output.rindex("}") + 1])["metrics"] == ["fid2k_full", "kid2k_full"]
 
 
 def test_nan_loss_stops_with_the_tick_and_keeps_the_last_good_snapshot(tmp_path, monkeypatch):

@@ -39,6 +39,7 @@ SHA256 = '7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34'
 INCEPTION_ENV = 'AFRO_FASHION_INCEPTION'
 FETCH_HINT = f"run `python -m training.inception fetch` (or set {INCEPTION_ENV}=/path/to/default_1.pt)"
 RESOLUTION = 299
+MAX_ARCHIVE_BYTES = 1 << 30  # the real file holds 87 MB; a bigger claim is refused before reading it
 FEATURES = 2048
 # Part of every cache key of features: change it whenever our preprocessing or layers change their output.
 IMPLEMENTATION = 'afro-inception-v3.1 (tf1-bilinear-299)'
@@ -102,6 +103,7 @@ class _ArchiveUnpickler(pickle.Unpickler):
         super().__init__(stream)
         self.archive, self.root = archive, root
         self.storages: dict[str, torch.Tensor] = {}
+        self.total_bytes = 0
 
     def find_class(self, module: str, name: str):
         module = {'__builtin__': 'builtins'}.get(module, module)  # protocol 2 writes Python 2 names
@@ -131,6 +133,9 @@ class _ArchiveUnpickler(pickle.Unpickler):
         except KeyError:
             raise ArchiveError(f"data.pkl points at {entry}, which the archive lacks") from None
         itemsize = torch.empty((), dtype=kind.dtype).element_size()
+        self.total_bytes += info.file_size
+        if self.total_bytes > MAX_ARCHIVE_BYTES:
+            raise ArchiveError(f"the archive's tensors exceed {MAX_ARCHIVE_BYTES >> 20} MiB; not a feature network")
         if not isinstance(numel, int) or info.file_size != numel * itemsize:
             raise ArchiveError(f"{entry} holds {info.file_size} bytes, not {numel} x {itemsize}")
         data = bytearray(self.archive.read(entry))
