@@ -99,7 +99,7 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 @click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=4, show_default=True, help="kimg per progress line.")
 @click.option("--snap", type=click.IntRange(min=1), default=50, show_default=True, help="Snapshot every N ticks.")
 @click.option("--keep", type=click.IntRange(min=1), default=5, show_default=True, help="Keep the newest N snapshots.")
-@click.option("--metrics", default="auto", show_default=True, help=f"Comma-separated metrics at each snapshot ({', '.join(METRICS)}), 'none', or 'auto': {','.join(GPU_DEFAULT)} on a GPU, {','.join(CPU_DEFAULT)} on a CPU (one set of 2k fakes, ~8 min per snapshot on 2 idle cores).")
+@click.option("--metrics", default="auto", show_default=True, help=f"Comma-separated metrics at each snapshot ({', '.join(METRICS)}), 'none', or 'auto': {','.join(GPU_DEFAULT)} on a GPU, {','.join(CPU_DEFAULT)} on a CPU (one set of 2k fakes: ~5-7 min per snapshot on 2 quiet cores, ~30 on busy ones).")
 @click.option("--feature-net", help="Inception-v3 archive (path or URL) for the metrics. [$AFRO_FASHION_INCEPTION, then the file `python -m training.inception fetch` wrote; metrics are skipped without one]")
 # numerics
 @click.option("--fp32", is_flag=True, help="Disable mixed precision (fp16 layers and conv clamping).")

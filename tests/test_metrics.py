@@ -411,7 +411,7 @@ def test_fid_on_real_photos_is_zero_for_itself_and_grows_with_blur_and_noise(inc
     import PIL.ImageFilter
     from conftest import CLOTHING, require
 
-    photos = sorted(require(CLOTHING).rglob('*.jpg'))[::150][:16]
+    photos = sorted(require(CLOTHING).rglob('*.jpg'))[::200][:12]
     images = [PIL.Image.open(p).convert('RGB').resize((64, 64), PIL.Image.LANCZOS) for p in photos]
     rng = np.random.RandomState(0)
 
@@ -425,10 +425,10 @@ def test_fid_on_real_photos_is_zero_for_itself_and_grows_with_blur_and_noise(inc
         return PIL.Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8))
 
     clean = features(images)
-    assert fid_from_features(clean, clean) < 1e-3 * fid_from_features(clean, features([noisy(i, 8) for i in images]))
     blur = [fid_from_features(clean, features([i.filter(PIL.ImageFilter.GaussianBlur(r)) for i in images]))
-            for r in (0.5, 1, 2, 4)]
+            for r in (0.5, 1.5, 4)]
     noise = [fid_from_features(clean, features([noisy(i, s) for i in images])) for s in (4, 16, 48)]
+    assert fid_from_features(clean, clean) < 1e-3 * noise[0]
     assert all(x < y for x, y in zip(blur, blur[1:])), blur
     assert all(x < y for x, y in zip(noise, noise[1:])), noise
 

@@ -380,8 +380,8 @@ def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module |
         raise ValueError(f"dataset {getattr(dataset, 'name', '')!r} is empty")
     net = _require_net(feature_net, device, names)
     keep = any(spec.kind != 'fid' for spec in specs)
-    reals = {spec.max_real: real_feature_stats(dataset, net, spec.max_real, batch_size, device, keep, cache_dir,
-                                               progress) for spec in specs}
+    reals = {max_real: real_feature_stats(dataset, net, max_real, batch_size, device, keep, cache_dir, progress)
+             for max_real in {spec.max_real for spec in specs}}
     counts = [num_gen or spec.num_gen or reals[spec.max_real].count for spec in specs]
     fakes = generated_feature_stats(G, dataset, net, max(counts), batch_size, device, keep or len(set(counts)) > 1,
                                     seed, truncation_psi, progress)
@@ -406,10 +406,11 @@ def compare_datasets(names: list[str], data, reference, feature_net: torch.nn.Mo
     net = _require_net(feature_net, device, names)
     keep = any(spec.kind != 'fid' for spec in specs)
     probe = real_feature_stats(data, net, None, batch_size, device, keep, cache_dir, progress)
+    reals = {max_real: real_feature_stats(reference, net, max_real, batch_size, device, keep, cache_dir, progress)
+             for max_real in {spec.max_real for spec in specs}}
     results: dict[str, float] = {}
     for name, spec in zip(names, specs):
-        real = real_feature_stats(reference, net, spec.max_real, batch_size, device, keep, cache_dir, progress)
-        results.update(_values(name, spec.kind, real, probe))
+        results.update(_values(name, spec.kind, reals[spec.max_real], probe))
     return results
 
 
