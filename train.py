@@ -34,16 +34,18 @@ from stylegan2.atomic import atomic_write_text, sweep_stale_temporaries
 from training.augment import AUGPIPE_PRESETS
 from training.config import (CFG_NAMES, Overrides, TrainingOptions, adopt_architecture, describe, on_processes,
                              resolve_options)
-from training.metrics import METRICS
+from training.metrics import CPU_DEFAULT, GPU_DEFAULT, METRICS
 
 # May change on --resume latest. `data` too, so a run can move between machines (Colab -> laptop); it must be
 # the same dataset (the loop checks resolution, channels and labels).
 RESUMABLE_AFTER_RUN = ("kimg", "snap", "tick", "keep", "metrics", "feature_net", "workers", "data")
 
 
-def parse_metrics(text: str) -> list[str]:
+def parse_metrics(text: str, on_gpu: bool) -> list[str]:
     if text.strip().lower() in ("", "none"):
         return []
+    if text.strip().lower() == "auto":
+        return list(GPU_DEFAULT if on_gpu else CPU_DEFAULT)
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown:
@@ -99,8 +101,8 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 @click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=4, show_default=True, help="kimg per progress line.")
 @click.option("--snap", type=click.IntRange(min=1), default=50, show_default=True, help="Snapshot every N ticks.")
 @click.option("--keep", type=click.IntRange(min=1), default=5, show_default=True, help="Keep the newest N snapshots.")
-@click.option("--metrics", default="fid50k_full", show_default=True, help=f"Comma-separated metrics at each snapshot ({', '.join(METRICS)}), or 'none'.")
-@click.option("--feature-net", help="Inception feature network (path or URL) for FID/KID. [$AFRO_FASHION_INCEPTION; metrics are skipped without one]")
+@click.option("--metrics", default="auto", show_default=True, help=f"Comma-separated metrics at each snapshot ({', '.join(METRICS)}), 'none', or 'auto': {','.join(GPU_DEFAULT)} on a GPU, {','.join(CPU_DEFAULT)} on a CPU (one set of 2k fakes: ~5-7 min per snapshot on 2 quiet cores, ~30 on busy ones).")
+@click.option("--feature-net", help="Inception-v3 archive (path or URL) for the metrics. [$AFRO_FASHION_INCEPTION, then the file `python -m training.inception fetch` wrote; metrics are skipped without one]")
 # numerics
 @click.option("--fp32", is_flag=True, help="Disable mixed precision (fp16 layers and conv clamping).")
 @click.option("--allow-tf32", is_flag=True, help="Allow TF32 matmuls/convolutions on Ampere+ (off, like the paper).")
@@ -113,11 +115,12 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gamma, lr, ema, cbase, cmax, map_layers,
          zdim, mbstd_group, fp16_res, aug, p, target, augpipe, ada_kimg, ema_rampup, resume, freezed, tick, snap, keep, metrics, feature_net, fp32,
          allow_tf32, deterministic, seed, workers, cpu, threads, dry_run):
+    import torch
+
     from training import distributed
 
-    metrics = parse_metrics(metrics)
+    metrics = parse_metrics(metrics, on_gpu=torch.cuda.is_available() and not cpu)
     if threads is not None:
-        import torch
         torch.set_num_threads(threads)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs

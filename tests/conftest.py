@@ -88,3 +88,22 @@ def make_studio(folder: pathlib.Path, resolution: int = 16):
     studio.label_component(0, "sleeves", "short to long", "+ = longer", "coarse")
     studio.label_component(1, "colour", "", "+ = warmer", "fine")
     return studio
+
+
+@pytest.fixture(scope="session")
+def inception_file() -> pathlib.Path:
+    """The FID Inception-v3 archive, or a skip that says how to get it (CI fetches it first)."""
+    from training.inception import FETCH_HINT, find_inception
+
+    path = find_inception()
+    if path is None or not path.is_file():
+        pytest.skip(f"Inception-v3 weights absent: {FETCH_HINT}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def inception(inception_file):
+    """Our Inception-v3 with the real weights (loaded once per session: 87 MB)."""
+    from training.inception import load_inception
+
+    return load_inception(inception_file)

@@ -1,6 +1,8 @@
 """FID/KID math against independent references, streaming statistics, feature-net loading, end to end."""
 import functools
 import http.server
+import json
+import shutil
 import threading
 
 import numpy as np
@@ -9,14 +11,14 @@ import pytest
 import scipy.linalg
 import torch
 
-from stylegan2.download import cached_path
+from stylegan2.download import cached_path, file_sha256
 from stylegan2.networks import Generator
 from training import feature_net as fn
 from training.dataset import ImageDataset
-from training.metrics import (METRICS, FeatureNetworkUnavailable, FeatureStats, compute_metric, dataset_fingerprint,
-                              fid_from_features, frechet_distance, kid_from_features, real_feature_stats)
-
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # tests script a stand-in net
+from training.inception import InceptionV3, cached_file
+from training.metrics import (METRICS, FeatureNetworkUnavailable, FeatureStats, MetricSpec, compare_datasets,
+                              compare_halves, compute_metric, compute_metrics, dataset_fingerprint, fid_from_features,
+                              frechet_distance, kid_from_features, precision_recall, real_feature_stats)
 
 
 def random_cov(d, rng):
@@ -113,45 +115,40 @@ def test_stats_save_load_round_trip(tmp_path):
 # ----------------------------------------------------------------------------- feature network loading
 
 class TinyFeatures(torch.nn.Module):
-    """Stands in for Inception: uint8 images -> 8-d features (scriptable, with the official keyword)."""
+    """Stands in for Inception where the test is about the metric code: uint8 images -> 8-d features."""
 
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
         self.conv = torch.nn.Conv2d(3, 8, 3, stride=2)
 
-    def forward(self, images: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float() / 127.5 - 1
-        feats = torch.nn.functional.adaptive_avg_pool2d(torch.tanh(self.conv(x)), 1).flatten(1)
-        return feats if return_features else feats.softmax(dim=1)
+        return torch.nn.functional.adaptive_avg_pool2d(torch.tanh(self.conv(x)), 1).flatten(1)
 
 
-@pytest.fixture
-def scripted_net(tmp_path):
-    path = tmp_path / 'tiny-inception.pt'
-    torch.jit.save(torch.jit.script(TinyFeatures()), str(path))
-    return path
+def test_load_feature_net_from_path_env_and_fetched_file(inception_file, monkeypatch, tmp_path):
+    net = fn.load_feature_net(inception_file)
+    assert isinstance(net, InceptionV3) and net.fingerprint.endswith(file_sha256(inception_file))
+    monkeypatch.setenv(fn.INCEPTION_ENV, str(inception_file))
+    assert isinstance(fn.load_feature_net(), InceptionV3)
+    monkeypatch.delenv(fn.INCEPTION_ENV)
+    monkeypatch.setenv('AFRO_FASHION_CACHE', str(tmp_path / 'cache'))
+    cached_file().parent.mkdir(parents=True)
+    shutil.copyfile(inception_file, cached_file())  # where `python -m training.inception fetch` puts it
+    assert isinstance(fn.load_feature_net(), InceptionV3)
 
 
-def test_load_feature_net_from_path_and_env(scripted_net, monkeypatch):
-    x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
-    net = fn.load_feature_net(scripted_net)
-    torch.testing.assert_close(net(x), TinyFeatures()(x, return_features=True))
-    assert net.fingerprint == fn.file_sha256(scripted_net)
-    monkeypatch.setenv(fn.INCEPTION_ENV, str(scripted_net))
-    assert fn.load_feature_net() is not None
-
-
-def test_load_feature_net_from_local_url_caches_the_download(scripted_net, tmp_path):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(scripted_net.parent))
+def test_load_feature_net_from_local_url_caches_the_download(inception_file, tmp_path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(inception_file.parent))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/{scripted_net.name}"
+        url = f"http://127.0.0.1:{server.server_address[1]}/{inception_file.name}"
         net = fn.load_feature_net(url, cache_dir=tmp_path / 'dl')
-        assert net is not None and cached_path(url, tmp_path / 'dl').is_file()
-        assert fn.load_feature_net(url.replace(scripted_net.name, 'missing.pt'), cache_dir=tmp_path / 'dl') is None
+        assert isinstance(net, InceptionV3) and cached_path(url, tmp_path / 'dl').is_file()
+        assert fn.load_feature_net(url.replace(inception_file.name, 'missing.pt'), cache_dir=tmp_path / 'dl') is None
     finally:
         server.shutdown()
         server.server_close()
@@ -159,12 +156,13 @@ def test_load_feature_net_from_local_url_caches_the_download(scripted_net, tmp_p
 
 def test_missing_feature_net_returns_none_with_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv(fn.INCEPTION_ENV, raising=False)
+    monkeypatch.setenv('AFRO_FASHION_CACHE', str(tmp_path / 'cache'))
     assert fn.load_feature_net() is None
     assert fn.load_feature_net(tmp_path / 'nope.pt') is None
     (tmp_path / 'junk.pt').write_bytes(b'not torchscript')
     assert fn.load_feature_net(tmp_path / 'junk.pt') is None
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and all(fn.INCEPTION_ENV in line for line in lines)
+    assert len(lines) == 3 and all('python -m training.inception fetch' in line for line in lines)
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -189,10 +187,10 @@ class ArrayDataset:
 class CountingFeatures(TinyFeatures):
     calls = 0
 
-    def forward(self, images, return_features: bool = True):
+    def forward(self, images):
         assert images.dtype == torch.uint8 and images.shape[1] == 3
         CountingFeatures.calls += 1
-        return super().forward(images, return_features=True)
+        return super().forward(images)
 
 
 def tiny_generator(c_dim=0):
@@ -237,6 +235,24 @@ def test_compute_metric_end_to_end_with_cache(tmp_path):
     compute_metric('fid10k_full', tiny_generator(), dataset, net, num_gen=8, batch_size=8, cache_dir=tmp_path,
                    progress=False)
     assert len(list(tmp_path.glob('tiny-*.npz'))) == 2
+
+
+def test_cache_is_keyed_by_the_network_and_upgraded_when_features_are_needed(tmp_path):
+    rng = np.random.RandomState(16)
+    dataset = ArrayDataset(rng.randint(0, 256, (10, 3, 16, 16)).astype(np.uint8))
+    old, new = CountingFeatures(), CountingFeatures()
+    old.fingerprint, new.fingerprint = 'inception:v1:abc', 'inception:v2:abc'  # same weights, other preprocessing
+    real_feature_stats(dataset, old, batch_size=5, cache_dir=tmp_path, progress=False)
+    real_feature_stats(dataset, new, batch_size=5, cache_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob('tiny-*.npz'))) == 2
+    calls = CountingFeatures.calls
+    assert not real_feature_stats(dataset, new, batch_size=5, cache_dir=tmp_path, progress=False).keep_features
+    assert CountingFeatures.calls == calls  # FID statistics came from the cache
+    with_features = real_feature_stats(dataset, new, batch_size=5, keep_features=True, cache_dir=tmp_path,
+                                       progress=False)
+    assert with_features.features.shape == (10, 8) and CountingFeatures.calls == calls + 2  # recomputed once
+    real_feature_stats(dataset, new, batch_size=5, cache_dir=tmp_path, progress=False)  # and served both since
+    assert CountingFeatures.calls == calls + 2 and len(list(tmp_path.glob('tiny-*.npz'))) == 2
 
 
 def test_generator_that_replays_the_data_scores_zero(tmp_path):
@@ -284,14 +300,17 @@ def test_path_backed_fingerprint_reads_no_images_and_tracks_file_changes(tmp_pat
     assert dataset_fingerprint(dataset) != first
 
 
-def test_unknown_metric_and_missing_network(monkeypatch):
+def test_unknown_metric_and_missing_network(monkeypatch, tmp_path):
     dataset = ArrayDataset(np.zeros((2, 3, 16, 16), np.uint8))
     with pytest.raises(ValueError, match="fid50k_full"):
         compute_metric('fid1k', tiny_generator(), dataset, TinyFeatures())
     monkeypatch.delenv(fn.INCEPTION_ENV, raising=False)
+    monkeypatch.setenv('AFRO_FASHION_CACHE', str(tmp_path / 'cache'))
     with pytest.raises(FeatureNetworkUnavailable, match=fn.INCEPTION_ENV):
         compute_metric('fid50k_full', tiny_generator(), dataset)
-    assert set(METRICS) == {'fid50k_full', 'kid50k_full', 'fid10k', 'fid10k_full', 'kid10k_full'}
+    with pytest.raises(ValueError, match='compute_metrics'):
+        compute_metric('pr50k3_inception', tiny_generator(), dataset, TinyFeatures())
+    assert {'fid50k_full', 'kid50k_full', 'pr50k3_inception', 'fid_full', 'kid_full'} <= set(METRICS)
 
 
 def test_fingerprint_tells_apart_equal_size_samples_of_one_dataset(tmp_path):
@@ -308,3 +327,158 @@ def test_fingerprint_tells_apart_equal_size_samples_of_one_dataset(tmp_path):
     stats_a, stats_b = (real_feature_stats(d, TinyFeatures(), batch_size=6, cache_dir=tmp_path / 'cache',
                                            progress=False) for d in (a, b))
     assert not np.allclose(stats_a.mean, stats_b.mean)
+
+
+# ----------------------------------------------------------------------------- precision and recall
+
+def naive_precision_recall(real, fake, k):
+    """Kynkäänniemi et al.'s definition written as loops in float64."""
+    def dist(a, b):
+        return float(np.sqrt(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
+
+    def share_inside(manifold, probes):
+        radii = [sorted(dist(p, q) for q in manifold)[k] for p in manifold]  # [0] is the point itself
+        return sum(any(dist(x, p) <= r for p, r in zip(manifold, radii)) for x in probes) / len(probes)
+    return share_inside(real, fake), share_inside(fake, real)
+
+
+def test_precision_recall_match_naive_loops():
+    rng = np.random.RandomState(11)
+    real = rng.randn(40, 5).astype(np.float32)
+    fake = (rng.randn(30, 5) + 1).astype(np.float32)  # shifted: some fakes and some reals fall outside
+    expected = naive_precision_recall(real, fake, k=3)
+    got = precision_recall(real, fake, k=3, batch_size=7)  # batches that do not divide the sets
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert 0 < expected[0] < 1 and 0 < expected[1] < 1 and expected[0] != expected[1]
+    assert precision_recall(real, real, k=3) == (1.0, 1.0)
+    with pytest.raises(ValueError, match='more than 3'):
+        precision_recall(real[:3], fake, k=3)
+
+
+# ----------------------------------------------------------------------------- several metrics, one set of fakes
+
+def test_metrics_share_one_run_of_fakes_and_full_means_as_many_as_reals(tmp_path):
+    rng = np.random.RandomState(12)
+    dataset = ArrayDataset(rng.randint(0, 256, (24, 3, 16, 16)).astype(np.uint8))
+    net = CountingFeatures()
+    before = CountingFeatures.calls
+    results = compute_metrics(['fid10k_full', 'kid10k_full', 'pr50k3_inception'], tiny_generator(), dataset, net,
+                              num_gen=16, batch_size=8, cache_dir=tmp_path, progress=False)
+    assert CountingFeatures.calls - before == 3 + 2  # 24 reals once, 16 fakes once for all three metrics
+    assert set(results) == {'fid10k_full', 'kid10k_full', 'pr50k3_inception_precision', 'pr50k3_inception_recall'}
+    alone = compute_metric('fid10k_full', tiny_generator(), dataset, net, num_gen=16, batch_size=8,
+                           cache_dir=tmp_path, progress=False)
+    assert alone == pytest.approx(results['fid10k_full'], rel=1e-12)
+    before = CountingFeatures.calls
+    compute_metrics(['fid_full'], tiny_generator(), dataset, net, batch_size=8, cache_dir=tmp_path, progress=False)
+    assert CountingFeatures.calls - before == 3  # reals cached; 24 fakes, as many as reals
+
+
+def test_fewer_fakes_are_the_first_images_of_the_larger_run(tmp_path, monkeypatch):
+    monkeypatch.setitem(METRICS, 'fid12_full', MetricSpec('fid', 12, None, 'test'))
+    rng = np.random.RandomState(13)
+    images = rng.randint(0, 256, (20, 3, 16, 16)).astype(np.uint8)
+    net = CountingFeatures()
+    before = CountingFeatures.calls
+    both = compute_metrics(['fid_full', 'fid12_full'], Replay(images), ArrayDataset(images), net, batch_size=8,
+                           cache_dir=tmp_path, progress=False)
+    assert CountingFeatures.calls - before == 3 + 3  # 20 reals, then one run of 20 fakes (batches of 8)
+    features = net(torch.from_numpy(images)).detach().numpy()
+    assert abs(both['fid_full']) < 1e-6  # the replayed fakes are the reals
+    assert both['fid12_full'] == pytest.approx(fid_from_features(features, features[:12]), rel=1e-6)
+
+
+def test_real_vs_real_and_halves_against_direct_computation(tmp_path):
+    rng = np.random.RandomState(14)
+    a = ArrayDataset(rng.randint(0, 256, (18, 3, 16, 16)).astype(np.uint8), name='a')
+    b = ArrayDataset(rng.randint(0, 128, (14, 3, 16, 16)).astype(np.uint8), name='b')
+    net = CountingFeatures()
+    features = {d.name: net(torch.from_numpy(d.images)).detach().numpy() for d in (a, b)}
+    got = compare_datasets(['fid_full', 'kid_full'], a, b, net, batch_size=5, cache_dir=tmp_path, progress=False)
+    assert got['fid_full'] == pytest.approx(fid_from_features(features['b'], features['a']), rel=1e-5)
+    assert got['kid_full'] == pytest.approx(kid_from_features(features['b'], features['a']), rel=1e-4)
+    assert compare_datasets(['fid_full'], a, a, net, cache_dir=tmp_path, progress=False)['fid_full'] < 1e-6
+    calls = CountingFeatures.calls
+    halves = compare_halves(['fid_full'], a, net, seed=3, cache_dir=tmp_path, progress=False)
+    assert CountingFeatures.calls == calls  # the cached features of a were reused
+    order = np.random.RandomState(3).permutation(18)
+    expected = fid_from_features(features['a'][order[:9]], features['a'][order[9:]])
+    assert halves['fid_full'] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_fid_on_real_photos_is_zero_for_itself_and_grows_with_blur_and_noise(inception, tmp_path):
+    import PIL.ImageFilter
+    from conftest import CLOTHING, require
+
+    photos = sorted(require(CLOTHING).rglob('*.jpg'))[::200][:12]
+    images = [PIL.Image.open(p).convert('RGB').resize((64, 64), PIL.Image.LANCZOS) for p in photos]
+    rng = np.random.RandomState(0)
+
+    def features(pictures):
+        array = np.stack([np.asarray(im) for im in pictures]).transpose(0, 3, 1, 2)
+        with torch.no_grad():
+            return inception(torch.from_numpy(np.ascontiguousarray(array))).numpy()
+
+    def noisy(im, sigma):
+        pixels = np.asarray(im).astype(np.float64) + rng.randn(64, 64, 3) * sigma
+        return PIL.Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8))
+
+    clean = features(images)
+    blur = [fid_from_features(clean, features([i.filter(PIL.ImageFilter.GaussianBlur(r)) for i in images]))
+            for r in (0.5, 1.5, 4)]
+    noise = [fid_from_features(clean, features([noisy(i, s) for i in images])) for s in (4, 16, 48)]
+    assert fid_from_features(clean, clean) < 1e-3 * noise[0]
+    assert all(x < y for x, y in zip(blur, blur[1:])), blur
+    assert all(x < y for x, y in zip(noise, noise[1:])), noise
+
+
+# ----------------------------------------------------------------------------- calc_metrics.py
+
+def _folder(path, images):
+    path.mkdir(parents=True)
+    for i, pixels in enumerate(images):
+        PIL.Image.fromarray(pixels.transpose(1, 2, 0)).save(path / f'{i:02d}.png')
+    return path
+
+
+def test_calc_metrics_usage_errors_need_no_weights(tmp_path):
+    from click.testing import CliRunner
+
+    import calc_metrics
+    data = _folder(tmp_path / 'a', np.zeros((2, 3, 8, 8), np.uint8))
+    result = CliRunner().invoke(calc_metrics.main, ['--data', str(data), '--metrics', 'fid1k'])
+    assert result.exit_code == 2 and 'fid50k_full' in result.output and 'Traceback' not in result.output
+    result = CliRunner().invoke(calc_metrics.main, ['--data', str(data)])
+    assert result.exit_code == 2 and '--reference' in result.output
+
+
+@pytest.mark.slow
+def test_calc_metrics_real_vs_real_and_a_network(inception_file, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import calc_metrics
+    from stylegan2.checkpoint import save_checkpoint
+    monkeypatch.setenv('AFRO_FASHION_CACHE', str(tmp_path / 'cache'))
+    rng = np.random.RandomState(15)
+    a = _folder(tmp_path / 'a', rng.randint(0, 256, (5, 3, 16, 16)).astype(np.uint8))
+    b = _folder(tmp_path / 'b', np.repeat(rng.randint(0, 256, (5, 3, 4, 4)), 4, 2).repeat(4, 3).astype(np.uint8))
+    common = ['--feature-net', str(inception_file), '--batch', '5']
+    result = CliRunner().invoke(calc_metrics.main, ['--data', str(a), '--reference', str(b), '--metrics',
+                                                    'fid_full,kid_full', '--outdir', str(tmp_path / 'out'), *common])
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith('FID ') and float(last.split()[1]) > 1
+    line = json.loads((tmp_path / 'out' / 'metric-fid_full.jsonl').read_text().splitlines()[-1])
+    assert line['metric'] == 'fid_full' and line['results']['fid_full'] == pytest.approx(float(last.split()[1]), 1e-3)
+    assert 'kid_full' in json.loads((tmp_path / 'out' / 'metric-kid_full.jsonl').read_text())['results']
+
+    run = tmp_path / 'run'
+    run.mkdir()
+    save_checkpoint(run / 'network-snapshot-000001.safetensors', G_ema=tiny_generator())
+    result = CliRunner().invoke(calc_metrics.main, ['--network', str(run / 'network-snapshot-000001.safetensors'),
+                                                    '--data', str(a), '--metrics', 'fid_full', '--num-gen', '4',
+                                                    *common])
+    assert result.exit_code == 0, result.output
+    line = json.loads((run / 'metric-fid_full.jsonl').read_text())  # beside the network: its folder is writable
+    assert line['results']['fid_full'] > 0 and line['num_gen'] == 4

@@ -121,6 +121,9 @@ def test_dry_run_prints_the_resolved_options_and_writes_nothing(tmp_path):
     opts = json.loads(result.output[: result.output.rindex("}") + 1])
     assert opts["batch"] == 64 and opts["loss"]["r1_gamma"] == 3 and opts["resolution"] == 32
     assert "00000-data-paper2561-ada" in result.output and not (tmp_path / "runs").exists()
+    assert opts["metrics"] == (["fid50k_full"] if torch.cuda.is_available() else ["fid2k_full", "kid2k_full"])
+    result = run_cli(["--outdir", tmp_path / "runs", "--data", data, "--cpu", "--dry-run"])  # --metrics auto
+    assert json.loads(result.output[: result.output.rindex("}") + 1])["metrics"] == ["fid2k_full", "kid2k_full"]
 
 
 def dry_run_options(output: str) -> dict:
@@ -256,11 +259,11 @@ def test_metrics_are_computed_at_snapshots_or_skipped_with_one_line(tmp_path, mo
     assert result.exit_code == 0 and "will be skipped" in result.output
     assert read_stats(only_run(tmp_path / "skip"))[-1]["metrics"] == {}
 
-    real_compute = loop.compute_metric
+    real_compute = loop.compute_metrics
     monkeypatch.setattr(loop, "load_feature_net", lambda source, device: TinyFeatures())
-    monkeypatch.setattr(loop, "compute_metric", lambda *a, **k: real_compute(*a, num_gen=64, **k))
+    monkeypatch.setattr(loop, "compute_metrics", lambda *a, **k: real_compute(*a, num_gen=64, **k))
     result = run_cli(["--outdir", tmp_path / "with", *args])
     assert result.exit_code == 0, result.output
     metrics = read_stats(only_run(tmp_path / "with"))[-1]["metrics"]
     assert set(metrics) == {"fid10k_full", "kid10k_full"} and metrics["fid10k_full"] > 0
-    assert "Metric fid10k_full at 0.008 kimg" in result.output
+    assert "Metric fid10k_full at 0.008 kimg" in result.output and "Metrics took" in result.output

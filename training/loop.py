@@ -28,7 +28,7 @@ from training.config import TrainingOptions
 from training.dataset import ImageDataset
 from training.feature_net import load_feature_net
 from training.loss import StyleGAN2Loss
-from training.metrics import compute_metric
+from training.metrics import compute_metrics
 
 
 class TrainingDiverged(RuntimeError):
@@ -269,11 +269,13 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                         lambda path: save_checkpoint(path, G=G, D=D, G_ema=G_ema, meta=meta),
                         keep=opts.keep)
                     # Metrics come last: a kill during a long FID must not cost the snapshot.
-                    record["metrics"] = {name: compute_metric(name, G_ema, dataset, feature_net=feature_net,
-                                                              device=device, seed=opts.seed)
-                                         for name in opts.metrics} if feature_net is not None else {}
+                    metrics_start = time.time()
+                    record["metrics"] = compute_metrics(opts.metrics, G_ema, dataset, feature_net=feature_net,
+                                                        device=device, seed=opts.seed) if feature_net is not None else {}
                     for name, value in record["metrics"].items():
                         log(f"Metric {name} at {cur_nimg / 1000:g} kimg: {value:.4f}")
+                    if record["metrics"]:
+                        log(f"Metrics took {time.time() - metrics_start:.0f} s")
         if is_main:
             append_stats(run_dir / "stats.jsonl", record)
             if tensorboard is not None:

@@ -1,11 +1,12 @@
-"""FID and KID between a generator and a dataset, with StyleGAN2-ADA's conventions.
+"""FID, KID and precision/recall between a generator (or an image set) and a dataset, StyleGAN2-ADA's way.
 
-FID (Heusel et al. 2017) is the Fréchet distance between Gaussians fitted to feature-network
-activations of real and generated images; KID (Bińkowski et al. 2018) is the unbiased MMD²
-with the cubic polynomial kernel k(x, y) = (x·y / d + 1)³, averaged over random subsets.
-Feature statistics stream in float64 (mean/covariance merged batch by batch), so 50k images
-never sit in memory for FID; KID keeps the float32 features because it resamples them.
-Real-image statistics are cached on disk, keyed by a dataset fingerprint and the network.
+FID (Heusel et al. 2017) is the Fréchet distance between Gaussians fitted to Inception-v3 pool
+features of real and generated images; KID (Bińkowski et al. 2018) is the unbiased MMD² with the
+cubic polynomial kernel k(x, y) = (x·y / d + 1)³, averaged over random subsets; improved precision
+and recall (Kynkäänniemi et al. 2019) count the samples that fall inside the other set's k-NN balls.
+Feature statistics stream in float64 (mean/covariance merged batch by batch), so 50k images never
+sit in memory for FID; KID and precision/recall keep the float32 features.
+Real-image features are cached on disk, keyed by a dataset fingerprint and the network's.
 """
 from __future__ import annotations
 
@@ -29,18 +30,28 @@ class FeatureNetworkUnavailable(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class MetricSpec:
-    kind: str             # 'fid' or 'kid'
-    num_gen: int          # generated images
+    kind: str             # 'fid', 'kid' or 'pr'
+    num_gen: int | None   # generated images; None = as many as the reals measured
     max_real: int | None  # real images; None = the whole dataset ("_full")
+    about: str
 
 
 METRICS: dict[str, MetricSpec] = {
-    'fid50k_full': MetricSpec('fid', 50_000, None),
-    'kid50k_full': MetricSpec('kid', 50_000, None),
-    'fid10k': MetricSpec('fid', 10_000, 10_000),
-    'fid10k_full': MetricSpec('fid', 10_000, None),
-    'kid10k_full': MetricSpec('kid', 10_000, None),
+    'fid50k_full': MetricSpec('fid', 50_000, None, "FID, 50k fakes vs all reals (the published protocol)"),
+    'kid50k_full': MetricSpec('kid', 50_000, None, "KID, 50k fakes vs all reals (published protocol)"),
+    'pr50k3_inception': MetricSpec('pr', 50_000, None, "precision/recall (k=3), 50k fakes vs all reals, on "
+                                   "Inception features: NOT comparable with the official VGG16 pr50k3_full"),
+    'fid10k': MetricSpec('fid', 10_000, 10_000, "FID, 10k fakes vs 10k reals (quick)"),
+    'fid10k_full': MetricSpec('fid', 10_000, None, "FID, 10k fakes vs all reals (quick)"),
+    'kid10k_full': MetricSpec('kid', 10_000, None, "KID, 10k fakes vs all reals (quick)"),
+    'fid2k_full': MetricSpec('fid', 2_000, None, "FID, 2k fakes vs all reals (CPU training default; biased "
+                             "upwards, compare only with itself)"),
+    'kid2k_full': MetricSpec('kid', 2_000, None, "KID, 2k fakes vs all reals (CPU training default; unbiased)"),
+    'fid_full': MetricSpec('fid', None, None, "FID, as many fakes as reals (small data sets; real vs real)"),
+    'kid_full': MetricSpec('kid', None, None, "KID, as many fakes as reals (small data sets; real vs real)"),
 }
+GPU_DEFAULT = ['fid50k_full']
+CPU_DEFAULT = ['fid2k_full', 'kid2k_full']  # one set of 2k fakes serves both
 
 
 # ----------------------------------------------------------------------------- streaming statistics
@@ -191,6 +202,31 @@ def kid_from_features(real: FeatureStats | np.ndarray, fake: FeatureStats | np.n
     return float(total / num_subsets)
 
 
+def precision_recall(real: FeatureStats | np.ndarray, fake: FeatureStats | np.ndarray, k: int = 3,
+                     batch_size: int = 1000) -> tuple[float, float]:
+    """Improved precision and recall: the share of fakes inside the real manifold, and of reals inside the fake one.
+
+    A manifold is the union of balls around its points, each as wide as the distance to the
+    point's k-th nearest neighbour in the same set (the point itself not counted); a probe is
+    inside when it lies in at least one ball (distance <= radius).
+    """
+    real = torch.as_tensor(real.features if isinstance(real, FeatureStats) else np.asarray(real)).float()
+    fake = torch.as_tensor(fake.features if isinstance(fake, FeatureStats) else np.asarray(fake)).float()
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"feature sizes differ: {real.shape[1]} vs {fake.shape[1]}")
+    if min(len(real), len(fake)) <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} real and {k} generated samples")
+
+    def covered(manifold: torch.Tensor, probes: torch.Tensor) -> float:
+        radii = torch.cat([torch.cdist(manifold[i:i + batch_size], manifold).kthvalue(k + 1, dim=1).values
+                           for i in range(0, len(manifold), batch_size)])
+        inside = [(torch.cdist(probes[i:i + batch_size], manifold) <= radii).any(dim=1)
+                  for i in range(0, len(probes), batch_size)]
+        return torch.cat(inside).double().mean().item()
+
+    return covered(real, fake), covered(fake, real)
+
+
 # ----------------------------------------------------------------------------- features of images
 
 def _to_feature_input(images: torch.Tensor) -> torch.Tensor:
@@ -199,11 +235,11 @@ def _to_feature_input(images: torch.Tensor) -> torch.Tensor:
 
 
 def dataset_fingerprint(dataset) -> str:
-    """A hash that changes when the dataset's images or labels do.
+    """A hash that changes when the dataset's images do (not its labels: features see only pixels).
 
     Datasets backed by a `path` hash its file names, sizes and modification times, plus which of its
-    images are selected (`image_names`, e.g. a --max-size sample) and the labels (cheap); others hash
-    every image's bytes (one full read).
+    images are selected (`image_names`, e.g. a --max-size sample), cheaply; others hash every image's
+    bytes (one full read). So the conditional and unconditional views of one data set share a cache entry.
     """
     digest = hashlib.sha256(f"{type(dataset).__qualname__}|{getattr(dataset, 'name', '')}|{len(dataset)}".encode())
     path = getattr(dataset, 'path', None)
@@ -214,9 +250,6 @@ def dataset_fingerprint(dataset) -> str:
             st = f.stat()
             digest.update(f"{f.relative_to(path.parent)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         digest.update("\n".join(getattr(dataset, 'image_names', [])).encode())
-        labels = getattr(dataset, 'labels', None)
-        if labels is not None:
-            digest.update(np.ascontiguousarray(labels, dtype=np.float32).tobytes())
     else:
         for i in range(len(dataset)):
             digest.update(np.ascontiguousarray(dataset[i][0]).tobytes())
@@ -236,14 +269,21 @@ def real_feature_stats(dataset, feature_net: torch.nn.Module, max_real: int | No
                        device: str | torch.device = 'cpu', keep_features: bool = False,
                        cache_dir: str | os.PathLike | None = None, progress: bool = True,
                        workers: int = 0) -> FeatureStats:
-    """Feature statistics of the dataset's images, from the cache when the same dataset and network were seen."""
+    """Feature statistics of the dataset's images, from the cache when the same dataset and network were seen.
+
+    The key is the dataset's fingerprint, the network's (our Inception's includes its weights'
+    sha256 and the preprocessing version) and the image count. An entry that kept the features
+    serves both kinds of request; one without them is recomputed when features are wanted.
+    """
     indices = _real_subset(dataset, max_real)
     key = hashlib.sha256(f"{dataset_fingerprint(dataset)}|{feature_net_fingerprint(feature_net)}|"
-                         f"{len(indices)}|{keep_features}".encode()).hexdigest()[:20]
+                         f"{len(indices)}".encode()).hexdigest()[:20]
     cache_file = pathlib.Path(cache_dir or cache_root() / 'metrics') / f"{getattr(dataset, 'name', 'dataset')}-{key}.npz"
     if cache_file.is_file():
         try:
-            return FeatureStats.load(cache_file)
+            cached = FeatureStats.load(cache_file)
+            if cached.keep_features or not keep_features:
+                return cached
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache entry: recompute and overwrite it
     stats = FeatureStats(keep_features)
@@ -294,31 +334,98 @@ def generated_feature_stats(G, dataset, feature_net: torch.nn.Module, num_gen: i
     return stats
 
 
-def compute_metric(name: str, G, dataset, feature_net: torch.nn.Module | None = None, num_gen: int | None = None,
-                   batch_size: int = 64, device: str | torch.device = 'cpu', cache_dir: str | os.PathLike | None = None,
-                   progress: bool = True, seed: int = 0) -> float:
-    """One metric of METRICS for generator G against `dataset` (lower is better).
+def _specs(names: list[str]) -> list[MetricSpec]:
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
+    return [METRICS[n] for n in names]
 
-    `feature_net` defaults to `load_feature_net()` (env AFRO_FASHION_INCEPTION); if none can
-    be found FeatureNetworkUnavailable is raised so the caller can skip the metric.
-    `num_gen` overrides the metric's generated-image count (quick looks; not comparable).
-    """
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
-    spec = METRICS[name]
+
+def _require_net(feature_net, device, names) -> torch.nn.Module:
     if feature_net is None:
         feature_net = load_feature_net(device=device)
         if feature_net is None:
-            raise FeatureNetworkUnavailable(f"no feature network for {name}: {HOW_TO}")
+            raise FeatureNetworkUnavailable(f"no feature network for {', '.join(names)}: {HOW_TO}")
+    return feature_net.eval()
+
+
+def _values(name: str, kind: str, real: FeatureStats, fake: FeatureStats) -> dict[str, float]:
+    if kind == 'fid':
+        return {name: fid_from_features(real, fake)}
+    if kind == 'kid':
+        return {name: kid_from_features(real, fake)}
+    precision, recall = precision_recall(real, fake)
+    return {f'{name}_precision': precision, f'{name}_recall': recall}
+
+
+def _prefix(stats: FeatureStats, n: int) -> FeatureStats:
+    """The statistics of the first n samples of a run that kept its features."""
+    return stats if n == stats.count else FeatureStats.of(stats.features[:n], keep_features=True)
+
+
+def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module | None = None,
+                    num_gen: int | None = None, batch_size: int = 64, device: str | torch.device = 'cpu',
+                    cache_dir: str | os.PathLike | None = None, progress: bool = True, seed: int = 0,
+                    truncation_psi: float = 1.0) -> dict[str, float]:
+    """Metrics of METRICS for generator G against `dataset` (FID/KID: lower is better), by result name.
+
+    One run of fakes (its largest count) serves every metric: smaller counts use its first
+    images, so `fid2k_full,kid2k_full` costs one set of 2k fakes. `feature_net` defaults to
+    `load_feature_net()`; without one FeatureNetworkUnavailable is raised so the caller can skip.
+    `num_gen` overrides every metric's fake count (quick looks; not comparable).
+    Precision/recall report `<name>_precision` and `<name>_recall`.
+    """
+    specs = _specs(names)
     if len(dataset) == 0:
         raise ValueError(f"dataset {getattr(dataset, 'name', '')!r} is empty")
-    keep = spec.kind == 'kid'
-    was_training = feature_net.training
-    feature_net.eval()
-    try:
-        real = real_feature_stats(dataset, feature_net, spec.max_real, batch_size, device, keep, cache_dir, progress)
-        fake = generated_feature_stats(G, dataset, feature_net, num_gen or spec.num_gen, batch_size, device, keep,
-                                       seed, progress=progress)
-    finally:
-        feature_net.train(was_training)
-    return fid_from_features(real, fake) if spec.kind == 'fid' else kid_from_features(real, fake)
+    net = _require_net(feature_net, device, names)
+    keep = any(spec.kind != 'fid' for spec in specs)
+    reals = {max_real: real_feature_stats(dataset, net, max_real, batch_size, device, keep, cache_dir, progress)
+             for max_real in {spec.max_real for spec in specs}}
+    counts = [num_gen or spec.num_gen or reals[spec.max_real].count for spec in specs]
+    fakes = generated_feature_stats(G, dataset, net, max(counts), batch_size, device, keep or len(set(counts)) > 1,
+                                    seed, truncation_psi, progress)
+    results: dict[str, float] = {}
+    for name, spec, count in zip(names, specs, counts):
+        results.update(_values(name, spec.kind, reals[spec.max_real], _prefix(fakes, count)))
+    return results
+
+
+def compute_metric(name: str, G, dataset, feature_net: torch.nn.Module | None = None, **kwargs) -> float:
+    """One FID or KID value (see compute_metrics for the arguments)."""
+    if name in METRICS and METRICS[name].kind == 'pr':
+        raise ValueError(f"{name} has two values (precision, recall): use compute_metrics")
+    return compute_metrics([name], G, dataset, feature_net, **kwargs)[name]
+
+
+def compare_datasets(names: list[str], data, reference, feature_net: torch.nn.Module | None = None,
+                     batch_size: int = 64, device: str | torch.device = 'cpu',
+                     cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, float]:
+    """Real vs real: every image of `data` in the place of the fakes, against `reference` (both cached)."""
+    specs = _specs(names)
+    net = _require_net(feature_net, device, names)
+    keep = any(spec.kind != 'fid' for spec in specs)
+    probe = real_feature_stats(data, net, None, batch_size, device, keep, cache_dir, progress)
+    reals = {max_real: real_feature_stats(reference, net, max_real, batch_size, device, keep, cache_dir, progress)
+             for max_real in {spec.max_real for spec in specs}}
+    results: dict[str, float] = {}
+    for name, spec in zip(names, specs):
+        results.update(_values(name, spec.kind, reals[spec.max_real], probe))
+    return results
+
+
+def compare_halves(names: list[str], dataset, feature_net: torch.nn.Module | None = None, seed: int = 0,
+                   batch_size: int = 64, device: str | torch.device = 'cpu',
+                   cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, float]:
+    """The floor that sample size sets: one random half of the dataset against the other (cached features)."""
+    specs = _specs(names)
+    net = _require_net(feature_net, device, names)
+    stats = real_feature_stats(dataset, net, None, batch_size, device, True, cache_dir, progress)
+    order = np.random.RandomState(seed).permutation(stats.count)
+    half = stats.count // 2
+    features = stats.features
+    first, second = (FeatureStats.of(features[order[a:b]], keep_features=True) for a, b in ((0, half), (half, 2 * half)))
+    results: dict[str, float] = {}
+    for name, spec in zip(names, specs):
+        results.update(_values(name, spec.kind, first, second))
+    return results
