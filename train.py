@@ -124,7 +124,7 @@ def main(ctx, outdir, data, gpus, nodes, rendezvous, rendezvous_timeout, max_res
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
     outdir = pathlib.Path(outdir)
-    if nodes > 1 and not distributed.launched_by_torchrun():
+    if nodes > 1 and not distributed.launched_by_torchrun() and not dry_run:
         sys.exit(launch_node(rendezvous, nodes, gpus, rendezvous_timeout, max_restarts))
     processes = gpus * nodes
     dist, shared_snapshot = None, None

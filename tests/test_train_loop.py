@@ -239,8 +239,8 @@ def test_tiny_preset_is_narrow_and_short():
     from training.config import resolve_options
     opts = resolve_options(data="d", resolution=64, num_channels=3, label_dim=0, dataset_name="d", cfg="tiny")
     syn = opts.G_kwargs["synthesis_kwargs"]
-    assert (syn["channel_base"], syn["channel_max"], opts.D_kwargs["channel_max"]) == (2048, 64, 64)
-    assert opts.batch == 8 and opts.kimg <= 20 and opts.G_kwargs["mapping_kwargs"]["num_layers"] == 2
+    assert (syn["channel_base"], syn["channel_max"], opts.D_kwargs["channel_max"]) == (1024, 32, 32)
+    assert opts.batch == 8 and opts.kimg == 10 and opts.G_kwargs["mapping_kwargs"]["num_layers"] == 2
     assert resolve_options(data="d", resolution=64, num_channels=3, label_dim=0, dataset_name="d", cfg="tiny",
                            overrides=train.Overrides(cmax=32)).G_kwargs["synthesis_kwargs"]["channel_max"] == 32
     assert "--cfg tiny" in (pathlib.Path(train.__file__).parent / "README.md").read_text()

@@ -38,7 +38,7 @@ PUBLISHED_CFGS: dict[str, CfgSpec] = {
     "paper1024": CfgSpec(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=2, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
     "cifar": CfgSpec(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
     # Not published: a first run on a CPU in minutes (narrow layers, short), to see the whole path work.
-    "tiny": CfgSpec(ref_gpus=1, kimg=20, mb=8, mbstd=4, fmaps=2048 / 32768, lrate=0.0025, gamma=0.01, ema=2, ramp=0.05, map=2, cmax=64),
+    "tiny": CfgSpec(ref_gpus=1, kimg=10, mb=8, mbstd=4, fmaps=1024 / 32768, lrate=0.0025, gamma=0.1, ema=2, ramp=0.05, map=2, cmax=32),
 }
 CFG_NAMES = ["auto", *PUBLISHED_CFGS, "t4", "a100"]
 
