@@ -115,8 +115,8 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 @click.option("--cpu", is_flag=True, help="Train on the CPU even if a GPU is present.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads per process. [the node's cores / processes on it]")
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
-def main(ctx, outdir, data, gpus, nodes, rendezvous, rendezvous_timeout, max_restarts, cfg, cond, mirror, kimg, batch, batch_gpu, gamma, lr, ema, cbase, cmax, map_layers,
-         zdim, mbstd_group, fp16_res, aug, p, target, augpipe, resume, freezed, tick, snap, keep, metrics, feature_net, fp32,
+def main(ctx, outdir, data, gpus, nodes, rendezvous, rendezvous_timeout, max_restarts, cfg, cond, mirror, kimg, batch,
+         batch_gpu, gamma, lr, ema, cbase, cmax, map_layers, zdim, mbstd_group, fp16_res, aug, p, target, augpipe, resume, freezed, tick, snap, keep, metrics, feature_net, fp32,
          allow_tf32, deterministic, seed, workers, cpu, threads, dry_run):
     from training import distributed
 
