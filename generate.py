@@ -19,7 +19,8 @@ import torch
 from projection import latent
 from stylegan2.checkpoint import load_network
 from stylegan2.legacy import NetworkLoadError
-from stylegan2.render import class_labels, image_grid, parse_seeds, resolve_class, seed_z, to_pil, to_uint8
+from stylegan2.render import (class_choices, class_labels, image_grid, parse_seeds, resolve_class, seed_z, to_pil,
+                              to_uint8)
 
 
 def _seeds_option(ctx, param, value):
@@ -105,7 +106,8 @@ def _classes_to_render(G, value: str | None, class_names) -> list[tuple[str, tor
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--class") from e
     if G.c_dim and class_idx is None:
-        raise click.UsageError(f"this network is conditional: pass --class 0-{G.c_dim - 1} (or all)")
+        raise click.UsageError(f"this network is conditional: pass --class with "
+                               f"{class_choices(G.c_dim, class_names, allow_all=True)}")
     if not G.c_dim and class_idx is not None:
         click.echo("warning: --class is ignored for an unconditional network", err=True)
         class_idx = None

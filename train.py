@@ -25,6 +25,7 @@ import json
 import os
 import pathlib
 import re
+import socket
 import subprocess
 import sys
 
@@ -39,6 +40,8 @@ from training.metrics import CPU_DEFAULT, GPU_DEFAULT, METRICS
 # May change on --resume latest. `data` too, so a run can move between machines (Colab -> laptop); it must be
 # the same dataset (the loop checks resolution, channels and labels).
 RESUMABLE_AFTER_RUN = ("kimg", "snap", "tick", "keep", "metrics", "feature_net", "workers", "data")
+# May differ between the nodes of one run (each node's own path and cores); everything else must agree.
+NODE_LOCAL_OPTIONS = ("data", "dataset_name", "workers")
 
 
 def parse_metrics(text: str, on_gpu: bool) -> list[str]:
@@ -69,7 +72,11 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 # where
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Folder for numbered run folders.")
 @click.option("--data", type=click.Path(exists=True), help="Dataset: dataset_tool.py zip, official layout, or folder of square images.")
-@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (GPUs); >1 launches torchrun. With --resume latest, moves the run to this many.")
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (GPUs) per node; >1 launches torchrun. With --resume latest, moves the run to this many. [under torchrun: its world size]")
+@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True, help="Machines. >1 with --rendezvous: run the same command on every node; train.py starts torchrun (c10d) there.")
+@click.option("--rendezvous", metavar="HOST:PORT", help="Rendezvous for --nodes > 1: the first node's address and a free port (e.g. 10.0.0.1:29500).")
+@click.option("--rendezvous-timeout", type=click.FloatRange(min=0, min_open=True), default=600, show_default=True, help="Seconds to wait for every node to join (and for this node to reach --rendezvous).")
+@click.option("--max-restarts", type=click.IntRange(min=0), default=3, show_default=True, help="With --nodes: torchrun restarts the group after a process or node fails; it resumes from the newest snapshot exactly.")
 # what
 @click.option("--cfg", type=click.Choice(CFG_NAMES), default="auto", show_default=True, help="Hyper-parameter preset.")
 @click.option("--cond", is_flag=True, help="Condition on the dataset's class labels (dataset.json).")
@@ -108,33 +115,51 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 @click.option("--allow-tf32", is_flag=True, help="Allow TF32 matmuls/convolutions on Ampere+ (off, like the paper).")
 @click.option("--deterministic", is_flag=True, help="Reproducible bit for bit (slower): deterministic kernels, no autotuning.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--workers", type=click.IntRange(min=0), default=3, show_default=True, help="DataLoader worker processes.")
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader worker processes per training process. [GPU: up to 3 while the node has cores to spare; CPU: 0]")
 @click.option("--cpu", is_flag=True, help="Train on the CPU even if a GPU is present.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads per process. Small networks on a busy CPU often run much faster with 1-2.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads per process. [the node's cores / processes on it]")
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
-def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gamma, lr, ema, cbase, cmax, map_layers,
-         zdim, mbstd_group, fp16_res, aug, p, target, augpipe, ada_kimg, ema_rampup, resume, freezed, tick, snap, keep, metrics, feature_net, fp32,
+def main(ctx, outdir, data, gpus, nodes, rendezvous, rendezvous_timeout, max_restarts, cfg, cond, mirror, kimg, batch,
+         batch_gpu, gamma, lr, ema, cbase, cmax, map_layers, zdim, mbstd_group, fp16_res, aug, p, target, augpipe,
+         ada_kimg, ema_rampup, resume, freezed, tick, snap, keep, metrics, feature_net, fp32,
          allow_tf32, deterministic, seed, workers, cpu, threads, dry_run):
     import torch
 
     from training import distributed
 
     metrics = parse_metrics(metrics, on_gpu=torch.cuda.is_available() and not cpu)
-    if threads is not None:
-        torch.set_num_threads(threads)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
     outdir = pathlib.Path(outdir)
+    if nodes > 1 and not distributed.launched_by_torchrun() and not dry_run:
+        sys.exit(launch_node(rendezvous, nodes, gpus, rendezvous_timeout, max_restarts))
+    processes = gpus * nodes
+    dist, shared_snapshot = None, None
+    if distributed.launched_by_torchrun():
+        # Join the group first: which snapshot to continue, and whether the nodes agree, are group decisions.
+        if not (explicitly_given(ctx, "gpus") or explicitly_given(ctx, "nodes")):
+            processes = distributed.torchrun_world_size()
+        dist = join_group(processes, cpu)
+        resume, shared_snapshot = resume_after_restart(dist, outdir, resume)
+    import torch
+    on_cuda = torch.cuda.is_available() and not cpu
+    local_processes = dist.local_world_size if dist else 1
+    if threads is None and not on_cuda:
+        threads = distributed.cores_per_process(local_processes)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if workers is None:
+        workers = distributed.default_workers(on_cuda, local_processes)
     resume_snapshot, resume_network = None, None
     if resume == "latest":
         opts, run_dir, resume_snapshot = options_for_latest(ctx, outdir, kimg=kimg, snap=snap, tick=tick, keep=keep,
                                                             metrics=metrics, feature_net=feature_net, workers=workers,
-                                                            data=data, gpus=gpus)
+                                                            data=data, gpus=processes, snapshot=shared_snapshot)
     else:
         if data is None:
             raise click.UsageError("--data is required (except with --resume latest)")
         opts, resume_network = options_for_new_run(
-            data=data, fetch=not dry_run, cfg=cfg, gpus=gpus, cond=cond, mirror=mirror, resume=resume, freezed=freezed,
+            data=data, fetch=not dry_run, cfg=cfg, gpus=processes, cond=cond, mirror=mirror, resume=resume, freezed=freezed,
             overrides=Overrides(batch=batch, batch_gpu=batch_gpu, gamma=gamma, kimg=kimg, lr=lr, ema=ema, cbase=cbase,
                                 cmax=cmax, map=map_layers, zdim=zdim, mbstd_group=mbstd_group, fp16_res=fp16_res,
                                 ada_kimg=ada_kimg, ema_rampup=ema_rampup),
@@ -142,39 +167,160 @@ def main(ctx, outdir, data, gpus, cfg, cond, mirror, kimg, batch, batch_gpu, gam
             feature_net=feature_net, seed=seed,
             workers=workers, fp32=fp32, allow_tf32=allow_tf32, deterministic=deterministic)
         run_dir = None
+    opts.workers = workers  # this node's choice, also on resume (cores differ between machines)
     if dry_run:
         click.echo(opts.to_json())
         where = run_dir or next_run_dir(outdir, describe(opts))
         click.echo(f"Run folder would be: {where}" + (" (continuing it)" if resume_snapshot else ""))
+        suggest_cpu_layout(opts, on_cuda, threads, explicitly_given(ctx, "threads"))
         return
-    if opts.gpus > 1 and not distributed.launched_by_torchrun():
+    if dist is None and opts.gpus > 1:
         # Re-launch ourselves under torchrun, one process per GPU; its exit code is ours.
         cmd = distributed.torchrun_command(opts.gpus, [os.path.abspath(__file__), *sys.argv[1:]])
         click.echo(f"Launching: {' '.join(cmd)}")
         sys.exit(subprocess.call(cmd))
-
-    dist = distributed.init_distributed(opts.gpus, force_cpu=cpu)
+    if dist is None:
+        dist = join_group(opts.gpus, cpu)
+    elif opts.gpus != dist.world_size:
+        raise click.UsageError(f"torchrun started {dist.world_size} processes but this run needs {opts.gpus} "
+                               f"(--gpus x --nodes, or the run being continued); make them agree")
+    if dist.is_main:
+        suggest_cpu_layout(opts, on_cuda, threads, explicitly_given(ctx, "threads"))
     try:
+        check_nodes_agree(opts, dist)
         if run_dir is None:
             if dist.is_main:
                 run_dir = next_run_dir(outdir, describe(opts))
                 run_dir.mkdir(parents=True, exist_ok=False)
                 write_options(run_dir, opts)
-            run_dir = pathlib.Path(distributed.all_gather_objects(str(run_dir))[0])
+            run_dir = outdir / pathlib.Path(distributed.all_gather_objects(str(run_dir))[0]).name
         elif dist.is_main:
             drop_stats_after(run_dir / "stats.jsonl", resume_snapshot.kimg)
             write_options(run_dir, opts)
-        log = make_logger(run_dir / "log.txt") if dist.is_main else None
+        click.echo(f"{dist.tag}: {socket.gethostname()}, device {dist.device}, {opts.workers} data-loader "
+                   f"workers, {torch.get_num_threads()} threads")
+        prefix = f"[node {dist.node} rank {dist.rank}] " if dist.num_nodes > 1 else ""
+        log = make_logger(run_dir / "log.txt", prefix) if dist.is_main else None
         if dist.is_main:
             log(f"Run folder: {run_dir}")
+            if dist.world_size > 1:
+                log(f"{dist.world_size} processes on {dist.num_nodes} node(s); rank 0 writes this folder")
         from training.loop import TrainingDiverged, training_loop
         try:
             training_loop(opts, run_dir, dist, resume_network=resume_network, resume_snapshot=resume_snapshot,
                           **({"log": log} if log else {}))
         except TrainingDiverged as exc:
             raise click.ClickException(str(exc)) from exc
+    except distributed.DistributedSetupError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         distributed.shutdown_distributed()
+
+
+def join_group(processes: int, cpu: bool):
+    from training import distributed
+    try:
+        return distributed.init_distributed(processes, force_cpu=cpu)
+    except (distributed.DistributedSetupError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def resume_after_restart(dist, outdir: pathlib.Path, resume: str | None):
+    """Under torchrun: share the newest snapshot with every node, and continue from it after a restart.
+
+    torchrun --max-restarts starts the same command again after a process or node failed; any rank's
+    restart count > 0 turns it into `--resume latest` (when a snapshot exists), so the group goes on
+    exactly from the newest complete snapshot on any node's disk instead of starting over.
+    """
+    from training import distributed
+    from training.snapshot import share_newest_snapshot
+    restarted = max(distributed.all_gather_objects(distributed.restart_count()))
+    if resume != "latest" and not restarted:
+        return resume, None
+    snap = share_newest_snapshot(outdir, dist, distributed.all_gather_objects, distributed.broadcast_object)
+    if snap is None:
+        if resume == "latest":
+            raise click.ClickException(f"--resume latest: no complete snapshot in any run folder of {outdir} "
+                                       f"on any node")
+        if dist.is_main:
+            click.echo(f"Restart {restarted}: no snapshot yet, so the run starts over")
+        return resume, None
+    if resume != "latest" and dist.is_main:
+        click.echo(f"Restart {restarted} of the process group: continuing from {snap.network_path.name} exactly")
+    return "latest", snap
+
+
+def launch_node(rdzv: str | None, nodes: int, gpus: int, timeout_s: float, max_restarts: int) -> int:
+    """Run torchrun for this node of a multi-node run; turn rendezvous failures into one clear message."""
+    from training import distributed
+    if not rdzv:
+        raise click.UsageError("--nodes > 1 needs --rendezvous HOST:PORT: the first node's address and a free port, "
+                               "the same on every node")
+    try:
+        host, port = distributed.parse_endpoint(rdzv)
+        if not distributed.is_local_address(host):
+            distributed.wait_for_endpoint(host, port, timeout_s)
+    except (ValueError, distributed.DistributedSetupError) as exc:
+        raise click.ClickException(str(exc)) from None
+    cmd = distributed.multinode_torchrun_command(nodes=nodes, nproc=gpus, endpoint=rdzv, max_restarts=max_restarts,
+                                                 timeout_s=timeout_s, argv=[os.path.abspath(__file__), *sys.argv[1:]])
+    click.echo(f"Launching: {' '.join(cmd)}")
+    # A fresh store for each rendezvous round: torchrun otherwise keeps one across restarts, and a restarted
+    # process could read a dead one's address from it (seen: restarts failing with "connection refused").
+    env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", **os.environ}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace", env=env)
+    timed_out, explained, held_back = False, False, 0
+    for line in proc.stderr:  # pass torchrun's messages through, watching for a rendezvous failure
+        timed_out |= "RendezvousTimeoutError" in line or "RendezvousConnectionError" in line
+        explained |= line.startswith("Error: ")
+        if held_back or (explained and re.match(r"Traceback|[EWI]\d{4} ", line)):
+            held_back += 1  # torchrun's own report about a process that already said what to fix
+            continue
+        sys.stderr.write(line)
+    code = proc.wait()
+    if held_back:
+        click.echo(f"(torchrun's report on the failed process, {held_back} lines, is left out: the error above "
+                   f"says what to fix)", err=True)
+    if code and timed_out:
+        click.echo(f"error: the rendezvous at {host}:{port} did not complete within {timeout_s:g} s: not all "
+                   f"{nodes} nodes joined. Start the same command on every node (each with --nodes {nodes} "
+                   f"--rendezvous {host}:{port}), check that they reach {host}:{port}, or raise --rendezvous-timeout", err=True)
+    return code
+
+
+def check_nodes_agree(opts: TrainingOptions, dist) -> None:
+    """Every rank must train the same thing: compare the resolved options, code and dataset at start."""
+    from training import distributed
+    from training.dataset import ImageDataset
+    if dist.world_size == 1:
+        return
+    comparable = {k: v for k, v in json.loads(opts.to_json()).items() if k not in NODE_LOCAL_OPTIONS}
+    dataset = ImageDataset(opts.data, use_labels=opts.cond, xflip=opts.mirror).fingerprint()
+    distributed.check_same_on_all_ranks(
+        "training options, code and dataset",
+        {**comparable, "code": code_version(), **{f"dataset {k}": v for k, v in dataset.items()}}, dist,
+        "Start every node with the same train.py options and the same version of this code, reading the same "
+        "dataset (copy the same file to each node, or use shared storage).")
+
+
+def code_version() -> str:
+    """sha256 of this checkout's Python sources that training runs (train.py, training/, stylegan2/)."""
+    import hashlib
+    root = pathlib.Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted([root / "train.py", *(root / "training").rglob("*.py"), *(root / "stylegan2").rglob("*.py")]):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def suggest_cpu_layout(opts: TrainingOptions, on_cuda: bool, threads: int | None, threads_given: bool) -> None:
+    """One process with several OpenMP threads is the slowest CPU layout on a busy machine: say what is faster."""
+    from training import distributed
+    cores = distributed.cores_per_process(1)
+    if on_cuda or opts.gpus > 1 or cores < 2 or threads_given or opts.batch % cores:
+        return
+    click.echo(f"CPU: 1 process x {threads} threads. Add `--gpus {cores} --threads 1` to the command for {cores} "
+               f"single-thread processes: as fast on idle cores, several times faster on a busy machine (README, CPU)")
 
 
 def options_for_new_run(*, data, resume, fetch=True, **kwargs):
@@ -221,17 +367,18 @@ def load_transfer_source(resume: str, fetch: bool):
         raise click.ClickException(f"--resume {resume}: {exc}") from None
 
 
-def options_for_latest(ctx, outdir: pathlib.Path, **new_values):
+def options_for_latest(ctx, outdir: pathlib.Path, snapshot=None, **new_values):
     from training.snapshot import latest_snapshot
 
-    snap = latest_snapshot(outdir)
+    snap = snapshot or latest_snapshot(outdir)
     if snap is None:
         raise click.ClickException(f"--resume latest: no complete snapshot in any run folder of {outdir}")
     opts = TrainingOptions.from_json((snap.run_dir / "training_options.json").read_text())
     for name in RESUMABLE_AFTER_RUN:
         if explicitly_given(ctx, name):
             setattr(opts, name, os.path.abspath(new_values[name]) if name == "data" else new_values[name])
-    if explicitly_given(ctx, "gpus") and new_values["gpus"] != opts.gpus:
+    if new_values["gpus"] != opts.gpus and (explicitly_given(ctx, "gpus") or explicitly_given(ctx, "nodes")
+                                            or "WORLD_SIZE" in os.environ):
         try:
             opts = on_processes(opts, new_values["gpus"])
         except ValueError as exc:
@@ -240,7 +387,7 @@ def options_for_latest(ctx, outdir: pathlib.Path, **new_values):
                    f"random streams restart, so the continuation is not bit-exact")
     ignored = [n for n in ("cfg", "batch", "gamma", "cond", "mirror", "aug", "augpipe", "seed")
                if explicitly_given(ctx, n)]
-    if ignored:
+    if ignored and ctx.params.get("resume") == "latest":  # not after a restart: the same command came again
         click.echo(f"--resume latest continues {snap.run_dir.name} with its own options; ignoring "
                    f"{', '.join('--' + n for n in ignored)}")
     click.echo(f"Continuing {snap.run_dir} from {snap.network_path.name}")
@@ -267,8 +414,9 @@ def drop_stats_after(path: pathlib.Path, kimg: float) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-def make_logger(path: pathlib.Path):
+def make_logger(path: pathlib.Path, prefix: str = ""):
     def log(message: str) -> None:
+        message = prefix + message
         click.echo(message)
         with open(path, "a", encoding="utf-8") as f:
             f.write(message + "\n")

@@ -29,6 +29,7 @@ TRAIN_PY = pathlib.Path(__file__).resolve().parents[1] / "train.py"
 CONFIGS = {
     "tiny16": (16, ["--cbase", "128", "--cmax", "16", "--zdim", "16", "--map", "2", "--batch", "4"], 0.008),
     "small32": (32, ["--cbase", "1024", "--cmax", "64", "--zdim", "64", "--map", "2", "--batch", "8"], 0.016),
+    "tiny64": (64, ["--cfg", "tiny"], 0.032),  # the --cfg tiny preset for a first CPU run
     "demo64": (64, ["--cbase", "2048", "--cmax", "128", "--zdim", "128", "--map", "2", "--batch", "16"], 0.128),
     "lite64": (64, ["--cbase", "4096", "--cmax", "128", "--zdim", "128", "--map", "2", "--batch", "16"], 0.032),
     "default64": (64, ["--cbase", "8192", "--cmax", "256", "--zdim", "256", "--map", "4", "--batch", "16"], 0.032),

@@ -83,6 +83,8 @@ class Report:
             if set(counts) == {"(none)"}:
                 continue
             top = ", ".join(f"{value} {n}" for value, n in counts.most_common(6))
+            if len(counts) > 6:  # the rest are in report.json
+                top += f", ... ({len(counts) - 6} more)"
             lines.append(f"  {name}: {top}")
         if self.class_counts:
             lines.append("  classes: " + ", ".join(f"{name} {n}" for name, n in sorted(self.class_counts.items())))

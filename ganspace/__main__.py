@@ -4,6 +4,7 @@
   fit       principal directions of W (or SeFa) -> components.npz
   sheets    one PNG per component and layer group, to name directions by eye
   hints     table of measured image changes per component, with suggested labels
+  template  a commented starting directions YAML for a network and its components
   validate  check a directions YAML (line-numbered errors, network hash)
   export    PNGs with recipes, contact sheets, GIF sweeps and a manifest for labelled directions
 """
@@ -16,7 +17,7 @@ from tqdm import tqdm
 
 from ganspace.directions import DirectionsError, load_directions
 from ganspace.layers import GROUP_NAMES
-from stylegan2.render import parse_seeds, resolve_class
+from stylegan2.render import class_choices, parse_seeds, resolve_class
 
 NETWORK_HELP = "Network: .safetensors, official .pkl, URL or a known name (e.g. ffhq256)."
 
@@ -72,7 +73,8 @@ def check_class(G, value: str | None, class_names, optional: bool = False) -> in
     if G.c_dim > 0 and class_idx is None and optional:
         return None
     if G.c_dim > 0 and (class_idx is None or not 0 <= class_idx < G.c_dim):
-        raise click.BadParameter(f"this network is conditional: pass --class 0-{G.c_dim - 1}", param_hint="--class")
+        raise click.BadParameter(f"this network is conditional: pass {class_choices(G.c_dim, class_names)}",
+                                 param_hint="--class")
     return class_idx
 
 
@@ -202,6 +204,26 @@ def hints(network, components_path, out, num_components, seeds, strength, trunca
     write_hints(rows, out)
     click.echo(format_table(rows))
     click.echo(f"wrote {out}")
+
+
+@cli.command()
+@network_option
+@click.option("--components", "components_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--num", "count", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Entries for the first N components.")
+def template(network, components_path, count):
+    """Print a commented directions YAML to start from (python -m ganspace template ... > directions.yaml)."""
+    from ganspace.components import load_components
+    from ganspace.directions import template_text
+    _, sha, _ = load_generator(network, "cpu")
+    try:
+        comps = load_components(components_path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    made_for = comps.meta.get("network_sha256")
+    if made_for and made_for != sha:
+        click.echo(f"warning: {components_path} was fitted on network {made_for}, not on {network} ({sha})", err=True)
+    click.echo(template_text(network, sha, components_path, comps, count), nl=False)
 
 
 @cli.command()

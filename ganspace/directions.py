@@ -20,6 +20,7 @@ Example (ranges are inclusive; `layers` takes a group name all/coarse/middle/fin
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import pathlib
 import re
@@ -48,10 +49,24 @@ class DirectionsError(ValueError):
     def __init__(self, message: str, line: Optional[int] = None, path=None):
         super().__init__(message)
         self.message, self.line, self.path = message, line, path
+        self.errors = [self]  # every problem found in one pass (the first one is this error's own)
+
+    @classmethod
+    def several(cls, errors: list["DirectionsError"]) -> "DirectionsError":
+        """One error that lists all of `errors`, so a person fixes the file in one round."""
+        first = errors[0]
+        combined = cls(first.message, first.line, first.path)
+        combined.errors = list(errors)
+        return combined
+
+    def _one(self, error) -> str:
+        return f"line {error.line}: {error.message}" if error.line else error.message
 
     def __str__(self):
         where = f"{self.path}: " if self.path else ""
-        return f"{where}line {self.line}: {self.message}" if self.line else f"{where}{self.message}"
+        if len(self.errors) == 1:
+            return where + self._one(self)
+        return f"{where}{len(self.errors)} problems:\n" + "\n".join("  " + self._one(e) for e in self.errors)
 
 
 @dataclass(kw_only=True)
@@ -121,12 +136,26 @@ def _construct_mapping(loader, node):
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 
 
-def _check_keys(mapping: _LineDict, allowed, what: str) -> None:
+def _check_keys(mapping: _LineDict, allowed, what: str, errors: list) -> None:
     for key in mapping:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
-            raise DirectionsError(f"unknown key '{key}' in {what}; {hint}", mapping.at(key))
+            errors.append(DirectionsError(f"unknown key '{key}' in {what}; {hint}", mapping.at(key)))
+
+
+class _Collect:
+    """Run one check, keeping its DirectionsError instead of stopping, so all problems show in one run."""
+
+    def __init__(self, errors: list):
+        self.errors = errors
+
+    def __call__(self, check, *args):
+        try:
+            return check(*args)
+        except DirectionsError as exc:
+            self.errors.append(exc)
+            return None
 
 
 def _number(mapping: _LineDict, key: str, default=None, positive=False) -> float:
@@ -190,47 +219,64 @@ def _vector(entry: _LineDict, base_dir: pathlib.Path, comps: Optional[Components
     return None, vector
 
 
-def _direction(entry, base_dir, comps, num_ws, w_dim, list_line: int) -> Direction:
+def _direction(entry, base_dir, comps, num_ws, w_dim, list_line: int, errors: list) -> Optional[Direction]:
+    """One validated direction, or None after adding every problem it has to `errors`."""
     if not isinstance(entry, _LineDict):
-        raise DirectionsError(f"each item under 'directions' must be a mapping starting with '- name: ...', "
-                              f"got {entry!r}", list_line)
-    _check_keys(entry, DIRECTION_KEYS, "a direction")
-    name = _text(entry, "name", "").strip()
-    if not name or not slug(name):
-        raise DirectionsError("every direction needs a 'name' with letters or digits", entry.at("name"))
-    component, vector = _vector(entry, base_dir, comps, w_dim)
-    layers_spec = entry.get("layers", "all")
-    if num_ws is None:
-        raise DirectionsError("cannot check 'layers' without the number of W+ layers: add 'num_ws: N' at the top "
-                              "or a components file made by `ganspace fit`", entry.at("layers"))
-    try:
-        layers = parse_layers(layers_spec, num_ws)
-    except ValueError as exc:
-        raise DirectionsError(str(exc), entry.at("layers")) from None
+        errors.append(DirectionsError(f"each item under 'directions' must be a mapping starting with "
+                                      f"'- name: ...', got {entry!r}", list_line))
+        return None
+    found: list = []
+    check = _Collect(found)
+    _check_keys(entry, DIRECTION_KEYS, "a direction", found)
+    name = check(_text, entry, "name", "")
+    name = name.strip() if name is not None else None
+    if name is not None and not slug(name):
+        found.append(DirectionsError("every direction needs a 'name' with letters or digits", entry.at("name")))
+    misspelt = any(difflib.get_close_matches(str(k), ("component", "vector"), n=1) for k in entry
+                   if k not in DIRECTION_KEYS)  # already reported as an unknown key: not twice
+    picked = None if misspelt else check(_vector, entry, base_dir, comps, w_dim)
+    component, vector = picked if picked is not None else (None, None)
+    layers = check(_layers, entry, num_ws)
     mode = entry.get("mode", "add")
     if mode not in MODES:
-        raise DirectionsError(f"'mode' must be one of {', '.join(MODES)}, got {mode!r}", entry.at("mode"))
-    if "sigma" in entry or component is None:
-        sigma = _number(entry, "sigma", positive=True)
-    else:
+        found.append(DirectionsError(f"'mode' must be one of {', '.join(MODES)}, got {mode!r}", entry.at("mode")))
+    sigma = None
+    if "sigma" in entry or (picked is not None and component is None):
+        sigma = check(_number, entry, "sigma", None, True)  # required for a vector
+    elif component is not None:
         sigma = float(comps.stdev[component])
-    slider_min, slider_max = _number(entry, "slider_min", -3.0), _number(entry, "slider_max", 3.0)
-    if slider_min >= slider_max:
-        raise DirectionsError(f"'slider_min' ({slider_min}) must be below 'slider_max' ({slider_max})",
-                              entry.at("slider_min"))
-    default = _number(entry, "default", 0.0)
-    if not slider_min <= default <= slider_max:
-        raise DirectionsError(f"'default' ({default}) must lie within the slider range {slider_min}..{slider_max}",
-                              entry.at("default"))
+    slider_min, slider_max = check(_number, entry, "slider_min", -3.0), check(_number, entry, "slider_max", 3.0)
+    if slider_min is not None and slider_max is not None and slider_min >= slider_max:
+        found.append(DirectionsError(f"'slider_min' ({slider_min}) must be below 'slider_max' ({slider_max})",
+                                     entry.at("slider_min")))
+    default = check(_number, entry, "default", 0.0)
+    if None not in (default, slider_min, slider_max) and slider_min < slider_max \
+            and not slider_min <= default <= slider_max:
+        found.append(DirectionsError(f"'default' ({default}) must lie within the slider range "
+                                     f"{slider_min}..{slider_max}", entry.at("default")))
     others = entry.get("orthogonal_to", []) or []
     if isinstance(others, str):
         others = [others]
     if not isinstance(others, list) or not all(isinstance(o, str) for o in others):
-        raise DirectionsError("'orthogonal_to' must be a list of direction names", entry.at("orthogonal_to"))
-    return Direction(name=name, description=_text(entry, "description"), component=component, vector=vector,
+        found.append(DirectionsError("'orthogonal_to' must be a list of direction names", entry.at("orthogonal_to")))
+    description, sign = check(_text, entry, "description"), check(_text, entry, "sign")
+    errors.extend(found)
+    if found:
+        return None
+    return Direction(name=name, description=description, component=component, vector=vector,
                      layers=layers, mode=mode, sigma=sigma, slider_min=slider_min, slider_max=slider_max,
-                     default=default, sign=_text(entry, "sign"), orthogonal_to=others,
+                     default=default, sign=sign, orthogonal_to=others,
                      mean=None if comps is None else comps.mean.astype(np.float64))
+
+
+def _layers(entry: _LineDict, num_ws: Optional[int]) -> tuple[int, int]:
+    if num_ws is None:
+        raise DirectionsError("cannot check 'layers' without the number of W+ layers: add 'num_ws: N' at the top "
+                              "or a components file made by `ganspace fit`", entry.at("layers"))
+    try:
+        return parse_layers(entry.get("layers", "all"), num_ws)
+    except ValueError as exc:
+        raise DirectionsError(str(exc), entry.at("layers")) from None
 
 
 def load_directions(path, network_sha256: Optional[str] = None, force: bool = False,
@@ -254,64 +300,116 @@ def _load(path, network_sha256, force, components) -> DirectionsFile:
     if not isinstance(root, _LineDict):
         raise DirectionsError("the file must be a YAML mapping with 'network_sha256', 'components' and "
                               "'directions' keys", 1)
-    _check_keys(root, TOP_KEYS, "the top level")
+    errors: list = []
+    check = _Collect(errors)
+    _check_keys(root, TOP_KEYS, "the top level", errors)
     file_hash = root.raw.get("network_sha256") if root.get("network_sha256") is not None else None
     if file_hash is not None and not (isinstance(file_hash, str) and re.fullmatch(r"[0-9a-fA-F]{64}", file_hash)):
-        raise DirectionsError("'network_sha256' must be the 64-hex-digit sha256 of the network file",
-                              root.at("network_sha256"))
-    if network_sha256 and not force and (file_hash or "").lower() != network_sha256.lower():
-        made_for = f"network {file_hash[:12]}..." if file_hash else "an unnamed network (no network_sha256)"
-        raise DirectionsError(f"this file was made for {made_for} but the loaded network is "
-                              f"{network_sha256[:12]}...; directions rarely transfer between networks. "
-                              f"Use --force (force=True) to apply them anyway", root.at("network_sha256"))
+        errors.append(DirectionsError("'network_sha256' must be the 64-hex-digit sha256 of the network file "
+                                      "(`sha256sum NETWORK`, or `python -m ganspace template` writes it)",
+                                      root.at("network_sha256")))
+    elif network_sha256 and not force and (file_hash or "").lower() != network_sha256.lower():
+        made_for = f"network {file_hash}" if file_hash else "an unnamed network (no network_sha256)"
+        errors.append(DirectionsError(
+            f"this file was made for {made_for} but the loaded network is {network_sha256} (the sha256 of the "
+            f"network file); directions rarely transfer between networks. Use --force (force=True) to apply "
+            f"them anyway", root.at("network_sha256")))
     base_dir = path.parent
     components_path = None
+    comps = None
     if isinstance(components, Components):
         comps = components
     else:
-        comps = None
         source = components if components is not None else root.get("components")
         if source is not None:
             if not isinstance(source, (str, os.PathLike)):
-                raise DirectionsError("'components' must be a file name", root.at("components"))
-            components_path = pathlib.Path(source)
-            if components is None and not components_path.is_absolute():
-                components_path = base_dir / components_path
-            try:
-                comps = load_components(components_path)
-            except (OSError, ValueError) as exc:
-                raise DirectionsError(f"cannot read components file: {exc}", root.at("components")) from None
+                errors.append(DirectionsError("'components' must be a file name", root.at("components")))
+            else:
+                components_path = pathlib.Path(source)
+                if components is None and not components_path.is_absolute():
+                    components_path = base_dir / components_path
+                comps = check(_read_components, components_path, root)
     num_ws = root.get("num_ws", comps.meta.get("num_ws") if comps is not None else None)
     if num_ws is not None and (isinstance(num_ws, bool) or not isinstance(num_ws, int) or num_ws < 1):
-        raise DirectionsError("'num_ws' must be a positive integer", root.at("num_ws"))
+        errors.append(DirectionsError("'num_ws' must be a positive integer", root.at("num_ws")))
+        num_ws = None
     entries = root.get("directions")
     if not isinstance(entries, list):
-        raise DirectionsError("'directions' must be a list of '- name: ...' items (it may be empty: [])",
-                              root.at("directions"))
+        errors.append(DirectionsError("'directions' must be a list of '- name: ...' items (it may be empty: [])",
+                                      root.at("directions")))
+        entries = []
     w_dim = comps.w_dim if comps is not None else None
-    directions = [_direction(e, base_dir, comps, num_ws, w_dim, root.at("directions")) for e in entries]
-    _resolve_orthogonality(directions, entries)
+    directions = [_direction(e, base_dir, comps, num_ws, w_dim, root.at("directions"), errors) for e in entries]
+    if not errors:
+        _resolve_orthogonality(directions, entries, errors)
+    if errors:
+        raise DirectionsError.several(sorted(errors, key=lambda e: e.line or 0))
     return DirectionsFile(directions, file_hash, components_path, num_ws)
 
 
-def _resolve_orthogonality(directions: list[Direction], entries) -> None:
+def _read_components(components_path: pathlib.Path, root: _LineDict) -> Components:
+    try:
+        return load_components(components_path)
+    except (OSError, ValueError) as exc:
+        raise DirectionsError(f"cannot read components file: {exc}", root.at("components")) from None
+
+
+def _resolve_orthogonality(directions: list[Direction], entries, errors: list) -> None:
     seen = {}
     for direction, entry in zip(directions, entries):
         if slug(direction.name) in seen:
-            raise DirectionsError(f"direction name '{direction.name}' is used twice (names must differ "
-                                  f"in letters or digits)", entry.at("name"))
+            errors.append(DirectionsError(f"direction name '{direction.name}' is used twice (names must differ "
+                                          f"in letters or digits)", entry.at("name")))
         seen[slug(direction.name)] = direction
     base = {d.name: d.vector for d in directions}
     for direction, entry in zip(directions, entries):
         unknown = [o for o in direction.orthogonal_to if o not in base or o == direction.name]
         if unknown:
-            raise DirectionsError(f"'orthogonal_to' names unknown directions {unknown}; known: {sorted(base)}",
-                                  entry.at("orthogonal_to"))
-        if direction.orthogonal_to:
+            errors.append(DirectionsError(f"'orthogonal_to' names unknown directions {unknown}; known: "
+                                          f"{sorted(base)}", entry.at("orthogonal_to")))
+        elif direction.orthogonal_to:
             try:
                 direction.vector = orthogonalize(base[direction.name], [base[o] for o in direction.orthogonal_to])
             except ValueError as exc:
-                raise DirectionsError(str(exc), entry.at("orthogonal_to")) from None
+                errors.append(DirectionsError(str(exc), entry.at("orthogonal_to")))
+
+
+def template_text(network: str, network_sha256: str, components_path: str, comps: Components, count: int) -> str:
+    """A commented starting directions file: one valid entry per leading component, to rename and prune."""
+    count = max(0, min(count, comps.num_components))
+    num_ws = comps.meta.get("num_ws")
+    every_layer = "all"
+    if num_ws is not None:
+        try:
+            parse_layers("all", num_ws)
+        except ValueError:  # networks below 16 px have no named groups
+            every_layer = f"0-{num_ws - 1}"
+    lines = [HEADER.rstrip("\n"),
+             f"# Written by `python -m ganspace template` for {network}. Look at the components in the sheets",
+             "# (`python -m ganspace sheets`) and hints, rename the ones you recognise, delete the others, then check:",
+             f"#   python -m ganspace validate --directions THIS_FILE --network {network}",
+             "#",
+             "# network_sha256 is the sha256 of the network file (what `sha256sum FILE` prints): the studio and",
+             "# export refuse to apply these directions to another network unless --force is given.",
+             f"network_sha256: {network_sha256}",
+             f"components: {json.dumps(str(components_path))}    # relative to this file",
+             "directions:" + ("" if count else " []")]
+    for k in range(count):
+        share = comps.var_ratio[k]
+        about = f"{share:.1%} of the variance, " if np.isfinite(share) else ""
+        first = k == 0
+        lines += [f"  - name: component-{k}" + ("          # the slider's label, e.g. sleeve length" if first else ""),
+                  '    description: ""' + ("          # one line: what moving it changes" if first else ""),
+                  f"    component: {k}" + (f"             # row of the components file ({about}σ "
+                                           f"{comps.stdev[k]:.3g})" if first else f"    # {about}σ {comps.stdev[k]:.3g}"),
+                  f"    layers: {every_layer}" + ("            # coarse | middle | fine | all | an inclusive range like 0-3"
+                                       if first else ""),
+                  "    mode: add" + ("              # add (move along it) | absolute (set the coordinate)" if first else ""),
+                  "    slider_min: -3" + ("         # slider range and start, in σ units" if first else ""),
+                  "    slider_max: 3",
+                  "    default: 0",
+                  '    sign: "+ = ?"' + ("          # what + means, e.g. '+ = longer sleeves'" if first else "")]
+    return "\n".join(lines) + "\n"
 
 
 def _entry(direction: Direction, path: pathlib.Path) -> dict:

@@ -60,6 +60,18 @@ def resolve_class(value: str | None, class_names: Sequence[str] | None) -> int |
     raise ValueError(f"unknown class {value!r}: use {known}")
 
 
+def class_choices(c_dim: int, class_names: Sequence[str] | None = None, allow_all: bool = False) -> str:
+    """What --class accepts, for messages: 'a class name (dress, hat, ...), an index from 0 to 9, or all'."""
+    parts = []
+    if class_names:
+        shown = ", ".join(list(class_names)[:4]) + (", ..." if len(class_names) > 4 else "")
+        parts.append(f"a class name ({shown})")
+    parts.append(f"an index from 0 to {c_dim - 1}" if c_dim > 1 else "the index 0")
+    if allow_all:
+        parts.append("all")
+    return ", ".join(parts[:-1]) + " or " + parts[-1] if len(parts) > 1 else parts[0]
+
+
 def class_labels(G, class_idx, n: int) -> torch.Tensor:
     """One-hot labels [n, c_dim] ([n, 0] for unconditional networks); class_idx: one int or n ints."""
     c_dim = int(getattr(G, "c_dim", 0))
@@ -68,7 +80,7 @@ def class_labels(G, class_idx, n: int) -> torch.Tensor:
             raise ValueError("this network is unconditional: do not pass a class")
         return torch.zeros([n, 0], device=device_of(G))
     if class_idx is None:
-        raise ValueError(f"this network is conditional ({c_dim} classes): pass a class index 0-{c_dim - 1}")
+        raise ValueError(f"this network is conditional ({c_dim} classes): pass {class_choices(c_dim)}")
     idx = np.broadcast_to(np.asarray(class_idx, dtype=np.int64), (n,)).copy()
     if idx.min() < 0 or idx.max() >= c_dim:
         raise ValueError(f"class index must be in 0-{c_dim - 1}, got {sorted(set(idx.tolist()))}")

@@ -241,3 +241,16 @@ def test_ordered_map_keeps_order_with_workers():
     items = list(range(50))
     assert list(ordered_map(_square, items, workers=2)) == [x * x for x in items]
     assert list(itertools.islice(ordered_map(_square, iter(items), workers=2), 3)) == [0, 1, 4]
+
+
+def test_summary_marks_attribute_lists_it_cuts_with_an_ellipsis():
+    from fashion_data.report import Report
+    report = Report({})
+    for i, colour in enumerate(["red", "blue", "green", "black", "white", "gold", "pink", "grey"]):
+        for _ in range(8 - i):
+            report.keep({"colour": colour}, None, ["colour"])
+    line = [l for l in report.summary().splitlines() if l.strip().startswith("colour:")][0]
+    assert line.strip() == "colour: red 8, blue 7, green 6, black 5, white 4, gold 3, ... (2 more)"
+    short = Report({})
+    short.keep({"colour": "red"}, None, ["colour"])
+    assert "..." not in short.summary()

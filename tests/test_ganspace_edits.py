@@ -248,3 +248,50 @@ def test_png_recipe_round_trips_from_path_bytes_and_pil(tmp_path):
     assert read_recipe(plain.getvalue()) is None
     with pytest.raises(ValueError, match="uint8 HWC"):
         save_png_with_recipe(path, pixels.astype(np.float32), recipe)
+
+
+def test_validator_reports_every_problem_in_one_run_with_full_hashes(tmp_path, comps_file):
+    np.save(tmp_path / "custom.npy", np.ones(W_DIM))
+    text = GOOD.replace("    component: 2\n", "    compnent: 2\n", 1).replace("    mode: absolute\n", "    mode: multiply\n")
+    text = text.replace("    slider_max: 4\n", "    slider_max: -3\n").replace("    layers: 3\n", "    layers: 3-9\n")
+    with pytest.raises(DirectionsError) as info:
+        load_directions(write(tmp_path, text), network_sha256="ef" * 32)
+    message = str(info.value)
+    assert "5 problems" in message and info.value.line == 2
+    for line, phrase in ((2, f"this file was made for network {HASH} but the loaded network is {'ef' * 32}"),
+                         (7, "unknown key 'compnent' in a direction; did you mean 'component'"),
+                         (13, "'mode' must be one of"), (15, "'slider_min' (-2.0) must be below 'slider_max'"),
+                         (21, "layer range 3-9 is outside 0-5")):
+        assert f"line {line}: {phrase}" in message, message
+    assert [e.line for e in info.value.errors] == [2, 7, 13, 15, 21]
+
+
+def test_template_is_a_commented_file_that_validates_for_its_network(tmp_path, monkeypatch):
+    import torch
+    from click.testing import CliRunner
+
+    from ganspace.__main__ import cli
+    from stylegan2.checkpoint import load_network, save_checkpoint
+    from stylegan2.networks import Generator
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=W_DIM, c_dim=0, w_dim=W_DIM, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    network = save_checkpoint(tmp_path / "net.safetensors", G_ema=G)
+    comps = Components(np.eye(W_DIM)[:4], np.zeros(W_DIM), [2.0, 1.0, 0.5, 0.25], [0.4, 0.3, 0.2, 0.1],
+                       dict(num_ws=G.num_ws, network_sha256="ab" * 32))
+    comps.save(tmp_path / "c.npz")
+    monkeypatch.chdir(tmp_path)  # `> directions.yaml` in the folder of the components
+    result = CliRunner().invoke(cli, ["template", "--network", str(network), "--components", "c.npz", "--num", "3"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    sha = load_network(str(network)).sha256
+    assert f"network_sha256: {sha}\n" in text and "sha256sum" in text
+    assert "# the slider's label" in text and "coarse | middle | fine | all" in text and "40.0% of the variance" in text
+    assert "was fitted on network " + "ab" * 32 in result.stderr  # the components belong to another network
+    (tmp_path / "directions.yaml").write_text(text)
+    loaded = load_directions(tmp_path / "directions.yaml", network_sha256=sha)
+    assert [d.name for d in loaded.directions] == ["component-0", "component-1", "component-2"]
+    assert [d.component for d in loaded.directions] == [0, 1, 2] and loaded.directions[1].sigma == 1.0
+    assert loaded.directions[0].layers == (0, G.num_ws - 1)

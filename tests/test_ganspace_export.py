@@ -235,7 +235,7 @@ def test_cli_sheets_and_hints_on_a_conditional_network_show_one_class_per_seed(t
     assert result.exit_code == 0, result.output
     result = run(cli, ["sheets", "--network", str(network), "--components", str(tmp_path / "c.npz"),
                        "--class", "3", "--out", str(tmp_path / "bad")])
-    assert result.exit_code == 2 and "0-2" in result.output
+    assert result.exit_code == 2 and "an index from 0 to 2" in result.output
     assert asked == [[0, 1, 2], [0, 1, 2]]  # without --class, seed k is drawn as class k % 3
     result = run(cli, ["sheets", "--network", str(network), "--components", str(tmp_path / "c.npz"), "--num", "1",
                        "--seeds", "0-1", "--columns", "3", "--groups", "all", "--class", "hat",
@@ -245,3 +245,15 @@ def test_cli_sheets_and_hints_on_a_conditional_network_show_one_class_per_seed(t
     result = run(cli, ["hints", "--network", str(network), "--components", str(tmp_path / "c.npz"),
                        "--class", "kaftan", "--out", str(tmp_path / "h.csv")])
     assert result.exit_code == 2 and "one of dress, hat, shoes" in result.output
+
+
+def test_export_on_a_conditional_network_says_what_class_accepts(tmp_path):
+    torch.manual_seed(2)
+    G = Generator(z_dim=16, c_dim=3, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
+                  synthesis_kwargs=dict(channel_base=256, channel_max=16)).eval()
+    network = save_checkpoint(tmp_path / "cond.safetensors", G_ema=G, meta={"class_names": ["dress", "hat", "shoes"]})
+    (tmp_path / "d.yaml").write_text("directions: []\nnum_ws: 6\n")
+    result = CliRunner().invoke(cli, ["export", "--network", str(network), "--directions", str(tmp_path / "d.yaml"),
+                                      "--seeds", "0", "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2
+    assert "a class name (dress, hat, shoes) or an index from 0 to 2" in result.output and "0-2" not in result.output

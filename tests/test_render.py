@@ -50,3 +50,26 @@ def test_classes_for_seeds_spreads_seeds_over_classes_only_when_no_class_is_give
     assert classes_for_seeds(Cond(), [0, 1, 5, 9], None) == [0, 1, 2, 0]
     assert classes_for_seeds(Cond(), [0, 1], 2) == 2
     assert classes_for_seeds(Uncond(), [0, 1], None) is None
+
+
+def test_class_choices_name_what_class_accepts():
+    from stylegan2.render import class_choices
+    names = ["dress", "hat", "longsleeve", "outwear", "pants"]
+    assert class_choices(5, names, allow_all=True) == "a class name (dress, hat, longsleeve, outwear, ...), " \
+                                                      "an index from 0 to 4 or all"
+    assert class_choices(3) == "an index from 0 to 2"
+
+
+def test_generate_without_class_on_a_conditional_network_suggests_accepted_values(tmp_path):
+    from click.testing import CliRunner
+
+    import generate
+    from stylegan2.checkpoint import save_checkpoint
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=3, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    network = save_checkpoint(tmp_path / "c.safetensors", G_ema=G, meta={"class_names": ["dress", "hat", "shoes"]})
+    result = CliRunner().invoke(generate.main, ["--network", str(network), "--seeds", "0", "--outdir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "pass --class with a class name (dress, hat, shoes), an index from 0 to 2 or all" in result.output
+    assert "--class 0-2" not in result.output

@@ -267,3 +267,57 @@ def test_metrics_are_computed_at_snapshots_or_skipped_with_one_line(tmp_path, mo
     metrics = read_stats(only_run(tmp_path / "with"))[-1]["metrics"]
     assert set(metrics) == {"fid10k_full", "kid10k_full"} and metrics["fid10k_full"] > 0
     assert "Metric fid10k_full at 0.008 kimg" in result.output and "Metrics took" in result.output
+
+
+
+def test_a_default_cpu_run_loads_in_process_and_says_what_layout_is_faster(tmp_path, monkeypatch):
+    """No --workers/--threads: 0 loader workers on a CPU (they compete with the math), and the better layout."""
+    from training import distributed
+    monkeypatch.setattr(distributed, "cores_per_process", lambda local_world_size=1: 2)
+    data = make_dataset(tmp_path / "data")
+    result = run_cli(["--outdir", tmp_path / "runs", "--data", data, "--cfg", "tiny", "--kimg", "0.008",
+                      "--tick", "0.008", "--metrics", "none", "--cpu"])
+    assert result.exit_code == 0, result.output
+    run = only_run(tmp_path / "runs")
+    options = json.loads((run / "training_options.json").read_text())
+    assert options["workers"] == 0 and options["cfg"] == "tiny"
+    assert "CPU: 1 process x 2 threads. Add `--gpus 2 --threads 1` to the command" in result.output
+    assert "0 data-loader workers, 2 threads" in result.output
+
+
+def test_tiny_preset_is_narrow_and_short():
+    from training.config import resolve_options
+    opts = resolve_options(data="d", resolution=64, num_channels=3, label_dim=0, dataset_name="d", cfg="tiny")
+    syn = opts.G_kwargs["synthesis_kwargs"]
+    assert (syn["channel_base"], syn["channel_max"], opts.D_kwargs["channel_max"]) == (1024, 32, 32)
+    assert opts.batch == 8 and opts.kimg == 10 and opts.G_kwargs["mapping_kwargs"]["num_layers"] == 2
+    assert resolve_options(data="d", resolution=64, num_channels=3, label_dim=0, dataset_name="d", cfg="tiny",
+                           overrides=train.Overrides(cmax=32)).G_kwargs["synthesis_kwargs"]["channel_max"] == 32
+    assert "--cfg tiny" in (pathlib.Path(train.__file__).parent / "README.md").read_text()
+
+
+def test_the_last_tick_shows_no_negative_eta(tmp_path):
+    """--kimg 0.010 with batch 4 ends at 12 images: the overshoot once printed 'eta -1h59m59s'."""
+    data = make_dataset(tmp_path / "data")
+    result = run_cli(["--outdir", tmp_path / "runs", "--data", data, "--kimg", "0.010", *TINY])
+    assert result.exit_code == 0, result.output
+    ticks = [line for line in result.output.splitlines() if line.startswith("tick ")]
+    assert len(ticks) == 2 and "eta 0h00m00s" in ticks[-1] and "eta -" not in result.output
+    assert read_stats(only_run(tmp_path / "runs"))[-1]["eta_sec"] == 0
+    assert loop.format_duration(-3) == "0h00m00s" and loop.format_duration(3725.9) == "1h02m05s"
+
+
+def test_tick_bar_shows_the_share_of_the_tick_and_kimg_per_second():
+    import io
+    out = io.StringIO()
+    bar = loop.TickBar(enabled=True, file=out)
+    for nimg in (4, 8, 12, 16):
+        bar.update(nimg, 16, tick=3)
+    bar.close()
+    text = out.getvalue()
+    assert "tick 3" in text and "0.016/0.016 kimg" in text and "100%" in text and "kimg/s" in text
+    silent = io.StringIO()
+    off = loop.TickBar(enabled=False, file=silent)  # other ranks
+    off.update(4, 16, tick=0)
+    off.close()
+    assert silent.getvalue() == "" and not loop.TickBar(enabled=True).enabled  # stderr under pytest is no terminal

@@ -27,6 +27,7 @@ class CfgSpec:
     ramp: float | None   # G_ema ramp-up: half-life <= ramp * cur_nimg
     map: int             # mapping-network depth
     batch_gpu: int | None = None  # per-GPU micro-batch (gradient accumulation when < mb // gpus)
+    cmax: int = 512      # maximum channels per layer
 
 
 # Published presets (StyleGAN2-ADA paper, Appendix A and the official tool's --cfg table).
@@ -36,6 +37,8 @@ PUBLISHED_CFGS: dict[str, CfgSpec] = {
     "paper512": CfgSpec(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None, map=8),
     "paper1024": CfgSpec(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
     "cifar": CfgSpec(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
+    # Not published: a first run on a CPU in minutes (narrow layers, short), to see the whole path work.
+    "tiny": CfgSpec(ref_gpus=1, kimg=10, mb=8, mbstd=4, fmaps=1024 / 32768, lrate=0.0025, gamma=0.1, ema=2, ramp=0.05, map=2, cmax=32),
 }
 CFG_NAMES = ["auto", *PUBLISHED_CFGS, "t4", "a100"]
 
@@ -239,7 +242,7 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
     batch_gpu, mbstd = split_batch(batch, gpus, batch_gpu, ov.mbstd_group if ov.mbstd_group is not None else spec.mbstd)
 
     channel_base = ov.cbase if ov.cbase is not None else int(spec.fmaps * 32768)
-    channel_max = ov.cmax if ov.cmax is not None else 512
+    channel_max = ov.cmax if ov.cmax is not None else spec.cmax
     zdim = ov.zdim if ov.zdim is not None else 512
     num_fp16_res = 0 if fp32 else (ov.fp16_res if ov.fp16_res is not None else 4)
     conv_clamp = None if fp32 else 256

@@ -5,6 +5,7 @@ its file list in memory; each DataLoader worker process opens its own zip handle
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -94,6 +95,26 @@ class ImageDataset:
 
     def get_label(self, index: int) -> np.ndarray:
         return self._labels[index % len(self._fnames)].copy()
+
+    def fingerprint(self) -> dict:
+        """What identifies this dataset's content cheaply (names, sizes, zip CRCs or a sample of a folder's
+        files, labels), to compare the copies that several nodes read; reading every image would take an epoch."""
+        h = hashlib.sha256()
+        sizes = self._stored_sizes()
+        for name in self._fnames:
+            h.update(f"{name}\0{sizes.get(name)}\n".encode())
+        if not self._is_zip:  # a zip's CRCs cover the content; in a folder, read a sample of the files
+            for name in self._fnames[::max(len(self._fnames) // 16, 1)]:
+                with self._open(name) as f:
+                    h.update(f.read(1 << 16))
+        return {"images": len(self), "resolution": self.resolution, "channels": self.num_channels,
+                "label_dim": self.label_dim, "files": h.hexdigest(),
+                "labels": hashlib.sha256(np.ascontiguousarray(self._labels).tobytes()).hexdigest()}
+
+    def _stored_sizes(self) -> dict:
+        if self._is_zip:
+            return {i.filename: (i.file_size, i.CRC) for i in self._archive().infolist()}
+        return {name: (self.path / name).stat().st_size for name in self._fnames}
 
     # --- storage ---------------------------------------------------------------------------
     def _all_names(self) -> list[str]:

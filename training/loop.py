@@ -13,12 +13,14 @@ import math
 import os
 import pathlib
 import random
+import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import PIL.Image
 import torch
+from tqdm import tqdm
 
 from stylegan2.checkpoint import load_network, save_checkpoint
 from stylegan2.networks import Discriminator, Generator
@@ -175,6 +177,7 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
     tick_nimg = max(int(round(opts.tick * 1000)), 1)
     tick_start_nimg, tick_start_time = cur_nimg, time.time()
     tick_stats = TickStats(device)
+    bar = TickBar(enabled=is_main)
     log(f"Training for {opts.kimg:g} kimg from {cur_nimg / 1000:g} kimg, batch {opts.batch} "
         f"({batch_per_gpu} per process x {dist.world_size}, micro-batch {opts.batch_gpu})")
     done = cur_nimg >= total_nimg
@@ -207,6 +210,7 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
 
         cur_nimg += opts.batch
         batch_idx += 1
+        bar.update(cur_nimg - tick_start_nimg, min(tick_nimg, total_nimg - tick_start_nimg), cur_tick)
 
         # ADA: nudge p towards the overfitting target every `ada_interval` steps.
         if ada is not None and batch_idx % opts.ada_interval == 0:
@@ -216,11 +220,12 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
         done = cur_nimg >= total_nimg
         if not done and cur_nimg < tick_start_nimg + tick_nimg:
             continue
+        bar.close()
         tick_time = time.time() - tick_start_time
         summary = tick_stats.reduce_and_reset()
         tick_kimg = (cur_nimg - tick_start_nimg) / 1000
         sec_per_kimg = tick_time / max(tick_kimg, 1e-9)
-        eta = (total_nimg - cur_nimg) / 1000 * sec_per_kimg
+        eta = max(total_nimg - cur_nimg, 0) / 1000 * sec_per_kimg  # the last batch may overshoot the total
         record = {
             "tick": cur_tick, "kimg": cur_nimg / 1000, "timestamp": time.time(), "total_sec": time.time() - start_time,
             "sec_per_tick": tick_time, "sec_per_kimg": sec_per_kimg, "eta_sec": eta,
@@ -403,10 +408,45 @@ class TickStats:
         return {k: float(s / n) if n > 0 else math.nan for k, (s, n) in zip(keys, packed.tolist())}
 
 
+def format_duration(seconds: float) -> str:
+    """'2h05m09s'; never negative."""
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+class TickBar:
+    """A bar within the tick on rank 0, to a terminal only: on a CPU one tick can take half an hour.
+
+    Shows the share of the tick done and the speed in kimg/s; it disappears when the tick's line prints.
+    """
+
+    def __init__(self, enabled: bool, file=None):
+        self.file = file if file is not None else sys.stderr
+        self.enabled = enabled and (file is not None or self.file.isatty())
+        self.bar, self.started = None, 0.0
+
+    def update(self, nimg: int, tick_nimg: int, tick: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=tick_nimg / 1000, desc=f"tick {tick}", file=self.file, leave=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n:.3f}/{total:.3f} kimg "
+                                       "[{elapsed}<{remaining}{postfix}]")
+            self.started = time.time()
+        rate = nimg / 1000 / max(time.time() - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{rate:.3g} kimg/s", refresh=False)
+        self.bar.update(nimg / 1000 - self.bar.n)
+        self.bar.refresh()  # once per optimiser step (seconds apart on a CPU); tqdm waits for whole units
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def progress_line(r: dict) -> str:
-    eta = r["eta_sec"]
     parts = [f"tick {r['tick']:<5d}", f"kimg {r['kimg']:<9.3f}", f"sec/kimg {r['sec_per_kimg']:<8.2f}",
-             f"eta {int(eta // 3600)}h{int(eta % 3600 // 60):02d}m{int(eta % 60):02d}s"]
+             f"eta {format_duration(r['eta_sec'])}"]
     for key, short in (("Loss/G/loss", "G"), ("Loss/D/real", "Dreal"), ("Loss/D/fake", "Dfake"),
                        ("Loss/r1_penalty", "r1"), ("Loss/pl_penalty", "pl")):
         if key in r:

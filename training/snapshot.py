@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from stylegan2.atomic import atomic_write
+from stylegan2.atomic import atomic_write, atomic_write_bytes
 
 NETWORK_PREFIX = "network-snapshot-"
 STATE_PREFIX = "training-state-"
@@ -193,3 +193,44 @@ def transfer_weights(src: torch.nn.Module, dst: torch.nn.Module) -> list[str]:
         else:
             notes.append(f"{name}: shape {tuple(source.shape)} -> {tuple(tensor.shape)}, initialised fresh")
     return notes
+
+
+# ----------------------------------------------------------------------------- several nodes
+
+RUN_FILES = ("training_options.json", "stats.jsonl", "log.txt")  # what a run folder needs to go on
+
+
+def share_newest_snapshot(outdir: pathlib.Path, info, gather, broadcast) -> Snapshot | None:
+    """Make the group's newest complete snapshot readable on every node; returns it (None: there is none).
+
+    Each rank looks in its own `outdir`. The newest pair (most images; ties: the lowest rank) wins; a node
+    that lacks it (no shared storage, a replaced machine) gets the pair and the run's option, stats and
+    log files from the rank that has it, written atomically into the same run-folder name by the
+    lowest rank of that node. `gather(obj)` returns every rank's obj; `broadcast(obj, src)` rank src's.
+    """
+    outdir = pathlib.Path(outdir)
+    mine = latest_snapshot(outdir)
+    ident = None if mine is None else (mine.run_dir.name, mine.label, mine.network_path.stat().st_size,
+                                       mine.state_path.stat().st_size)
+    everyone = gather((info.node, ident))
+    held = [(float(i[1]), -rank, rank) for rank, (_, i) in enumerate(everyone) if i is not None]
+    if not held:
+        return None
+    src = max(held)[2]
+    best = everyone[src][1]
+    lacking = [rank for rank, (_, i) in enumerate(everyone) if i != best]
+    if lacking:
+        payload = None
+        if info.rank == src:
+            files = [mine.network_path, mine.state_path, *(mine.run_dir / n for n in RUN_FILES)]
+            payload = {p.name: p.read_bytes() for p in files if p.exists()}
+        payload = broadcast(payload, src)
+        writers = {}
+        for rank in lacking:
+            writers.setdefault(everyone[rank][0], rank)  # one writer per node: its lowest lacking rank
+        if info.rank in writers.values():
+            run_dir = outdir / best[0]
+            for name, data in payload.items():
+                atomic_write_bytes(run_dir / name, data)
+    gather(None)  # every writer has finished before anyone reads
+    return Snapshot(outdir / best[0], best[1])
