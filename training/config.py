@@ -37,10 +37,12 @@ PUBLISHED_CFGS: dict[str, CfgSpec] = {
     "paper512": CfgSpec(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None, map=8),
     "paper1024": CfgSpec(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
     "cifar": CfgSpec(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
-    # Not published: a first run on a CPU in minutes (narrow layers, short), to see the whole path work.
+}
+# Ours, not published: a first run on a CPU in minutes (narrow layers, short), to see the whole path work.
+OWN_CFGS: dict[str, CfgSpec] = {
     "tiny": CfgSpec(ref_gpus=1, kimg=10, mb=8, mbstd=4, fmaps=1024 / 32768, lrate=0.0025, gamma=0.1, ema=2, ramp=0.05, map=2, cmax=32),
 }
-CFG_NAMES = ["auto", *PUBLISHED_CFGS, "t4", "a100"]
+CFG_NAMES = ["auto", *PUBLISHED_CFGS, *OWN_CFGS, "t4", "a100"]
 
 # Transfer learning (--resume of another network), as published: ADA reacts faster at the start and
 # G_ema averages the transferred weights from the first step (no ramp-up).
@@ -86,8 +88,8 @@ def cfg_spec(cfg: str, resolution: int, gpus: int) -> CfgSpec:
         return auto_spec(resolution, gpus)
     if cfg in GPU_PRESET_BATCHES:
         return gpu_spec(cfg, resolution, gpus)
-    if cfg in PUBLISHED_CFGS:
-        return PUBLISHED_CFGS[cfg]
+    if cfg in PUBLISHED_CFGS or cfg in OWN_CFGS:
+        return PUBLISHED_CFGS.get(cfg) or OWN_CFGS[cfg]
     raise ValueError(f"unknown --cfg {cfg!r}; choose one of {', '.join(CFG_NAMES)}")
 
 
