@@ -5,6 +5,7 @@ centred on each sample's own coordinate (additive edit) or on the mean (absolute
 """
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Callable, Optional, Sequence
 
@@ -27,9 +28,14 @@ def sweep_edit(comps: Components, index: int, layers: tuple[int, int], strength:
 
 
 def render_sweep(G, base_ws: torch.Tensor, edits: Sequence[Edit], batch_size: int = 16) -> np.ndarray:
-    """Images [len(base_ws), len(edits), H, W, C]: every seed under every single edit."""
+    """Images [len(base_ws), len(edits), H, W, C]: every seed under every single edit.
+
+    Batches are near-equal (35 codes in 12, 12, 11, not 16, 16, 3), so a compiled G pads the last one
+    instead of compiling another shape.
+    """
     codes = torch.cat([apply_edits(base_ws, [edit]) for edit in edits])        # edit-major order
-    images = np.concatenate([synthesize_uint8(G, codes[i:i + batch_size]) for i in range(0, len(codes), batch_size)])
+    step = math.ceil(len(codes) / math.ceil(len(codes) / batch_size))
+    images = np.concatenate([synthesize_uint8(G, codes[i:i + step]) for i in range(0, len(codes), step)])
     return images.reshape(len(edits), len(base_ws), *images.shape[1:]).swapaxes(0, 1)
 
 
