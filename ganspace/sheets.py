@@ -16,6 +16,7 @@ from ganspace.components import Components
 from ganspace.contact_sheet import contact_sheet
 from ganspace.edits import Edit, apply_edits
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups
+from stylegan2.compiled import RENDER_BATCH
 from stylegan2.render import classes_for_seeds, seed_to_w, synthesize_uint8
 
 CENTRES = ("sample", "mean")
@@ -27,7 +28,7 @@ def sweep_edit(comps: Components, index: int, layers: tuple[int, int], strength:
                 mode="add" if centre == "sample" else "absolute", mean=comps.mean)
 
 
-def render_sweep(G, base_ws: torch.Tensor, edits: Sequence[Edit], batch_size: int = 16) -> np.ndarray:
+def render_sweep(G, base_ws: torch.Tensor, edits: Sequence[Edit], batch_size: int = RENDER_BATCH) -> np.ndarray:
     """Images [len(base_ws), len(edits), H, W, C]: every seed under every single edit.
 
     Batches are near-equal (35 codes in 12, 12, 11, not 16, 16, 3), so a compiled G pads the last one
@@ -42,7 +43,7 @@ def render_sweep(G, base_ws: torch.Tensor, edits: Sequence[Edit], batch_size: in
 def component_sheets(G, comps: Components, out_dir, num_components: int = 10, seeds: Sequence[int] = range(5),
                      columns: int = 7, sigma_range: float = 3.0, centre: str = "sample",
                      groups: Sequence[str] = GROUP_NAMES, truncation_psi: float = 0.7, class_idx=None,
-                     batch_size: int = 16, max_cell: int = 256,
+                     batch_size: int = RENDER_BATCH, max_cell: int = 256,
                      progress: Optional[Callable] = None) -> list[pathlib.Path]:
     """Write comp{i:03d}_{group}.png sheets; returns their paths. `progress((done, total))` per sheet."""
     if centre not in CENTRES:

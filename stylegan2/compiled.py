@@ -32,6 +32,9 @@ COMPILE_HELP = (f"Compile the generator for rendering (torch.compile; default: $
                 "i.e. on where a C++ compiler or Triton is present). The first run compiles for a minute or "
                 "two, later runs reuse the on-disk cache.")
 MAX_STATIC = 3
+# The batch that sheets, hints, export and the studio's browse grid render in: with single images, two
+# graphs serve every tool (smaller batches pad up to 8).
+RENDER_BATCH = 8
 # auto's break-even (benchmarks/bench_compile.py): below this many renders a start's tracing and cache
 # loading cost more than compiled rendering saves; a w sample costs about 1/MAPPINGS_PER_IMAGE of a render.
 AUTO_MIN_IMAGES = 2000
@@ -109,6 +112,11 @@ class CompiledForward:
         self.ready: set[int | str] = set()
         self.failed = False
         self._lock = threading.Lock()
+
+    def __deepcopy__(self, memo):
+        """A copied module gets the eager forward (bound to the copy): compiled graphs are not copied."""
+        import copy
+        return copy.deepcopy(self.eager, memo)
 
     def __call__(self, *args, **kwargs):
         if self.failed or torch.is_grad_enabled():

@@ -118,3 +118,6 @@ def test_background_mode_renders_eager_until_warmed_up(monkeypatch):
     assert compiled.warming_up(G)
     np.testing.assert_array_equal(render(G, [4])[1], render(eager, [4])[1])
     assert called == []  # nothing compiled on the caller's thread
+    duplicate = copy.deepcopy(G)  # e.g. the studio's private generator for batch exports
+    assert not compiled.is_compiled(duplicate)
+    np.testing.assert_array_equal(render(duplicate, [4])[1], render(eager, [4])[1])
