@@ -3,11 +3,14 @@
   python benchmarks/bench_compile.py                     # every case, 2 threads
   python benchmarks/bench_compile.py --cases g64-b8,sheets --repeats 9
   python benchmarks/bench_compile.py --cold              # a fresh compile cache: the first start's cost
+  python benchmarks/bench_compile.py --cases start       # a start's warm-up (batch 1 and 8), alone in a process
 
 Cases: G forward (mapping + synthesis, 'const' noise) of the default model at batch 1 and 8 and of a
 paper256 generator at batch 1; the mapping of 10k z (default model); and `ganspace sheets` for the
 default model (12 components x 4 layer groups = 48 sheets). Each case times eager and compiled calls
 alternately and prints medians and their ratio, so a shared, noisy machine slows both alike.
+`start` times what the studio's background warm-up costs at a start (the default model, batch 1 and 8):
+run it alone, once with --cold and once without, to see what the on-disk cache saves.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from bench_generator import CONFIGS, build  # noqa: E402
 from stylegan2 import compiled  # noqa: E402
 from stylegan2.checkpoint import load_network  # noqa: E402
 
-CASES = ("g64-b1", "g64-b8", "g256-b1", "map64-10k", "sheets")
+CASES = ("g64-b1", "g64-b8", "g256-b1", "map64-10k", "sheets", "start")
 
 
 def default_G():
@@ -111,6 +114,16 @@ def main(cases, repeats, threads, cold):
     }
     for name in cases.split(","):
         name = name.strip()
+        if name == "start":
+            G = default_G()
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            compiled.compile_generator(G, compile=True, background=True)
+            compiled.warm_up(G, (1, compiled.RENDER_BATCH))
+            from torch._dynamo.utils import counters
+            hits = {k: v for group in ("inductor", "aot_autograd") for k, v in counters[group].items() if "cache" in k}
+            print(f"{'start':<12}{'':>11}{'':>13}{'':>16}{time.perf_counter() - t0:>14.1f}   "
+                  f"CPU {time.process_time() - cpu0:.1f} s, {hits}", flush=True)
+            continue
         if name not in makers:
             raise click.BadParameter(f"unknown case {name!r}; choose from {', '.join(CASES)}", param_hint="--cases")
         r = time_case(name, *makers[name], repeats=repeats if name != "sheets" else max(1, repeats // 3))
