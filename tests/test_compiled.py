@@ -121,3 +121,23 @@ def test_background_mode_renders_eager_until_warmed_up(monkeypatch):
     duplicate = copy.deepcopy(G)  # e.g. the studio's private generator for batch exports
     assert not compiled.is_compiled(duplicate)
     np.testing.assert_array_equal(render(duplicate, [4])[1], render(eager, [4])[1])
+
+
+@pytest.mark.slow
+def test_batch_sizes_pad_to_a_compiled_graph_then_share_one_dynamic_graph(one_thread, monkeypatch):
+    monkeypatch.setattr(compiled, "BACKEND", "eager")  # dynamo's graphs without inductor: the policy, fast
+    monkeypatch.setattr(compiled, "MAX_STATIC", 1)
+    eager = tiny_conditional_generator()
+    G = copy.deepcopy(eager)
+    compiled.compile_generator(G, compile=True)
+    synthesis = G.synthesis.forward
+    for seeds, ready in (([0, 1], {2}), ([2], {2}), ([3, 4, 5, 6, 7], {2, "dynamic"}), ([8, 9, 10], {2, "dynamic"})):
+        ws, img = render(G, seeds)
+        assert synthesis.ready == ready, seeds
+        assert_within_one_level(img, render(eager, seeds)[1])
+    with torch.no_grad():  # 'random' noise is never padded: the draws would shift
+        torch.manual_seed(5)
+        a = synthesis(ws[:1], noise_mode="random")
+        torch.manual_seed(5)
+        b = eager.synthesis(ws[:1], noise_mode="random")
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
