@@ -23,7 +23,11 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
               help="Network to design with (.safetensors, .pkl, URL or registered name). "
                    "Default: the bundled model (models/default), or a random demo network when it is missing.")
 @click.option("--directions", type=click.Path(dir_okay=False), default=None,
-              help="Directions YAML with the labelled sliders (created when you label a component).")
+              help="Directions YAML with the model's labelled sliders (read only when --labels is elsewhere).")
+@click.option("--labels", type=click.Path(dir_okay=False), default=None,
+              help="Where 'Label this component' saves your labels, layered over --directions. "
+                   "Default: labels/<network hash>.yaml in your data folder ($AFRO_FASHION_DATA or "
+                   "~/.local/share/afro-fashion-gan), which also keeps your sessions.")
 @click.option("--components", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Components .npz from `python -m ganspace fit`, for the explore panel.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes it to your network.")
@@ -31,7 +35,8 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 @click.option("--share", is_flag=True, default=False, help="Also open a public gradio.live link (needs internet).")
 @click.option("--auth", default=None, metavar="USER:PASS", help="Ask for this login before opening the studio.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-def main(network, directions, components, host, port, share, auth, device):
+@click.option("--no-browser", is_flag=True, default=False, help="Do not open a browser tab at start.")
+def main(network, directions, labels, components, host, port, share, auth, device, no_browser):
     """Open the studio: browse seeds, move labelled sliders, mix styles, save recipes and export."""
     import torch
 
@@ -40,6 +45,7 @@ def main(network, directions, components, host, port, share, auth, device):
         raise click.UsageError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
     from editor.network import companion_files, load_studio_network
     from editor.recipe import RecipeError
+    from editor.store import SessionStore, labels_path
     from editor.studio import Studio
     from ganspace.directions import DirectionsError
 
@@ -54,14 +60,36 @@ def main(network, directions, components, host, port, share, auth, device):
             from editor.demo import write_demo_files
 
             directions, components = write_demo_files(loaded, tempfile.mkdtemp(prefix="afro-studio-demo-"))
-        studio = Studio(loaded, directions_path=directions, components_path=components, device=device)
+        studio = Studio(loaded, directions_path=directions, components_path=components, device=device,
+                        labels_path=labels or labels_path(loaded.sha256))
     except (OSError, ValueError, RecipeError, DirectionsError) as error:
         raise click.ClickException(str(error)) from None
     if loaded.banner:
         click.secho(f"Note: {loaded.banner}.", fg="yellow")
     from editor.app import launch
 
-    launch(studio, host=host, port=_free_port(host, port), share=share, auth=credentials)
+    resolution, classes = studio.G.img_resolution, len(loaded.class_names or []) or studio.G.c_dim
+    store = SessionStore(loaded.sha256)
+    click.echo(f"Model: {loaded.describe().name}, {resolution} px, {classes} classes, {len(studio.directions)} "
+               f"sliders ({loaded.source})\nYour labels go to {studio.labels_path}, your sessions to {store.folder}")
+    demo, url = launch(studio, host=host, port=_free_port(host, port), share=share, auth=credentials,
+                       store=store, block=False)
+    click.secho(f"Afro Fashion Studio is running at {url} (Ctrl+C stops it)", fg="green")
+    if demo.share_url:
+        click.echo(f"Public link: {demo.share_url}")
+    if not no_browser and _has_display():
+        import webbrowser
+
+        webbrowser.open(url)
+    demo.block_thread()
+
+
+def _has_display() -> bool:
+    """A desktop to open a browser tab on (not a server, container or Colab, where a text browser would
+    take over the terminal)."""
+    import sys
+
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def _free_port(host: str, preferred: int) -> int:

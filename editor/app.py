@@ -1,23 +1,30 @@
 """Gradio wiring of the studio: controls in, Studio calls, images out.
 
 Thin on purpose: every decision about images lives in `editor.studio`.
-Per-tab state is a `Session` in gr.State; every handler returns a dict of
-component updates, and on bad input only the message box changes, so a
-mistake never loses the current design.
+Per-tab state is a `Session` in gr.State, mirrored to `editor.store` after
+every change (the browser keeps only the session's id); every handler returns
+a dict of component updates, and on bad input only the message box changes,
+so a mistake never loses the current design. Number inputs reach the handlers
+as typed (`editor.typed_inputs`) and are parsed here, so an empty box,
+text or an out-of-range value gets a message or is clamped, never Gradio's own
+error overlay. A slider move validates the recipe and renders it once.
 """
 from __future__ import annotations
 
 import functools
 import json
 import pathlib
+import re
 import tempfile
 
 import gradio as gr
 
-from editor.exporting import export_batch, export_favourites, export_image
-from editor.recipe import NOISE_MODES, Recipe, RecipeError, parse_seed
+from editor.exporting import EXPORT_SCALES, export_batch, export_favourites, export_image, image_name
+from editor.recipe import NOISE_MODES, Recipe, RecipeError, parse_number, parse_seed
 from editor.session import Session
+from editor.store import SessionStore, new_session_id
 from editor.studio import Studio
+from editor.typed_inputs import TypedNumber, TypedSlider
 from ganspace.directions import DirectionsError
 from ganspace.layers import format_layers
 from ganspace.recipe import read_recipe
@@ -28,11 +35,31 @@ PER_PAGE = 24
 MAX_BATCH_SEEDS = 1000
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 USER_ERRORS = (RecipeError, DirectionsError, ValueError, OSError)
+PSI_RANGE = (-1.0, 1.5)
+COMPONENT_RANGE = (-3.0, 3.0)
+SESSION_KEY = "afro-fashion-studio-session"
+TECHNICAL = re.compile(r"^(.*?)\s*\(([^()]*)\)\s*$")  # "plain words (component 3, coarse; agree 0.93)"
 
 CSS = """
-#studio-image img {width: 100%; height: 100%; object-fit: contain;}
+#studio-image img {width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated;}
 #studio-message {min-height: 1.5em;}
+#design-view {position: sticky; top: 0.5rem; align-self: flex-start; z-index: 5;}
+.gradio-container {overflow: clip !important;}  /* 'hidden' would make it a scroller: no sticky image */
+.mix-parent img {image-rendering: pixelated;}
+#export-file {max-height: 6rem; overflow: auto;}  /* one file row, not a drop zone under the image */
 """
+
+
+def split_description(text: str) -> tuple[str, str]:
+    """('plain words', 'technical note') from a description ending in a parenthesis, else (text, '')."""
+    match = TECHNICAL.match(text or "")
+    return (match.group(1), match.group(2)) if match and match.group(1) else (text or "", "")
+
+
+def parse_scale(value) -> tuple[int, str]:
+    """'4-lanczos' from the export-size menu into (4, 'lanczos'); anything else is the rendered size."""
+    factor, _, resample = str(value or "1").partition("-")
+    return (int(factor), resample) if (factor.isdigit() and (int(factor), resample) in EXPORT_SCALES) else (1, "")
 
 
 def parse_seed_range(text: str) -> list[int]:
@@ -80,8 +107,9 @@ def read_recipe_upload(path: str | pathlib.Path) -> Recipe:
 class StudioApp:
     """Builds the Blocks for one Studio; handlers are methods so tests can read them."""
 
-    def __init__(self, studio: Studio):
+    def __init__(self, studio: Studio, store: SessionStore | None = None):
         self.studio = studio
+        self.store = store
         self.class_choices = self._class_choices()
 
     def _class_choices(self):
@@ -91,28 +119,47 @@ class StudioApp:
 
     # ---------------------------------------------------------------- helpers
     def current(self, session: Session) -> Recipe:
-        return session.recipe or self.studio.new_recipe()
+        return session.recipe or self.studio.start_recipe()
+
+    def model_markdown(self) -> str:
+        """Which model is open: name, resolution, classes and its card's line (and notice)."""
+        card, G = self.studio.network.describe(), self.studio.G
+        classes = ", ".join(name for name, _ in self.class_choices) if self.class_choices else "unconditional"
+        text = f"**Model: {card.name}** · {G.img_resolution}×{G.img_resolution} px · classes: {classes}"
+        text += f" · {card.summary}" if card.summary else ""
+        return text + (f"\n\n⚠️ **{card.notice}**" if card.notice else "")
 
     def _direction_slider_updates(self, recipe: Recipe) -> dict:
         directions = self.studio.directions[:MAX_DIRECTION_SLIDERS]
-        updates = {}
+        updates, rows = {}, []
         for i, slider in enumerate(self.direction_sliders):
             if i < len(directions):
                 d = directions[i]
                 layers = format_layers(recipe.layer_overrides.get(d.name, d.layers))
-                info = " · ".join(t for t in (d.sign, d.description, f"layers {layers}", d.mode) if t)
+                plain, technical = split_description(d.description)
+                info = " · ".join(t for t in (d.sign, plain) if t)
                 updates[slider] = gr.update(visible=True, label=d.name, info=info, minimum=d.slider_min,
                                             maximum=d.slider_max, value=recipe.sliders.get(d.name, d.default))
+                rows.append(f"| {d.name} | {layers} | {d.mode} | {d.slider_min:g} to {d.slider_max:g} | "
+                            f"{technical or '-'} |")
             else:
                 updates[slider] = gr.update(visible=False)
         names = [d.name for d in self.studio.directions]
         updates[self.direction_choice] = gr.update(choices=names, value=names[0] if names else None)
+        updates[self.technical] = ("| slider | layers | mode | range (σ) | how it was found |\n|---|---|---|---|---|\n"
+                                   + "\n".join(rows)) if rows else ""
         return updates
 
+    def save(self, session: Session) -> None:
+        """Mirror the session to the store (a reload or a restart gets it back)."""
+        if self.store is not None and session.session_id:
+            self.store.save(session.session_id, session.to_dict())
+
     def view(self, session: Session, message: str = "", full: bool = False) -> dict:
-        """Updates showing the session's recipe; `full` also refreshes every control."""
+        """Updates showing the session's recipe (one render); `full` also refreshes every control."""
         recipe = self.current(session)
         session.recipe = recipe
+        self.save(session)
         updates = {
             self.state: session,
             self.message: message,
@@ -138,14 +185,16 @@ class StudioApp:
         return updates
 
     def _parents(self, recipe: Recipe) -> dict:
+        """Both parents of a mix (cached renders); none without a mix."""
+        if recipe.mix is None:
+            return {self.parent_a: None, self.parent_b: None}
         base = recipe.replace(mix=None, sliders={}, components={}, layer_overrides={})
-        other = None if recipe.mix is None else self.studio.render(base.replace(seed=recipe.mix.seed))
-        return {self.parent_a: self.studio.render(base), self.parent_b: other}
+        return {self.parent_a: self.studio.render(base),
+                self.parent_b: self.studio.render(base.replace(seed=recipe.mix.seed))}
 
     def commit(self, session: Session, recipe: Recipe, message: str = "", full: bool = False) -> dict:
-        """Render first (which validates), then make the recipe current: a failure changes nothing."""
-        self.studio.render(recipe)
-        session.apply(recipe)
+        """Validate, then make the recipe current and show it: a failure changes nothing."""
+        session.apply(self.studio.check(recipe))
         return self.view(session, message, full)
 
     def guarded(self, handler):
@@ -159,24 +208,39 @@ class StudioApp:
         return wrapper
 
     # --------------------------------------------------------------- handlers
+    def _class(self, class_idx) -> int | None:
+        """The class menu's value as a class index (None for unconditional networks)."""
+        if not self.studio.G.c_dim:
+            return None
+        return int(parse_number(0 if class_idx in (None, "") else class_idx, "Class", 0, self.studio.G.c_dim - 1)[0])
+
     def on_edit(self, session, seed, psi, class_idx, noise_mode):
+        psi, note = parse_number(psi, "Truncation ψ", *PSI_RANGE)
         recipe = self.current(session).replace(
-            seed=parse_seed(seed), truncation_psi=float(psi),
-            class_idx=None if not self.studio.G.c_dim else int(class_idx or 0),
+            seed=parse_seed(seed), truncation_psi=psi, class_idx=self._class(class_idx),
             noise_mode=noise_mode if noise_mode in NOISE_MODES else "const")
-        return self.commit(session, recipe, full=True)
+        return self.commit(session, recipe, note, full=True)
 
     def on_direction_slider(self, index, session, value):
-        return self.on_set_slider(session, self.studio.directions[index].name, value)
+        updates = self.on_set_slider(session, self.studio.directions[index].name, value)
+        if updates.get(self.message):  # clamped: show the box the value actually used
+            updates[self.direction_sliders[index]] = self.current(session).sliders[self.studio.directions[index].name]
+        return updates
 
     def on_set_slider(self, session, name, value):
+        direction = self.studio.direction(str(name))
+        value, note = parse_number(value, f"Slider {direction.name!r}", direction.slider_min, direction.slider_max)
         recipe = self.current(session)
-        return self.commit(session, recipe.replace(sliders={**recipe.sliders, str(name): float(value)}))
+        return self.commit(session, recipe.replace(sliders={**recipe.sliders, direction.name: value}), note)
 
     def on_component_slider(self, index, session, value):
+        value, note = parse_number(value, f"Component {index}", *COMPONENT_RANGE)
         recipe = self.current(session)
-        components = {**recipe.components, index: float(value)}
-        return self.commit(session, recipe.replace(components={k: v for k, v in components.items() if v}))
+        components = {**recipe.components, index: value}
+        updates = self.commit(session, recipe.replace(components={k: v for k, v in components.items() if v}), note)
+        if note:
+            updates[self.component_sliders[index]] = value
+        return updates
 
     def on_component_layers(self, session, layers):
         recipe = self.current(session).replace(component_layers=self.studio.layer_range(layers))
@@ -199,9 +263,10 @@ class StudioApp:
         return self.commit(session, recipe.replace(layer_overrides=overrides), f"Layers of {name!r} set.", full=True)
 
     def on_mix(self, session, mix_seed, layers, weight):
-        seed = None if str(mix_seed).strip() == "" else parse_seed(mix_seed, "Mix seed")
+        seed = None if str(mix_seed or "").strip() == "" else parse_seed(mix_seed, "Mix seed")
+        weight, note = parse_number(weight, "Blend weight", 0.0, 1.0)
         recipe = self.studio.mix_recipe(self.current(session), seed, layers, weight)
-        return self.commit(session, recipe, full=True)
+        return self.commit(session, recipe, note, full=True)
 
     def on_unmix(self, session):
         return self.commit(session, self.current(session).replace(mix=None), full=True)
@@ -216,52 +281,75 @@ class StudioApp:
         return self.commit(session, Recipe.from_json(text or ""), "Recipe restored.", full=True)
 
     def on_upload(self, session, path):
-        if not path:
-            return {self.message: "Choose a recipe .json or an exported PNG."}
-        return self.commit(session, read_recipe_upload(path), "Recipe restored.", full=True)
+        """Restore from a dropped file; the box is emptied either way, ready for the next file."""
+        try:
+            if not path:
+                return {self.message: "Choose a recipe .json or an exported PNG.", self.upload: None}
+            return {**self.commit(session, read_recipe_upload(path), "Recipe restored.", full=True), self.upload: None}
+        except USER_ERRORS as error:
+            return {self.message: f"⚠️ Not restored: {error}", self.upload: None}
 
     def on_download_recipe(self, session):
-        path = pathlib.Path(tempfile.mkdtemp(prefix="afro-studio-recipe-")) / "recipe.json"
-        path.write_text(json.dumps(self.studio.portable_recipe(self.current(session)), indent=2))
-        return {self.recipe_file: str(path), self.message: "Recipe ready to download."}
+        recipe = self.current(session)
+        path = pathlib.Path(tempfile.mkdtemp(prefix="afro-studio-recipe-")) / f"{self.image_name(recipe)}.recipe.json"
+        path.write_text(json.dumps(self.studio.portable_recipe(recipe), indent=2))
+        return {self.recipe_file: str(path), self.message: f"{path.name} ready: click it to download."}
 
-    def on_export_image(self, session):
-        path = export_image(self.studio, self.current(session))
+    def image_name(self, recipe: Recipe) -> str:
+        return image_name(recipe, self.studio.network.class_names)
+
+    def on_export_image(self, session, scale):
+        factor, resample = parse_scale(scale)
+        path = export_image(self.studio, self.current(session), scale=factor, resample=resample)
         return {self.export_file: str(path), self.message: f"Exported {path.name} (recipe embedded)."}
 
+    def on_new_design(self, session):
+        """Start again from the model's representative seed; the old design stays one undo away."""
+        return self.commit(session, self.studio.start_recipe(), "New design (↶ Undo brings the last one back).",
+                           full=True)
+
     # browse
+    @staticmethod
+    def _page_number(page) -> int:
+        """The page box as a page index: empty means 0, out of range is clamped."""
+        return int(parse_number(0 if page in (None, "") else page, "Page", 0, Studio.last_page(PER_PAGE))[0])
+
     def _page(self, session, page, psi, class_idx):
-        page = min(max(int(page or 0), 0), Studio.last_page(PER_PAGE))
+        page = self._page_number(page)
+        psi, note = parse_number(psi, "Truncation ψ", *PSI_RANGE)
         seeds = Studio.page_seeds(page, PER_PAGE)
-        class_idx = None if not self.studio.G.c_dim else int(class_idx or 0)
-        images = self.studio.render_seeds(seeds, float(psi), class_idx)
-        session.page, session.page_seeds = page, seeds
-        return {self.state: session, self.page: page, self.message: "",
+        class_idx = self._class(class_idx)
+        images = self.studio.render_seeds(seeds, psi, class_idx)
+        session.page, session.page_seeds, session.page_psi, session.page_class = page, seeds, psi, class_idx
+        return {self.state: session, self.page: page, self.message: note,
                 self.gallery: [(img, f"seed {s}") for img, s in zip(images, seeds)]}
 
     def on_browse(self, session, page, psi, class_idx):
         return self._page(session, page, psi, class_idx)
 
     def on_next(self, session, page, psi, class_idx):
-        return self._page(session, int(page or 0) + 1, psi, class_idx)
+        return self._page(session, self._page_number(page) + 1, psi, class_idx)
 
     def on_prev(self, session, page, psi, class_idx):
-        return self._page(session, int(page or 0) - 1, psi, class_idx)
+        return self._page(session, self._page_number(page) - 1, psi, class_idx)
 
     def on_random_page(self, session, psi, class_idx):
         return self._page(session, Studio.random_page(PER_PAGE), psi, class_idx)
 
     def on_jump(self, session, seed, psi, class_idx):
-        return self._page(session, parse_seed(seed) // PER_PAGE, psi, class_idx)
+        """Show the seed's page and open the seed itself in the Design tab."""
+        seed = parse_seed(seed)
+        return {**self._page(session, seed // PER_PAGE, psi, class_idx), **self.on_open_seed(session, seed, psi, class_idx)}
 
-    def on_tile(self, session, psi, class_idx, evt: gr.SelectData):
+    def on_tile(self, session, evt: gr.SelectData):
+        """Open the tile as drawn (the ψ and class of the page on screen, not the controls' new values)."""
         seed = session.page_seeds[evt.index]
-        return self.on_open_seed(session, seed, psi, class_idx)
+        return self.on_open_seed(session, seed, session.page_psi, session.page_class)
 
     def on_open_seed(self, session, seed, psi, class_idx):
         recipe = self.current(session).replace(
-            seed=parse_seed(seed), truncation_psi=float(psi), mix=None,
-            class_idx=None if not self.studio.G.c_dim else int(class_idx or 0))
+            seed=parse_seed(seed), truncation_psi=parse_number(psi, "Truncation ψ", *PSI_RANGE)[0], mix=None,
+            class_idx=self._class(class_idx))
         updates = self.commit(session, recipe, f"Opened seed {recipe.seed}.", full=True)
         updates[self.tabs] = gr.Tabs(selected="design")
         return updates
@@ -292,88 +380,127 @@ class StudioApp:
         session.favourites = []
         return self._tray(session, "Favourites cleared.")
 
-    def on_export_favourites(self, session):
-        path = export_favourites(self.studio, [f.recipe for f in session.favourites])
+    def on_export_favourites(self, session, scale):
+        factor, resample = parse_scale(scale)
+        path = export_favourites(self.studio, [f.recipe for f in session.favourites], scale=factor, resample=resample)
         return {self.favourites_file: str(path), self.message: f"{len(session.favourites)} favourites exported."}
 
     def on_export_batch(self, session, seeds, strengths, progress=gr.Progress()):
-        path = export_batch(self.studio, self.current(session), parse_seed_range(seeds), parse_strengths(strengths),
-                            progress=progress)
-        return {self.batch_file: str(path), self.message: "Batch export finished."}
+        seeds, strengths = parse_seed_range(seeds), parse_strengths(strengths)
+
+        def report(done_total):
+            progress(done_total, desc="Batch export", unit="images")
+
+        path = export_batch(self.studio, self.current(session), seeds, strengths, progress=report)
+        return {self.batch_file: str(path), self.message: f"Batch export finished ({path.name})."}
 
     def on_label(self, session, component, name, description, sign, layers):
-        direction = self.studio.label_component(int(component), name, description, sign, layers)
-        return self.view(session, f"Saved direction {direction.name!r} to {self.studio.directions_path}.", full=True)
+        n = 0 if self.studio.components is None else self.studio.components.num_components
+        index, note = parse_number(component, "Label component", 0, max(n - 1, 0))
+        if note or index != int(index):
+            raise RecipeError(f"Label component must be a component number from 0 to {max(n - 1, 0)}.")
+        direction = self.studio.label_component(int(index), name, description, sign, layers)
+        return self.view(session, f"Saved direction {direction.name!r} in your labels file "
+                                  f"{self.studio.labels_path}.", full=True)
+
+    def on_load(self, session, session_id):
+        """A page (re)load: the stored session of this browser, or a new one, and its browse page."""
+        data = self.store.load(session_id) if self.store is not None and session_id else None
+        if data is not None:
+            session = Session.from_dict(data, self.studio.check, self.studio.render, session_id=session_id)
+        session.session_id = session_id if data is not None else new_session_id()
+        recipe = self.current(session)
+        message = "Welcome back: your design, history and favourites are restored." if data else ""
+        return {**self._page(session, session.page, recipe.truncation_psi, recipe.class_idx),
+                **self.view(session, message, full=True), **self._tray(session, message),
+                self.session_id: session.session_id}
 
     # ------------------------------------------------------------------ layout
     def build(self) -> gr.Blocks:
         studio = self.studio
-        with gr.Blocks(title="Afro Fashion Studio") as demo:
+        conditional = bool(studio.G.c_dim)
+        start = studio.start_recipe()
+        with gr.Blocks(title=f"Afro Fashion Studio: {studio.network.describe().name}") as demo:
             self.state = gr.State(Session())
+            self.session_id = gr.BrowserState(None, storage_key=SESSION_KEY, secret=SESSION_KEY)
             gr.Markdown("# Afro Fashion Studio")
+            gr.Markdown(self.model_markdown(), elem_id="model-info")
             if studio.network.banner:
                 gr.Markdown(f"**⚠️ {studio.network.banner}.** Start with `--network` to design with a trained model.")
             self.message = gr.Markdown(elem_id="studio-message")
-            conditional = bool(studio.G.c_dim)
             with gr.Tabs(selected="design") as self.tabs:
                 with gr.Tab("Browse", id="browse"):
                     with gr.Row():
-                        self.page = gr.Number(0, label="Page", precision=0, minimum=0)
+                        self.page = TypedNumber(0, label="Page", precision=0, elem_id="browse-page")
                         prev_btn = gr.Button("◀ Previous")
                         next_btn = gr.Button("Next ▶")
                         random_btn = gr.Button("🎲 Random page")
-                        jump_seed = gr.Textbox(label="Jump to seed", placeholder="e.g. 1234")
+                        jump_seed = gr.Textbox(label="Open seed", placeholder="e.g. 1234 (Enter)", elem_id="jump-seed")
                     with gr.Row():
-                        browse_psi = gr.Slider(-1.0, 1.5, 0.7, step=0.05, label="Truncation ψ")
-                        browse_class = gr.Dropdown(self.class_choices, value=0 if conditional else None,
-                                                   label="Class", visible=conditional)
+                        browse_psi = TypedSlider(*PSI_RANGE, start.truncation_psi, step=0.05, label="Truncation ψ",
+                                                buttons=[], elem_id="browse-psi")
+                        browse_class = gr.Dropdown(self.class_choices, value=start.class_idx, label="Class",
+                                                   visible=conditional, elem_id="browse-class")
                     self.gallery = gr.Gallery(label="Seeds: click one to design with it", columns=6,
                                               allow_preview=False, elem_id="browse-gallery")
                 with gr.Tab("Design", id="design"):
                     with gr.Row():
-                        with gr.Column(scale=3):
+                        with gr.Column(scale=3, elem_id="design-view"):
                             self.image = gr.Image(label="Design", format="png", interactive=False,
-                                                  elem_id="studio-image", buttons=["fullscreen"], height=480)
+                                                  elem_id="studio-image", buttons=["fullscreen"], height=440)
                             with gr.Row():
                                 undo_btn = gr.Button("↶ Undo")
                                 redo_btn = gr.Button("↷ Redo")
                                 star_btn = gr.Button("☆ Favourite")
+                                new_btn = gr.Button("✚ New design", elem_id="new-design")
+                            with gr.Row():
+                                export_scale = gr.Dropdown(self.scale_choices(), value="1", label="Export size",
+                                                           elem_id="export-scale")
                                 export_btn = gr.Button("⬇ Export PNG")
                             self.history = gr.Markdown()
-                            self.export_file = gr.File(label="Exported image", interactive=False)
+                            self.export_file = gr.File(label="Exported image", interactive=False, elem_id="export-file")
                         with gr.Column(scale=2):
                             with gr.Row():
-                                self.seed = gr.Textbox("0", label="Seed", elem_id="seed-box")
+                                self.seed = gr.Textbox(str(start.seed), label="Seed", elem_id="seed-box")
                                 self.noise_mode = gr.Radio(list(NOISE_MODES), value="const", label="Noise")
-                            self.psi = gr.Slider(-1.0, 1.5, 0.7, step=0.05, label="Truncation ψ")
-                            self.class_idx = gr.Dropdown(self.class_choices, value=0 if conditional else None,
-                                                         label="Class", visible=conditional)
+                            self.psi = TypedSlider(*PSI_RANGE, start.truncation_psi, step=0.05, label="Truncation ψ",
+                                                  buttons=[], elem_id="design-psi")
+                            self.class_idx = gr.Dropdown(self.class_choices, value=start.class_idx,
+                                                         label="Class", visible=conditional, elem_id="design-class")
                             with gr.Accordion("Directions (σ units)", open=True):
                                 if not studio.directions:
                                     gr.Markdown("No labelled directions loaded (`--directions FILE.yaml`).")
                                 self.direction_sliders = [
-                                    gr.Slider(-3, 3, 0, step=0.05, visible=False, elem_id=f"direction-{i}")
+                                    TypedSlider(-3, 3, 0, step=0.05, visible=False, buttons=[],
+                                               elem_id=f"direction-{i}")
                                     for i in range(MAX_DIRECTION_SLIDERS)]
                                 with gr.Row():
                                     self.direction_choice = gr.Dropdown([], label="Direction")
                                     reset_btn = gr.Button("Reset this")
                                     reset_all_btn = gr.Button("Reset all")
+                                with gr.Accordion("How these sliders were made (technical)", open=False):
+                                    self.technical = gr.Markdown()
                             with gr.Accordion("Advanced: layer range of a direction", open=False):
                                 layers_text = gr.Textbox(label="Layers", placeholder="coarse, middle, fine, all, 3 or 2-5")
                                 layers_btn = gr.Button("Apply layers to the chosen direction")
                             with gr.Accordion("Mix with a second seed", open=False):
                                 with gr.Row():
-                                    self.mix_seed = gr.Textbox(label="Style source seed", placeholder="e.g. 42")
+                                    self.mix_seed = gr.Textbox(label="Style source seed", placeholder="e.g. 42",
+                                                               elem_id="mix-seed")
                                     self.mix_layers = gr.Dropdown(
                                         ["coarse", "middle", "fine", "all"], value="coarse", allow_custom_value=True,
-                                        label="Layers from it", info="coarse = silhouette, fine = colour/print, or 2-5")
-                                self.mix_weight = gr.Slider(0, 1, 1, step=0.05, label="Blend weight")
+                                        label="Layers from it", info="measuring what each layer group changes…",
+                                        elem_id="mix-layers")
+                                self.mix_weight = TypedSlider(0, 1, 1, step=0.05, label="Blend weight", buttons=[],
+                                                             elem_id="mix-weight")
                                 with gr.Row():
-                                    mix_btn = gr.Button("Mix")
+                                    mix_btn = gr.Button("Mix", elem_id="mix-button")
                                     unmix_btn = gr.Button("Remove mix")
                                 with gr.Row():
-                                    self.parent_a = gr.Image(label="Parent A (seed)", interactive=False)
-                                    self.parent_b = gr.Image(label="Parent B (style source)", interactive=False)
+                                    self.parent_a = gr.Image(label="Parent A (seed)", interactive=False, height=200,
+                                                             elem_classes="mix-parent", elem_id="parent-a")
+                                    self.parent_b = gr.Image(label="Parent B (style source)", interactive=False,
+                                                             height=200, elem_classes="mix-parent", elem_id="parent-b")
                             with gr.Accordion("Explore components (unlabelled)", open=False):
                                 comps = studio.components
                                 k = 0 if comps is None else min(MAX_COMPONENT_SLIDERS, comps.num_components)
@@ -381,31 +508,35 @@ class StudioApp:
                                     gr.Markdown("No components loaded (`--components FILE.npz`).")
                                 self.component_layers = gr.Textbox("all", label="Layers the components act on")
                                 self.component_sliders = [
-                                    gr.Slider(-3, 3, 0, step=0.05, label=f"Component {i}",
-                                              info=f"{100 * float(comps.var_ratio[i]):.1f}% of variance",
-                                              elem_id=f"component-{i}")
+                                    TypedSlider(*COMPONENT_RANGE, 0, step=0.05, label=f"Component {i}", buttons=[],
+                                               info=f"{100 * float(comps.var_ratio[i]):.1f}% of variance",
+                                               elem_id=f"component-{i}")
                                     for i in range(k)]
                                 with gr.Row():
-                                    label_component = gr.Number(0, label="Label component", precision=0, minimum=0)
+                                    label_component = TypedNumber(0, label="Label component", precision=0,
+                                                                 elem_id="label-component")
                                     label_name = gr.Textbox(label="Name", placeholder="sleeve length")
                                     label_sign = gr.Textbox(label="Sign", placeholder="+ = longer sleeves")
                                 label_description = gr.Textbox(label="Description")
                                 label_layers = gr.Textbox("all", label="Layers")
                                 label_btn = gr.Button("Label this component")
+                                gr.Markdown(f"Labels are saved in your own file, `{studio.labels_path}`, layered "
+                                            "over the model's directions (which stay as shipped).")
                 with gr.Tab("Recipe", id="recipe"):
                     self.recipe_text = gr.Code(language="json", label="Current recipe (edit and apply)",
-                                               elem_id="recipe-text")
+                                               elem_id="recipe-text", buttons=["copy"])
                     with gr.Row():
                         apply_text_btn = gr.Button("Apply recipe text")
                         download_btn = gr.Button("Prepare recipe download")
-                    self.recipe_file = gr.File(label="Recipe", interactive=False)
-                    upload = gr.File(label="Restore: drop a recipe .json or an exported PNG",
-                                     file_types=[".json", ".png"], type="filepath", elem_id="recipe-upload")
+                    self.recipe_file = gr.File(label="Recipe", interactive=False, elem_id="recipe-file")
+                    self.upload = gr.File(label="Restore: drop a recipe .json or an exported PNG",
+                                          type="filepath", elem_id="recipe-upload")
                 with gr.Tab("Favourites & export", id="export"):
                     self.tray = gr.Gallery(label="Favourites (click to open)", columns=8, allow_preview=False)
                     with gr.Row():
                         star_seed = gr.Textbox(label="Star a seed", placeholder="e.g. 77")
                         clear_btn = gr.Button("Clear tray")
+                        favourites_scale = gr.Dropdown(self.scale_choices(), value="1", label="Export size")
                         fav_btn = gr.Button("Export favourites (zip)")
                     self.favourites_file = gr.File(label="Favourites", interactive=False)
                     gr.Markdown("Batch export: the directions you moved (or all) over many seeds.")
@@ -416,13 +547,13 @@ class StudioApp:
                     self.batch_file = gr.File(label="Batch", interactive=False)
             # API-only entry points (hidden): set a slider by name.
             api_name_box = gr.Textbox(visible=False)
-            api_value_box = gr.Number(visible=False)
+            api_value_box = TypedNumber(visible=False)
             api_btn = gr.Button(visible=False)
 
             view = [self.state, self.message, self.image, self.recipe_text, self.history]
             full = view + [self.seed, self.psi, self.class_idx, self.noise_mode, self.mix_seed, self.mix_layers,
                            self.mix_weight, self.component_layers, self.parent_a, self.parent_b,
-                           self.direction_choice, *self.direction_sliders, *self.component_sliders]
+                           self.direction_choice, self.technical, *self.direction_sliders, *self.component_sliders]
             s = self.state
             edit_inputs = [s, self.seed, self.psi, self.class_idx, self.noise_mode]
 
@@ -434,15 +565,16 @@ class StudioApp:
                 on(control.input, self.on_edit, edit_inputs, full, trigger_mode="always_last")
             on(self.seed.submit, self.on_edit, edit_inputs, full, api_name="edit")
             for i, slider in enumerate(self.direction_sliders):
-                on(slider.input, functools.partial(self.on_direction_slider, i), [s, slider], view,
+                on(slider.input, functools.partial(self.on_direction_slider, i), [s, slider], view + [slider],
                    trigger_mode="always_last", show_progress="hidden")
             on(api_btn.click, self.on_set_slider, [s, api_name_box, api_value_box], view, api_name="set_slider")
             for i, slider in enumerate(self.component_sliders):
-                on(slider.input, functools.partial(self.on_component_slider, i), [s, slider], view,
+                on(slider.input, functools.partial(self.on_component_slider, i), [s, slider], view + [slider],
                    trigger_mode="always_last", show_progress="hidden")
             on(self.component_layers.submit, self.on_component_layers, [s, self.component_layers], view)
             on(reset_btn.click, self.on_reset, [s, self.direction_choice], full, api_name="reset")
             on(reset_all_btn.click, self.on_reset_all, [s], full, api_name="reset_all")
+            on(new_btn.click, self.on_new_design, [s], full, api_name="new_design")
             on(layers_btn.click, self.on_set_layers, [s, self.direction_choice, layers_text], full,
                api_name="set_layers")
             on(mix_btn.click, self.on_mix, [s, self.mix_seed, self.mix_layers, self.mix_weight], full, api_name="mix")
@@ -450,52 +582,64 @@ class StudioApp:
             on(undo_btn.click, self.on_undo, [s], full, api_name="undo")
             on(redo_btn.click, self.on_redo, [s], full, api_name="redo")
             on(apply_text_btn.click, self.on_apply_recipe_text, [s, self.recipe_text], full, api_name="apply_recipe")
-            on(upload.upload, self.on_upload, [s, upload], full, api_name="restore")
+            on(self.upload.upload, self.on_upload, [s, self.upload], full + [self.upload], api_name="restore")
             on(download_btn.click, self.on_download_recipe, [s], [self.recipe_file, self.message],
                api_name="download_recipe")
-            on(export_btn.click, self.on_export_image, [s], [self.export_file, self.message], api_name="export_image")
+            on(export_btn.click, self.on_export_image, [s, export_scale], [self.export_file, self.message],
+               api_name="export_image")
             on(label_btn.click, self.on_label,
                [s, label_component, label_name, label_description, label_sign, label_layers], full,
                api_name="label_component")
 
+            browse_in = [s, self.page, browse_psi, browse_class]
             browse_out = [s, self.page, self.message, self.gallery]
-            on(self.page.submit, self.on_browse, [s, self.page, browse_psi, browse_class], browse_out,
-               api_name="browse")
-            on(next_btn.click, self.on_next, [s, self.page, browse_psi, browse_class], browse_out)
-            on(prev_btn.click, self.on_prev, [s, self.page, browse_psi, browse_class], browse_out)
+            on(self.page.submit, self.on_browse, browse_in, browse_out, api_name="browse")
+            on(next_btn.click, self.on_next, browse_in, browse_out)
+            on(prev_btn.click, self.on_prev, browse_in, browse_out)
             on(random_btn.click, self.on_random_page, [s, browse_psi, browse_class], browse_out)
-            on(jump_seed.submit, self.on_jump, [s, jump_seed, browse_psi, browse_class], browse_out)
-            on(browse_psi.release, self.on_browse, [s, self.page, browse_psi, browse_class], browse_out)
-            on(self.gallery.select, self.on_tile, [s, browse_psi, browse_class], full + [self.tabs])
-            open_seed_btn = gr.Button(visible=False)
-            on(open_seed_btn.click, self.on_open_seed, [s, jump_seed, browse_psi, browse_class], full + [self.tabs],
+            on(browse_psi.release, self.on_browse, browse_in, browse_out)
+            on(browse_class.input, self.on_browse, browse_in, browse_out)
+            on(jump_seed.submit, self.on_jump, [s, jump_seed, browse_psi, browse_class], full + browse_out + [self.tabs],
                api_name="open_seed")
+            on(self.gallery.select, self.on_tile, [s], full + [self.tabs])
 
             tray_out = [s, self.message, self.tray]
             on(star_btn.click, self.on_star, [s], tray_out, api_name="star")
             on(star_seed.submit, self.on_star_seed, [s, star_seed], tray_out, api_name="star_seed")
             on(clear_btn.click, self.on_clear_tray, [s], tray_out)
             on(self.tray.select, self.on_tray_select, [s], full + [self.tabs])
-            on(fav_btn.click, self.on_export_favourites, [s], [self.favourites_file, self.message],
+            on(fav_btn.click, self.on_export_favourites, [s, favourites_scale], [self.favourites_file, self.message],
                api_name="export_favourites")
             on(batch_btn.click, self.on_export_batch, [s, batch_seeds, batch_strengths],
                [self.batch_file, self.message], api_name="export_batch", concurrency_limit=1)
 
-            demo.load(self.guarded(lambda session: {**self.view(session, full=True),
-                                                    **self._page(session, 0, 0.7, 0)}),
-                      [s], full + [self.page, self.gallery], api_visibility="undocumented")
+            loaded = demo.load(self.guarded(self.on_load), [s, self.session_id],
+                               full + [self.page, self.gallery, self.tray, self.session_id],
+                               api_visibility="undocumented")
+            loaded.then(lambda: gr.update(info=self.mix_info()), None, [self.mix_layers], api_visibility="undocumented")
         return demo
 
+    def mix_info(self) -> str:
+        hints = self.studio.mix_hints()
+        return "Measured on this model: " + "; ".join(f"{g} = {h}" for g, h in hints.items()) + "; or a range like 2-5"
 
-def build_app(studio: Studio) -> gr.Blocks:
-    return StudioApp(studio).build()
+    def scale_choices(self) -> list[tuple[str, str]]:
+        res = self.studio.G.img_resolution
+        return [(f"{res} px, as rendered", "1")] + [
+            (f"{res * f} px, ×{f} {'Lanczos' if r == 'lanczos' else 'nearest'} (upscaled)", f"{f}-{r}")
+            for f, r in EXPORT_SCALES]
+
+
+def build_app(studio: Studio, store: SessionStore | None = None) -> gr.Blocks:
+    return StudioApp(studio, store).build()
 
 
 def launch(studio: Studio, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-           auth: tuple[str, str] | None = None, block: bool = True, concurrency: int = 4):
+           auth: tuple[str, str] | None = None, block: bool = True, concurrency: int = 4,
+           store: SessionStore | None = None):
     """Start the studio; returns (demo, url). Inference is serialised by the Studio's lock."""
-    demo = build_app(studio)
+    demo = build_app(studio, store)
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
     demo.launch(server_name=host, server_port=port, share=share, auth=auth, prevent_thread_lock=not block,
-                quiet=not block, css=CSS, footer_links=["api", "settings"], ssr_mode=False)
+                quiet=True, css=CSS, footer_links=["api", "settings"], ssr_mode=False)
     return demo, demo.local_url

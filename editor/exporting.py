@@ -3,15 +3,21 @@
 Every PNG embeds its recipe (ganspace.recipe), so dropping it back into the
 studio restores it. Each export goes to a fresh temporary folder: no fixed
 file names, so concurrent users never overwrite each other's downloads.
+File names say what the image is (seed, class, ψ, mix, moved sliders); an
+upscaled export says so in its name and in its recipe (`export`), since its
+pixels are no longer the network's own.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import pathlib
+import re
 import tempfile
 import zipfile
 
+import numpy as np
+from PIL import Image
 
 from editor.recipe import Recipe
 from editor.studio import Studio
@@ -20,26 +26,67 @@ from ganspace.recipe import save_png_with_recipe
 from stylegan2.render import image_grid, to_pil
 
 CONTACT_SHEET_COLUMNS = 6
+EXPORT_SCALES = tuple((f, r) for f in (2, 4, 8) for r in ("nearest", "lanczos"))
+RESAMPLE = {"nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+MAX_NAME = 150
 
 
 def new_export_dir(prefix: str) -> pathlib.Path:
     return pathlib.Path(tempfile.mkdtemp(prefix=f"afro-studio-{prefix}-"))
 
 
-def image_name(recipe: Recipe) -> str:
-    mix = f"-mix{recipe.mix.seed}" if recipe.mix else ""
-    return f"seed{recipe.seed}{mix}-psi{recipe.truncation_psi:g}"
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower() or "x"
 
 
-def export_image(studio: Studio, recipe: Recipe, out_dir: pathlib.Path | None = None) -> pathlib.Path:
-    """The recipe's image at full resolution, as a PNG carrying its recipe."""
+def image_name(recipe: Recipe, class_names: list[str] | None = None, scale: int = 1, resample: str = "") -> str:
+    """'seed16-longsleeve-psi0.7-mix5-slim+1.5-vivid-2-x4lanczos': what the image is, safe as a file name."""
+    parts = [f"seed{recipe.seed}"]
+    if recipe.class_idx is not None:
+        names = class_names or []
+        parts.append(_slug(names[recipe.class_idx]) if recipe.class_idx < len(names) else f"class{recipe.class_idx}")
+    parts.append(f"psi{recipe.truncation_psi:g}")
+    if recipe.mix:
+        parts.append(f"mix{recipe.mix.seed}")
+    parts += [f"{_slug(name)}{value:+g}" for name, value in sorted(recipe.sliders.items()) if value]
+    parts += [f"c{index}{value:+g}" for index, value in sorted(recipe.components.items()) if value]
+    name = "-".join(parts)
+    if len(name) > MAX_NAME:
+        name = f"{name[:MAX_NAME - len('-and-more')]}-and-more"
+    return f"{name}-x{scale}{resample}" if scale > 1 else name  # the upscale mark always survives
+
+
+def upscale(image: np.ndarray, scale: int, resample: str) -> np.ndarray:
+    """Nearest (crisp pixels) or Lanczos (smooth) enlargement by a whole factor."""
+    if scale == 1:
+        return image
+    if (scale, resample) not in EXPORT_SCALES:
+        raise ValueError(f"Export scale must be 1 or one of {EXPORT_SCALES}, got {(scale, resample)}.")
+    pil = to_pil(image)
+    return np.asarray(pil.resize((pil.width * scale, pil.height * scale), RESAMPLE[resample]))
+
+
+def _save(studio: Studio, recipe: Recipe, path: pathlib.Path, scale: int, resample: str) -> np.ndarray:
+    image = studio.render(recipe)
+    portable = studio.portable_recipe(recipe)
+    if scale > 1:
+        portable["export"] = {"upscaled": True, "scale": scale, "resample": resample,
+                              "rendered_resolution": list(image.shape[:2])}
+    save_png_with_recipe(path, upscale(image, scale, resample), portable)
+    return image
+
+
+def export_image(studio: Studio, recipe: Recipe, out_dir: pathlib.Path | None = None, scale: int = 1,
+                 resample: str = "nearest") -> pathlib.Path:
+    """The recipe's image (at the network's resolution, or upscaled), as a PNG carrying its recipe."""
     out_dir = out_dir or new_export_dir("image")
-    path = out_dir / f"{image_name(recipe)}.png"
-    save_png_with_recipe(path, studio.render(recipe), studio.portable_recipe(recipe))
+    path = out_dir / f"{image_name(recipe, studio.network.class_names, scale, resample)}.png"
+    _save(studio, recipe, path, scale, resample)
     return path
 
 
-def export_favourites(studio: Studio, recipes: list[Recipe], out_dir: pathlib.Path | None = None) -> pathlib.Path:
+def export_favourites(studio: Studio, recipes: list[Recipe], out_dir: pathlib.Path | None = None, scale: int = 1,
+                      resample: str = "nearest") -> pathlib.Path:
     """A zip with one PNG per favourite (recipe embedded), a contact sheet and manifest.json."""
     if not recipes:
         raise ValueError("The favourites tray is empty: star some designs first.")
@@ -47,10 +94,8 @@ def export_favourites(studio: Studio, recipes: list[Recipe], out_dir: pathlib.Pa
     folder.mkdir(parents=True, exist_ok=True)
     images, manifest = [], []
     for i, recipe in enumerate(recipes):
-        image = studio.render(recipe)
-        name = f"{i:03d}-{image_name(recipe)}.png"
-        save_png_with_recipe(folder / name, image, studio.portable_recipe(recipe))
-        images.append(image)
+        name = f"{i:03d}-{image_name(recipe, studio.network.class_names, scale, resample)}.png"
+        images.append(_save(studio, recipe, folder / name, scale, resample))
         manifest.append({"file": name, "recipe": recipe.to_dict()})
     sheet = image_grid(images, cols=min(CONTACT_SHEET_COLUMNS, len(images)), pad=0)
     to_pil(sheet).save(folder / "contact_sheet.png")

@@ -5,10 +5,22 @@ import dataclasses
 import pathlib
 
 import torch
+import yaml
 
 from stylegan2.checkpoint import weights_sha256
 
 RANDOM_DEMO_BANNER = "random demo network, no trained model found"
+CARD_FILE = "card.yaml"  # optional, next to a network file: what the studio says about the model
+
+
+@dataclasses.dataclass
+class ModelCard:
+    """What the page says about the open model; `start` is a (class, seed) the card vouches for."""
+
+    name: str
+    summary: str = ""
+    notice: str = ""       # e.g. "demonstration model": shown as a warning
+    start: tuple[str | int | None, int] | None = None
 
 
 @dataclasses.dataclass
@@ -18,6 +30,28 @@ class LoadedNetwork:
     class_names: list[str] | None = None
     banner: str = ""  # shown at the top of the studio when non-empty
     source: str = ""
+    card: ModelCard | None = None
+
+    def describe(self) -> ModelCard:
+        """The card read at load time, or just the file name (a random demo network has no card)."""
+        return self.card or ModelCard(name=pathlib.Path(self.source).name if self.source else "unnamed network")
+
+
+def read_card(network_path: str, name: str, meta: dict | None = None) -> ModelCard:
+    """`card.yaml` beside the network file when present (name, summary, notice, representative), else
+    a card from the checkpoint's metadata. A broken card file is reported as a summary, never fatal."""
+    path = pathlib.Path(network_path).with_name(CARD_FILE)
+    summary = f"trained {float(meta['kimg']):g} kimg" if meta and isinstance(meta.get("kimg"), (int, float)) else ""
+    if not path.is_file():
+        return ModelCard(name=name, summary=summary)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        start = (data.get("representative") or [None])[0]
+        return ModelCard(name=str(data.get("name") or name), summary=str(data.get("summary") or summary),
+                         notice=str(data.get("notice") or ""),
+                         start=None if not isinstance(start, dict) else (start.get("class"), int(start["seed"])))
+    except (yaml.YAMLError, OSError, AttributeError, KeyError, TypeError, ValueError) as error:
+        return ModelCard(name=name, summary=f"({path} could not be read: {error})")
 
 
 def build_random_generator(resolution: int = 32, seed: int = 0, z_dim: int = 64) -> torch.nn.Module:
@@ -53,9 +87,12 @@ def load_studio_network(spec: str | None) -> LoadedNetwork:
 
     if spec is None:
         try:  # an install without the models/ folder still opens, on a random network with a banner
-            spec = str(checkpoint.resolve_network("default"))
+            checkpoint.resolve_network("default")
+            spec = "default"
         except checkpoint.CheckpointError:
             return random_demo_network()
     bundle = checkpoint.load_network(spec)
     class_names = (bundle.meta or {}).get("class_names")
-    return LoadedNetwork(G=bundle.G_ema, sha256=bundle.sha256, class_names=class_names, source=bundle.source)
+    name = str(spec) if str(spec) in checkpoint.NAMED_NETWORKS else pathlib.Path(bundle.source).name
+    return LoadedNetwork(G=bundle.G_ema, sha256=bundle.sha256, class_names=class_names, source=bundle.source,
+                         card=read_card(bundle.source, name, bundle.meta))

@@ -35,6 +35,28 @@ def parse_seed(value: Any, what: str = "Seed") -> int:
     return int(number)
 
 
+def parse_number(value: Any, what: str, low: float, high: float) -> tuple[float, str]:
+    """A number typed into a box: (value, "") when fine, (clamped value, note) when out of range.
+
+    Anything that is not a number yet (empty, text, a lone '-' on the way to '-2') is a RecipeError,
+    so the caller answers with a message and keeps the design.
+    """
+    try:
+        number = float(str(value).strip()) if value is not None else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise RecipeError(f"{what} needs a number from {low:g} to {high:g}; got {_shown(value)}.")
+    clamped = min(max(number, low), high)
+    note = "" if clamped == number else f"{what} goes from {low:g} to {high:g}: set to {clamped:g}."
+    return clamped, note
+
+
+def _shown(value: Any) -> str:
+    text = "" if value is None else str(value).strip()
+    return repr(text[:40]) if text else "an empty box"
+
+
 def _finite(value: Any, what: str, low: float = -math.inf, high: float = math.inf) -> float:
     try:
         number = float(value)
@@ -77,6 +99,7 @@ class Recipe:
     layer_overrides: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
     components: dict[int, float] = dataclasses.field(default_factory=dict)
     component_layers: tuple[int, int] | None = None
+    network_name: str = ""  # informative only (e.g. "default"): says which network to open when hashes differ
 
     def replace(self, **changes: Any) -> "Recipe":
         return dataclasses.replace(self, **changes)
@@ -96,6 +119,7 @@ class Recipe:
             "layer_overrides": {name: list(r) for name, r in self.layer_overrides.items()},
             "components": {str(k): v for k, v in sorted(self.components.items()) if v != 0},
             "component_layers": None if self.component_layers is None else list(self.component_layers),
+            **({"network_name": self.network_name} if self.network_name else {}),
         }
 
     def to_json(self) -> str:
@@ -145,6 +169,7 @@ class Recipe:
             layer_overrides={str(k): _layer_range(v, f"Layers of {k!r}") for k, v in overrides.items()},
             components=components,
             component_layers=None if component_layers is None else _layer_range(component_layers, "Component layers"),
+            network_name=str(data.get("network_name") or "")[:200],
         )
 
     @classmethod

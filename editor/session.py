@@ -1,15 +1,17 @@
 """Per-browser-tab state: the current recipe, undo/redo history and favourites.
 
 One Session per tab (Gradio deep-copies the initial value per session), so
-nothing a stylist does in one tab can leak into another.
+nothing a stylist does in one tab can leak into another. `to_dict`/`from_dict`
+carry it through `editor.store`, so a reload or a studio restart loses nothing.
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
-from editor.recipe import Recipe
+from editor.recipe import Recipe, RecipeError
 
 HISTORY_LIMIT = 50
 FAVOURITES_LIMIT = 200
@@ -29,6 +31,9 @@ class Session:
     favourites: list[Favourite] = dataclasses.field(default_factory=list)
     page: int = 0
     page_seeds: list[int] = dataclasses.field(default_factory=list)
+    page_psi: float = 0.7                 # what the browse tiles on screen were drawn with, so a tile
+    page_class: int | None = None         # opens as shown even after the controls changed
+    session_id: str = ""                  # key of this session in the store ("" = not stored)
 
     def apply(self, recipe: Recipe) -> None:
         """Make `recipe` current; the previous one becomes undoable."""
@@ -63,3 +68,30 @@ class Session:
     def unstar(self, index: int) -> None:
         if 0 <= index < len(self.favourites):
             del self.favourites[index]
+
+    def to_dict(self) -> dict:
+        """Recipes only (thumbnails are re-rendered on restore): a few hundred kB at the limits."""
+        return {"recipe": None if self.recipe is None else self.recipe.to_dict(),
+                "undo": [r.to_dict() for r in self.undo_stack], "redo": [r.to_dict() for r in self.redo_stack],
+                "favourites": [f.recipe.to_dict() for f in self.favourites], "page": self.page}
+
+    @classmethod
+    def from_dict(cls, data: dict, accept: Callable[[Recipe], Recipe],
+                  thumbnail: Callable[[Recipe], np.ndarray], session_id: str = "") -> "Session":
+        """Rebuild a stored session; recipes that `accept` refuses (another network, a direction
+        since removed) are dropped one by one, so one stale entry never costs the rest."""
+        def recipes(items) -> list[Recipe]:
+            kept = []
+            for item in items if isinstance(items, list) else []:
+                try:
+                    kept.append(accept(Recipe.from_dict(item)))
+                except RecipeError:
+                    continue
+            return kept
+
+        current = recipes([data.get("recipe")])
+        page = data.get("page")
+        return cls(recipe=current[0] if current else None, undo_stack=recipes(data.get("undo"))[-HISTORY_LIMIT:],
+                   redo_stack=recipes(data.get("redo"))[-HISTORY_LIMIT:],
+                   favourites=[Favourite(r, thumbnail(r)) for r in recipes(data.get("favourites"))[:FAVOURITES_LIMIT]],
+                   page=page if isinstance(page, int) and page >= 0 else 0, session_id=session_id)

@@ -2,15 +2,21 @@
 
 Why a class apart from the UI: tests and scripts drive it directly, and the
 Gradio app stays thin wiring. One Studio per process holds the network, the
-directions and a per-seed cache of unedited W codes; all inference runs under
-one lock so concurrent requests never interleave (seeded 'random' noise
-included). Edits go through `ganspace.edits.apply_edits`, the single
-implementation of W(+) editing.
+directions, a per-seed cache of unedited W codes and a small cache of rendered
+recipes (undo, redo, parents and the tray show images already drawn); all
+inference runs under one lock so concurrent requests never interleave (seeded
+'random' noise included). Edits go through `ganspace.edits.apply_edits`, the
+single implementation of W(+) editing.
+
+Directions come in two layers: the model's own file (`directions_path`, never
+written when `labels_path` is given) and the user's labels (`labels_path`),
+which win on a name clash.
 """
 from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
 import pathlib
 import random
 import threading
@@ -23,17 +29,20 @@ from editor.recipe import MAX_SEED, Mix, Recipe, RecipeError
 from ganspace.components import Components, load_components
 from ganspace.directions import Direction, DirectionsError, DirectionsFile, append_direction, load_directions
 from ganspace.edits import Edit, apply_edits
-from ganspace.layers import layer_groups, parse_layers
+from ganspace.hints import STATISTICS, per_image_changes, visibility
+from ganspace.layers import GROUP_NAMES, format_layers, layer_groups, parse_layers
 from ganspace.recipe import edit_to_recipe
 from stylegan2.render import seed_to_w, synthesize_uint8
 
 BROWSE_BATCH = 8
+IMAGE_CACHE = 64        # rendered recipes kept (a 1024 px image is 3 MB)
+MIX_HINT_PAIRS = 8      # seed pairs mixed per layer group to measure what each group carries
 
 
 class Studio:
     def __init__(self, network: LoadedNetwork, directions_path: str | pathlib.Path | None = None,
                  components_path: str | pathlib.Path | None = None, device: str = "cpu",
-                 cache_size: int = 1024):
+                 cache_size: int = 1024, labels_path: str | pathlib.Path | None = None):
         self.device = torch.device(device)
         self.G = network.G.eval().requires_grad_(False).to(self.device)
         self.network = network
@@ -43,10 +52,13 @@ class Studio:
         self.components: Components | None = load_components(components_path) if components_path else None
         self.components_path = pathlib.Path(components_path) if components_path else None
         self.directions_path = pathlib.Path(directions_path) if directions_path else None
+        self.labels_path = pathlib.Path(labels_path) if labels_path else self.directions_path
         self.directions_file: DirectionsFile | None = None
         self._lock = threading.RLock()
         self._cache: collections.OrderedDict = collections.OrderedDict()
         self._cache_size = cache_size
+        self._images: collections.OrderedDict = collections.OrderedDict()
+        self._mix_hints: dict[str, str] | None = None
         self.reload_directions()
 
     # ----------------------------------------------------------------- directions
@@ -61,20 +73,24 @@ class Studio:
         raise RecipeError(f"Direction {name!r} is not in this studio's directions file.")
 
     def reload_directions(self) -> None:
-        """(Re)read the YAML; a file that does not exist yet just means no labelled directions."""
-        if self.directions_path is None or not self.directions_path.exists():
+        """(Re)read the model's YAML and the user's labels over it; files that do not exist yet just
+        mean no labelled directions."""
+        files = [load_directions(path, network_sha256=self.network_sha256, components=self.components)
+                 for path in dict.fromkeys((self.directions_path, self.labels_path)) if path and path.exists()]
+        self._images.clear()  # a relabelled name may now move the picture differently
+        if not files:
             self.directions_file = None
             return
-        self.directions_file = load_directions(self.directions_path, network_sha256=self.network_sha256,
-                                               components=self.components)
+        merged = {d.name: d for f in files for d in f.directions}
+        self.directions_file = dataclasses.replace(files[0], directions=list(merged.values()))
 
     def label_component(self, index: int, name: str, description: str = "", sign: str = "",
                         layers: str | tuple[int, int] | None = None, slider_range: float = 3.0) -> Direction:
-        """Turn PCA component `index` into a named direction appended to the YAML (atomic, with .bak)."""
+        """Turn PCA component `index` into a named direction appended to the labels file (atomic, with .bak)."""
         if self.components is None:
             raise RecipeError("No components loaded: start the studio with --components FILE.")
-        if self.directions_path is None:
-            raise RecipeError("No directions file: start the studio with --directions FILE.yaml to save labels.")
+        if self.labels_path is None:
+            raise RecipeError("No file to save labels in: start the studio with --labels FILE.yaml.")
         if not 0 <= int(index) < len(self.components.comp):
             raise RecipeError(f"Component must be between 0 and {len(self.components.comp) - 1}, got {index}.")
         name = (name or "").strip()
@@ -90,7 +106,7 @@ class Studio:
             mode="add", sigma=float(self.components.stdev[index]), mean=self.components.mean,
             slider_min=-float(slider_range), slider_max=float(slider_range), default=0.0, sign=sign or "")
         with self._lock:
-            append_direction(self.directions_path, direction, network_sha256=self.network_sha256,
+            append_direction(self.labels_path, direction, network_sha256=self.network_sha256,
                              components_path=self.components_path.resolve() if self.components_path else None)
             self.reload_directions()
         return direction
@@ -105,18 +121,31 @@ class Studio:
                               f"within 0-{self.num_ws - 1}.") from None
 
     # -------------------------------------------------------------------- recipes
-    def new_recipe(self, seed: int = 0, truncation_psi: float = 0.7) -> Recipe:
+    def new_recipe(self, seed: int = 0, truncation_psi: float = 0.7, class_idx: int | None = None) -> Recipe:
         return Recipe(network_sha256=self.network_sha256, seed=seed, truncation_psi=truncation_psi,
-                      class_idx=0 if self.G.c_dim else None)
+                      class_idx=(class_idx or 0) if self.G.c_dim else None,
+                      network_name=self.network.describe().name)
+
+    def start_recipe(self) -> Recipe:
+        """Where a new design starts: the model card's representative (class, seed), else seed 0."""
+        start = self.network.describe().start
+        if start is None:
+            return self.new_recipe()
+        label, seed = start
+        names = self.network.class_names or []
+        class_idx = names.index(label) if label in names else label if isinstance(label, int) else 0
+        return self.new_recipe(seed=seed, class_idx=class_idx if 0 <= class_idx < self.G.c_dim else 0)
 
     def check(self, recipe: Recipe) -> Recipe:
         """Raise RecipeError when `recipe` cannot be rendered by this studio, saying why."""
         Recipe.from_dict(recipe.to_dict())  # field ranges (psi, mix weight, noise mode...) in one place
         if recipe.network_sha256 != self.network_sha256:
+            name = recipe.network_name
             raise RecipeError(
-                f"This recipe was made with network {recipe.network_sha256[:12]}…, but the studio runs "
-                f"{self.network_sha256[:12]}… ({self.network.source or 'unnamed'}). Start the studio with "
-                f"that network (--network) to restore it.")
+                f"This recipe was made with network {name or '(name not recorded)'}, weights sha256 "
+                f"{recipe.network_sha256}; this studio runs {self.network.describe().name}, sha256 "
+                f"{self.network_sha256}. To restore it, start the studio on that network: "
+                f"`python -m editor --network {name if name else 'FILE'}` (the file whose sha256 is the one above).")
         if self.G.c_dim:
             if recipe.class_idx is None or not 0 <= recipe.class_idx < self.G.c_dim:
                 raise RecipeError(f"Class must be between 0 and {self.G.c_dim - 1}, got {recipe.class_idx}.")
@@ -204,10 +233,19 @@ class Studio:
             return synthesize_uint8(self.G, ws, noise_mode=noise_mode)
 
     def render(self, recipe: Recipe) -> np.ndarray:
-        """The recipe's image, uint8 HWC at full resolution."""
+        """The recipe's image, uint8 HWC at full resolution (validated; drawn once, then cached)."""
+        key = recipe.replace(network_name="").to_json()
         with self._lock:
-            ws = self.compose_ws(recipe)
-            return self.synthesize(ws, recipe.noise_mode, recipe.seed)[0]
+            image = self._images.get(key)
+            if image is None:
+                image = self.synthesize(self.compose_ws(recipe), recipe.noise_mode, recipe.seed)[0]
+                image.flags.writeable = False  # shared by every caller of the cache
+                self._images[key] = image
+                if len(self._images) > IMAGE_CACHE:
+                    self._images.popitem(last=False)
+            else:
+                self._images.move_to_end(key)
+            return image
 
     def render_seeds(self, seeds: list[int], truncation_psi: float, class_idx: int | None,
                      noise_mode: str = "const") -> list[np.ndarray]:
@@ -237,6 +275,29 @@ class Studio:
         """A copy of G for long jobs (batch export) so they never hold the studio's lock."""
         with self._lock:
             return copy.deepcopy(self.G)
+
+    def mix_hints(self) -> dict[str, str]:
+        """What mixing each layer group changes on this model, measured once: seed pairs swapped on the
+        group, scored with the hints statistics (1 = clearly visible). E.g. {"coarse": "size, length"}."""
+        if self._mix_hints is None:
+            seeds = range(2 * MIX_HINT_PAIRS)
+            class_idx = self.start_recipe().class_idx
+            with self._lock:
+                ws = torch.cat([self.base_ws(s, 0.7, class_idx) for s in seeds])
+                first, second = ws[0::2], ws[1::2]
+                plain = self.synthesize(first)
+                hints = {}
+                for group in GROUP_NAMES[1:]:
+                    start, end = self.groups[group]
+                    mixed = first.clone()
+                    mixed[:, start:end + 1] = second[:, start:end + 1]
+                    changes = per_image_changes(plain, self.synthesize(mixed))
+                    scores = visibility({k: float(np.mean(np.abs(v))) for k, v in changes.items()})
+                    visible = [STATISTICS[k][0] for k in sorted(scores, key=scores.get, reverse=True) if scores[k] >= 1]
+                    hints[group] = (", ".join(dict.fromkeys(visible[:3])) or "little visible change") + \
+                        f" (layers {format_layers((start, end))})"
+            self._mix_hints = hints
+        return self._mix_hints
 
     def mix_recipe(self, recipe: Recipe, seed: int | None, layers, weight: float) -> Recipe:
         """The recipe with its style mix set (seed None removes it)."""

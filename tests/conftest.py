@@ -61,3 +61,33 @@ def assert_differs_beyond_rounding(actual, expected):
 
     difference = np.abs(np.asarray(actual).astype(int) - np.asarray(expected).astype(int))
     assert difference.max() > 1, "the images differ by at most one level: the edit did nothing visible"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a test server."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_studio(folder: pathlib.Path, resolution: int = 16):
+    """A random `resolution` px studio with 6 hand-made orthonormal components and two labelled directions
+    (16 px: num_ws = 6, coarse 0-1, middle 2-3, fine 4-5)."""
+    import numpy as np
+
+    from editor.network import random_demo_network
+    from editor.studio import Studio
+    from ganspace.components import Components
+
+    network = random_demo_network(resolution)
+    rng = np.random.RandomState(0)
+    comp = np.linalg.qr(rng.randn(network.G.w_dim, 6))[0].T
+    components = Components(comp, rng.randn(network.G.w_dim) * 0.1, np.linspace(2.0, 1.0, 6), np.full(6, 1 / 6),
+                            {"num_ws": int(network.G.num_ws)})
+    components.save(folder / "components.npz")
+    studio = Studio(network, folder / "directions.yaml", folder / "components.npz")
+    studio.label_component(0, "sleeves", "short to long", "+ = longer", "coarse")
+    studio.label_component(1, "colour", "", "+ = warmer", "fine")
+    return studio

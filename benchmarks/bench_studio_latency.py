@@ -1,0 +1,96 @@
+"""Slider-to-image latency of the studio in a real browser (Debian's Chromium via Playwright).
+
+Opens the studio on the bundled default model, moves one labelled slider 30 times (distinct values,
+one move at a time) and times, inside the page, from the slider's input event to the moment the
+design image shows the new picture. Prints the median and the worst move.
+
+    python benchmarks/bench_studio_latency.py [--moves 30] [--slider 0] [--viewport 1280x800]
+
+Run it from any checkout: it only uses `editor.app.launch` and the Studio constructor, so the same
+script measures an older tree (PYTHONPATH=that/tree) for a before/after comparison.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+import statistics
+import tempfile
+
+import click
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+MOVE = """async ([selector, value]) => {
+  const shown = () => document.querySelector('#studio-image img');
+  const before = shown() ? shown().src : null;
+  const range = document.querySelector(selector);
+  const start = performance.now();
+  range.value = String(value);
+  range.dispatchEvent(new Event('input', {bubbles: true}));
+  return await new Promise(resolve => {
+    const poll = () => {  // every frame: the new picture is there once its <img> changed and finished loading
+      const img = shown();
+      if (img && img.src !== before && img.complete) return resolve(performance.now() - start);
+      if (performance.now() - start > 20000) return resolve(-1);
+      requestAnimationFrame(poll);
+    };
+    poll();
+  });
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@click.command()
+@click.option("--moves", default=30, show_default=True)
+@click.option("--slider", default=0, show_default=True, help="Index of the labelled slider to move.")
+@click.option("--viewport", default="1280x800", show_default=True)
+def main(moves, slider, viewport):
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("AFRO_FASHION_DATA", tempfile.mkdtemp(prefix="afro-bench-data-"))
+    from playwright.sync_api import sync_playwright
+
+    from editor import app
+    from editor.network import companion_files, load_studio_network
+    from editor.studio import Studio
+
+    loaded = load_studio_network(None)
+    directions, components = companion_files(loaded.source)
+    studio = Studio(loaded, directions, components)
+    kwargs = {}
+    if "store" in inspect.signature(app.launch).parameters:  # newer trees persist every move: count that too
+        from editor.store import SessionStore
+        kwargs["store"] = SessionStore(loaded.sha256)
+    demo, url = app.launch(studio, port=free_port(), block=False, **kwargs)
+    width, height = (int(v) for v in viewport.split("x"))
+    direction = studio.directions[slider]
+    values = [round(direction.slider_min + (direction.slider_max - direction.slider_min) * (i + 1) / (moves + 1), 2)
+              for i in range(moves)]
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url)
+            page.locator("#studio-image img").wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            selector = f"#direction-{slider} input[type=range]"
+            page.evaluate(MOVE, [selector, direction.slider_min])  # warm-up move, not counted
+            times = [page.evaluate(MOVE, [selector, v]) for v in values]
+            browser.close()
+    finally:
+        demo.close()
+    missed = sum(t < 0 for t in times)
+    ok = [t for t in times if t >= 0]
+    print(f"| slider {direction.name!r}, {len(ok)} moves | median {statistics.median(ok):.0f} ms | "
+          f"worst {max(ok):.0f} ms | best {min(ok):.0f} ms | no new image: {missed} |")
+
+
+if __name__ == "__main__":
+    main()
