@@ -97,16 +97,19 @@ def time_data(batch: int, res: int, repeats: int) -> tuple[float, float]:
 
 @click.command()
 @click.option("--variants", default=",".join(VARIANTS), show_default=True)
+@click.option("--phases", "phases", default=",".join(PHASES), show_default=True,
+              help="Phases to time (the full-step row needs all four).")
 @click.option("--batch", type=int, default=16, show_default=True)
 @click.option("--repeats", type=int, default=5, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True)
-def main(variants, batch, repeats, threads):
+def main(variants, phases, batch, repeats, threads):
     torch.set_num_threads(threads)
     variants = [v.strip() for v in variants.split(",")]
+    phases = [p.strip() for p in phases.split(",")]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, default model's architecture, batch {batch}")
     setups = {v: build(v, batch) for v in variants}
     times: dict[tuple[str, str], list[float] | str] = {}
-    for phase in PHASES:
+    for phase in phases:
         for v in variants:  # warm-up (and compile) outside the timing
             try:
                 t0 = time.perf_counter()
@@ -126,7 +129,7 @@ def main(variants, batch, repeats, threads):
     print(f"\n{'phase':<8}" + "".join(f"{v + ' ms':>18}" for v in variants) + "".join(
         f"{v + '/eager':>20}" for v in variants[1:]))
     medians = {k: statistics.median(t) if isinstance(t, list) else None for k, t in times.items()}
-    for phase in PHASES:
+    for phase in phases:
         row = f"{phase:<8}"
         for v in variants:
             m = medians[(phase, v)]
@@ -135,6 +138,8 @@ def main(variants, batch, repeats, threads):
             m, e = medians[(phase, v)], medians[(phase, variants[0])]
             row += f"{m / e:>19.2f}x" if m is not None and e else f"{'-':>20}"
         print(row)
+    if set(phases) != set(PHASES):
+        return
     step = sum(medians[(p, variants[0])] * LAZY_SHARE[p] for p in PHASES)
     decode, aug = time_data(batch, setups[variants[0]][0].G.img_resolution, repeats)
     print(f"\nfull step ({variants[0]}, lazy phases amortised): {step * 1e3:.0f} ms for {batch} images")

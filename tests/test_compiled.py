@@ -141,3 +141,30 @@ def test_batch_sizes_pad_to_a_compiled_graph_then_share_one_dynamic_graph(one_th
         torch.manual_seed(5)
         b = eager.synthesis(ws[:1], noise_mode="random")
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_the_studio_compiles_in_the_background_and_renders_meanwhile(one_thread, monkeypatch):
+    import threading
+
+    import editor.studio
+    from editor.network import random_demo_network
+    from editor.recipe import Recipe
+
+    monkeypatch.setattr(compiled, "BACKEND", "eager")  # the thread's work without inductor: fast
+    go = threading.Event()
+
+    def held_warm_up(G, sizes):  # hold the warm-up until the test has seen the studio during it
+        go.wait(60)
+        compiled.warm_up(G, sizes)
+    monkeypatch.setattr(editor.studio, "warm_up", held_warm_up)
+    studio = editor.studio.Studio(random_demo_network(16), compile=True)
+    eager = editor.studio.Studio(random_demo_network(16), compile=False)
+    assert studio.compiling and studio.warming_up and not eager.compiling
+    recipe = Recipe(studio.network_sha256, seed=3)
+    np.testing.assert_array_equal(studio.render(recipe), eager.render(recipe))  # eager while warming up
+    go.set()
+    (thread,) = [t for t in threading.enumerate() if t.name == "compile-warm-up"]
+    thread.join(120)
+    assert not studio.warming_up and studio.G.synthesis.forward.ready == {1, 8}
+    images = studio.render_seeds([0, 1, 2, 3, 4], 0.7, None)  # padded up to the warmed-up 8
+    assert_within_one_level(np.stack(images), np.stack(eager.render_seeds([0, 1, 2, 3, 4], 0.7, None)))
