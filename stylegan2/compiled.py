@@ -28,9 +28,6 @@ import torch
 from .download import cache_root
 
 COMPILE_ENV = "AFRO_FASHION_COMPILE"
-COMPILE_HELP = (f"Compile the generator for rendering (torch.compile; default: ${COMPILE_ENV} or auto, "
-                "i.e. on where a C++ compiler or Triton is present). The first run compiles for a minute or "
-                "two, later runs reuse the on-disk cache.")
 MAX_STATIC = 3
 # The batch that sheets, hints, export and the studio's browse grid render in: with single images, two
 # graphs serve every tool (smaller batches pad up to 8).
@@ -40,6 +37,9 @@ RENDER_BATCH = 8
 AUTO_MIN_IMAGES = 2000
 MAPPINGS_PER_IMAGE = 1000
 BACKEND = "inductor"
+COMPILE_HELP = (f"Compile the generator for rendering (torch.compile; default: ${COMPILE_ENV} or auto, i.e. on "
+                f"for jobs of {AUTO_MIN_IMAGES:,}+ images where a C++ compiler or Triton is present). The first "
+                "run compiles for minutes, later runs reuse the on-disk cache but still trace the network.")
 
 
 def cache_dir():
