@@ -18,6 +18,7 @@ import torch
 
 from projection import latent
 from stylegan2.checkpoint import load_network
+from stylegan2.compiled import COMPILE_HELP, compile_generator
 from stylegan2.legacy import NetworkLoadError
 from stylegan2.render import (class_choices, class_labels, image_grid, parse_seeds, resolve_class, seed_z, to_pil,
                               to_uint8)
@@ -49,8 +50,9 @@ def _seeds_option(ctx, param, value):
 @click.option("--outdir", type=click.Path(file_okay=False), required=True, help="Where to write the PNGs.")
 @click.option("--grid", is_flag=True, help="Also write grid.png, a contact sheet of all images.")
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
+@click.option("--compile/--no-compile", "compile_", default=None, help=COMPILE_HELP)
 def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode, projected_w, outdir, grid,
-         device):
+         device, compile_):
     """Write OUTDIR/seedNNNN.png for each seed (seedNNNN-CLASS.png with --class all; projNN.png for each
     projected W+ code)."""
     if seeds is None and projected_w is None:
@@ -71,6 +73,7 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
             ws, G = projected.ws(G), projected.generator(G)
         except latent.LatentError as e:
             raise click.ClickException(f"{projected_w}: {e}") from None
+        compile_generator(G, compile_, images=len(ws))
         for idx, w in enumerate(ws):
             with torch.no_grad():
                 pixels = to_uint8(G.synthesis(w.unsqueeze(0), noise_mode=noise_mode))[0]
@@ -78,6 +81,7 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
             written.append(pixels)
     else:
         classes = _classes_to_render(G, class_idx, net.meta.get("class_names"))
+        compile_generator(G, compile_, images=len(classes) * len(seeds))
         for suffix, label in classes:
             for seed in seeds:
                 with torch.no_grad():

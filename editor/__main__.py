@@ -85,7 +85,11 @@ def throttled_login(user: str, password: str, clock=None):
               help="A file whose first line is user:password, for the login.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--no-browser", is_flag=True, default=False, help="Do not open a browser tab at start.")
-def main(network, directions, labels, components, host, port, share, auth, auth_file, device, no_browser):
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="Compile the generator (torch.compile) in the background; designs render uncompiled until it is "
+                   "ready. Default: $AFRO_FASHION_COMPILE or auto (on where a C++ compiler or Triton is present).")
+def main(network, directions, labels, components, host, port, share, auth, auth_file, device, no_browser,
+         compile_):
     """Open the studio: browse seeds, move labelled sliders, mix styles, save recipes and export."""
     import torch
 
@@ -110,7 +114,7 @@ def main(network, directions, labels, components, host, port, share, auth, auth_
 
             directions, components = write_demo_files(loaded, tempfile.mkdtemp(prefix="afro-studio-demo-"))
         studio = Studio(loaded, directions_path=directions, components_path=components, device=device,
-                        labels_path=labels or labels_path(loaded.sha256))
+                        labels_path=labels or labels_path(loaded.sha256), compile=compile_)
     except (OSError, ValueError, RecipeError, DirectionsError) as error:
         raise click.ClickException(str(error)) from None
     if loaded.banner:
@@ -121,6 +125,9 @@ def main(network, directions, labels, components, host, port, share, auth, auth_
     store = SessionStore(loaded.sha256)
     click.echo(f"Model: {loaded.describe().name}, {resolution} px, {classes} classes, {len(studio.directions)} "
                f"sliders ({loaded.source})\nYour labels go to {studio.labels_path}, your sessions to {store.folder}")
+    if studio.compiling:
+        click.echo("Warming up: compiling the generator in the background (a minute or two the first time, "
+                   "less once cached); designs render uncompiled until then")
     demo, url = launch(studio, host=host, port=_free_port(host, port), share=share,
                        auth=throttled_login(*credentials) if credentials else None,
                        store=store, block=False)

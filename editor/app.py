@@ -36,6 +36,7 @@ MAX_BATCH_SEEDS = 1000
 UPLOAD_CACHE_S = 3600
 USER_ERRORS = (RecipeError, DirectionsError, ValueError, OSError)
 PSI_RANGE = (-1.0, 1.5)
+WARMING_UP = "⏳ Warming up: the generator is being compiled in the background; until then designs render a little slower."
 COMPONENT_RANGE = (-3.0, 3.0)
 SESSION_KEY = "afro-fashion-studio-session"
 TECHNICAL = re.compile(r"^(.*?)\s*\(([^()]*)\)\s*$")  # "plain words (component 3, coarse; agree 0.93)"
@@ -146,7 +147,7 @@ class StudioApp:
         self.save(session)
         updates = {
             self.state: session,
-            self.message: message,
+            self.message: message or (WARMING_UP if self.studio.warming_up else ""),
             self.image: self.studio.render(recipe),
             self.recipe_text: recipe.to_json(),
             self.history: f"undo {len(session.undo_stack)} · redo {len(session.redo_stack)}",

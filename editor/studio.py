@@ -32,9 +32,10 @@ from ganspace.edits import Edit, apply_edits
 from ganspace.hints import STATISTICS, per_image_changes, visibility
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups, parse_layers
 from ganspace.recipe import edit_to_recipe
+from stylegan2.compiled import RENDER_BATCH, compile_generator, warm_up, warming_up
 from stylegan2.render import seed_to_w, synthesize_uint8
 
-BROWSE_BATCH = 8
+BROWSE_BATCH = RENDER_BATCH
 IMAGE_CACHE = 64        # rendered recipes kept (a 1024 px image is 3 MB)
 MIX_HINT_PAIRS = 8      # seed pairs mixed per layer group to measure what each group carries
 
@@ -42,7 +43,8 @@ MIX_HINT_PAIRS = 8      # seed pairs mixed per layer group to measure what each 
 class Studio:
     def __init__(self, network: LoadedNetwork, directions_path: str | pathlib.Path | None = None,
                  components_path: str | pathlib.Path | None = None, device: str = "cpu",
-                 cache_size: int = 1024, labels_path: str | pathlib.Path | None = None):
+                 cache_size: int = 1024, labels_path: str | pathlib.Path | None = None,
+                 compile: bool | None = None):
         self.device = torch.device(device)
         self.G = network.G.eval().requires_grad_(False).to(self.device)
         self.network = network
@@ -60,6 +62,15 @@ class Studio:
         self._images: collections.OrderedDict = collections.OrderedDict()
         self._mix_hints: dict[str, str] | None = None
         self.reload_directions()
+        self.compiling = compile_generator(self.G, compile, background=True)
+        if self.compiling:  # compiled in the background: renders run eager until it is done, never wait for it
+            threading.Thread(target=warm_up, args=(self.G, (1, BROWSE_BATCH)), name="compile-warm-up",
+                             daemon=True).start()
+
+    @property
+    def warming_up(self) -> bool:
+        """True while the compiled generator is still being prepared (renders meanwhile run eager)."""
+        return warming_up(self.G)
 
     # ----------------------------------------------------------------- directions
     @property

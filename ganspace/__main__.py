@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ganspace.directions import DirectionsError, load_directions
 from ganspace.layers import GROUP_NAMES
+from stylegan2.compiled import COMPILE_HELP, MAPPINGS_PER_IMAGE, compile_generator
 from stylegan2.render import class_choices, parse_seeds, resolve_class
 
 NETWORK_HELP = "Network: .safetensors, official .pkl, URL or a known name (e.g. ffhq256)."
@@ -97,6 +98,7 @@ network_option = click.option("--network", "network", required=True, help=NETWOR
 device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
 trunc_option = click.option("--trunc", "truncation_psi", type=float, default=0.7, show_default=True,
                             help="Truncation psi of the seeds' codes.")
+compile_option = click.option("--compile/--no-compile", "compile_", default=None, help=COMPILE_HELP)
 class_option = click.option("--class", "class_idx", default=None,
                             help="Class index or name (conditional networks only; sheets and hints default to "
                                  "seed % classes, so every class is shown).")
@@ -125,12 +127,15 @@ def cli():
               help="Conditional networks: a class index or name, or 'mix' for a uniform class per sample.")
 @click.option("--layers", "sefa_layers", default=None, help="SeFa only: layers whose affines to use (e.g. 0-3, coarse).")
 @device_option
+@compile_option
 def fit(network, out, method, estimator, samples, num_components, batch_size, seed, subsample, stdev_samples,
-        class_idx, sefa_layers, device):
+        class_idx, sefa_layers, device, compile_):
     """Principal directions of W -> components .npz (GANSpace keys lat_comp/lat_mean/lat_stdev/var_ratio)."""
     from ganspace.fit import fit_components, fit_sefa
     from ganspace.layers import parse_layers
     G, sha, class_names = load_generator(network, device)
+    mapped = stdev_samples + (0 if method == "sefa" else samples)
+    compile_generator(G, compile_, images=mapped // MAPPINGS_PER_IMAGE, parts=("mapping",))
     if class_idx != "mix":
         class_idx = check_class(G, class_idx, class_names)
     if method == "sefa":
@@ -159,17 +164,20 @@ def fit(network, out, method, estimator, samples, num_components, batch_size, se
 @trunc_option
 @class_option
 @device_option
+@compile_option
 def sheets(network, components_path, out, num_components, seeds, columns, sigma_range, centre, groups,
-           truncation_psi, class_idx, device):
+           truncation_psi, class_idx, device, compile_):
     """One PNG per component and layer group: rows = seeds, columns = strengths."""
     from ganspace.components import load_components
     from ganspace.sheets import component_sheets
     G, _, class_names = load_generator(network, device)
+    group_list = [g.strip() for g in groups.split(",")]
+    compile_generator(G, compile_, images=num_components * len(group_list) * len(seeds) * columns)
     class_idx = check_class(G, class_idx, class_names, optional=True)
     progress = TqdmProgress("sheets", "sheet")
     try:
         paths = component_sheets(G, load_components(components_path), out, num_components, seeds, columns,
-                                 sigma_range, centre, [g.strip() for g in groups.split(",")], truncation_psi,
+                                 sigma_range, centre, group_list, truncation_psi,
                                  class_idx, progress=progress)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -189,11 +197,14 @@ def sheets(network, components_path, out, num_components, seeds, columns, sigma_
 @trunc_option
 @class_option
 @device_option
-def hints(network, components_path, out, num_components, seeds, strength, truncation_psi, class_idx, device):
+@compile_option
+def hints(network, components_path, out, num_components, seeds, strength, truncation_psi, class_idx, device,
+          compile_):
     """Measured image changes per component and layer group, with suggested labels."""
     from ganspace.components import load_components
     from ganspace.hints import format_table, measure_hints, write_hints
     G, _, class_names = load_generator(network, device)
+    compile_generator(G, compile_, images=num_components * len(GROUP_NAMES) * len(seeds) * 2)
     class_idx = check_class(G, class_idx, class_names, optional=True)
     progress = TqdmProgress("hints", "row")
     try:
@@ -257,8 +268,9 @@ def validate(directions_path, network, force):
 @trunc_option
 @class_option
 @device_option
+@compile_option
 def export(network, directions_path, seeds, strengths, out, gif, batch_size, force, truncation_psi, class_idx,
-           device):
+           device, compile_):
     """PNGs (with recipes), contact sheets and manifest.csv/json for every labelled direction. Resumable."""
     from ganspace.export import export_directions
     G, sha, class_names = load_generator(network, device)
@@ -267,6 +279,7 @@ def export(network, directions_path, seeds, strengths, out, gif, batch_size, for
         directions = load_directions(directions_path, network_sha256=sha, force=force)
     except DirectionsError as exc:
         raise click.ClickException(str(exc)) from None
+    compile_generator(G, compile_, images=len(directions.directions) * len(seeds) * len(strengths))
     progress = TqdmProgress("export", "img")
     try:
         rows = export_directions(G, directions, seeds, strengths, out, truncation_psi, class_idx, sha,

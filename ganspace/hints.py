@@ -16,6 +16,7 @@ import numpy as np
 
 from ganspace.components import Components
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups
+from stylegan2.compiled import RENDER_BATCH
 from stylegan2.render import classes_for_seeds, seed_to_w
 from ganspace.sheets import render_sweep, sweep_edit
 
@@ -114,7 +115,7 @@ def suggest_labels(changes: dict[str, float], max_labels: int = 2) -> str:
 
 def measure_hints(G, comps: Components, num_components: int = 10, seeds: Sequence[int] = range(16),
                   strength: float = 2.0, groups: Sequence[str] = GROUP_NAMES, truncation_psi: float = 0.7,
-                  class_idx=None, batch_size: int = 16, progress: Optional[Callable] = None) -> list[dict]:
+                  class_idx=None, batch_size: int = RENDER_BATCH, progress: Optional[Callable] = None) -> list[dict]:
     """One row per (component, group): the change of every statistic from -strength σ to +strength σ."""
     all_groups = layer_groups(G.num_ws)
     base_ws = seed_to_w(G, seeds, truncation_psi, classes_for_seeds(G, seeds, class_idx))

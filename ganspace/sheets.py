@@ -5,6 +5,7 @@ centred on each sample's own coordinate (additive edit) or on the mean (absolute
 """
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Callable, Optional, Sequence
 
@@ -15,6 +16,7 @@ from ganspace.components import Components
 from ganspace.contact_sheet import contact_sheet
 from ganspace.edits import Edit, apply_edits
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups
+from stylegan2.compiled import RENDER_BATCH
 from stylegan2.render import classes_for_seeds, seed_to_w, synthesize_uint8
 
 CENTRES = ("sample", "mean")
@@ -26,17 +28,22 @@ def sweep_edit(comps: Components, index: int, layers: tuple[int, int], strength:
                 mode="add" if centre == "sample" else "absolute", mean=comps.mean)
 
 
-def render_sweep(G, base_ws: torch.Tensor, edits: Sequence[Edit], batch_size: int = 16) -> np.ndarray:
-    """Images [len(base_ws), len(edits), H, W, C]: every seed under every single edit."""
+def render_sweep(G, base_ws: torch.Tensor, edits: Sequence[Edit], batch_size: int = RENDER_BATCH) -> np.ndarray:
+    """Images [len(base_ws), len(edits), H, W, C]: every seed under every single edit.
+
+    Batches are near-equal (35 codes in 12, 12, 11, not 16, 16, 3), so a compiled G pads the last one
+    instead of compiling another shape.
+    """
     codes = torch.cat([apply_edits(base_ws, [edit]) for edit in edits])        # edit-major order
-    images = np.concatenate([synthesize_uint8(G, codes[i:i + batch_size]) for i in range(0, len(codes), batch_size)])
+    step = math.ceil(len(codes) / math.ceil(len(codes) / batch_size))
+    images = np.concatenate([synthesize_uint8(G, codes[i:i + step]) for i in range(0, len(codes), step)])
     return images.reshape(len(edits), len(base_ws), *images.shape[1:]).swapaxes(0, 1)
 
 
 def component_sheets(G, comps: Components, out_dir, num_components: int = 10, seeds: Sequence[int] = range(5),
                      columns: int = 7, sigma_range: float = 3.0, centre: str = "sample",
                      groups: Sequence[str] = GROUP_NAMES, truncation_psi: float = 0.7, class_idx=None,
-                     batch_size: int = 16, max_cell: int = 256,
+                     batch_size: int = RENDER_BATCH, max_cell: int = 256,
                      progress: Optional[Callable] = None) -> list[pathlib.Path]:
     """Write comp{i:03d}_{group}.png sheets; returns their paths. `progress((done, total))` per sheet."""
     if centre not in CENTRES:

@@ -7,6 +7,9 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# CLIs compile the generator by default where a compiler exists; in tests that would be a minute per
+# process. tests/test_compiled.py asks for compilation explicitly.
+os.environ.setdefault("AFRO_FASHION_COMPILE", "0")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

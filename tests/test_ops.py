@@ -1,15 +1,24 @@
-"""The reference ops against independent naive float64 implementations, plus gradcheck/gradgradcheck."""
+"""Every registered implementation of each op against independent naive float64 implementations, plus
+gradcheck/gradgradcheck; and the registry's dispatch (impl=, the environment switch, declining, errors)."""
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from stylegan2 import ops
 from stylegan2.ops.bias_act import ACTIVATIONS, bias_act
 from stylegan2.ops.conv2d_resample import conv2d_resample
 from stylegan2.ops.upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
+
+BIAS_ACT = ops.implementations("bias_act")
+UPFIRDN2D = ops.implementations("upfirdn2d")
+CONV2D_RESAMPLE = ops.implementations("conv2d_resample")
 
 # ----------------------------------------------------------------------------- naive references
 
@@ -55,36 +64,39 @@ NAIVE_ACT = {
 
 # ----------------------------------------------------------------------------- bias_act
 
+@pytest.mark.parametrize("impl", BIAS_ACT)
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))
-def test_bias_act_matches_naive(act):
+def test_bias_act_matches_naive(act, impl):
     rng = np.random.RandomState(0)
     x = rng.randn(3, 5, 4, 4)
     b = rng.randn(5)
     expected_gain = math.sqrt(2) if act in ("relu", "lrelu", "swish") else 1.0
     want = NAIVE_ACT[act](x + b[None, :, None, None]) * expected_gain
-    got = bias_act(torch.from_numpy(x), torch.from_numpy(b), act=act)
+    got = bias_act(torch.from_numpy(x), torch.from_numpy(b), act=act, impl=impl)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)
 
 
-def test_bias_act_gain_clamp_dim_and_alpha():
+@pytest.mark.parametrize("impl", BIAS_ACT)
+def test_bias_act_gain_clamp_dim_and_alpha(impl):
     x = torch.linspace(-3, 3, 24, dtype=torch.float64).reshape(2, 3, 4)
     b = torch.tensor([0.5, -1.0, 2.0, 0.0], dtype=torch.float64)
-    got = bias_act(x, b, dim=2, act="lrelu", alpha=0.1, gain=2.0, clamp=1.5)
+    got = bias_act(x, b, dim=2, act="lrelu", alpha=0.1, gain=2.0, clamp=1.5, impl=impl)
     v = x.numpy() + b.numpy()[None, None, :]
     want = np.clip(np.where(v > 0, v, 0.1 * v) * 2.0, -1.5, 1.5)
     np.testing.assert_allclose(got.numpy(), want)
     with pytest.raises(ValueError, match="unknown activation"):
-        bias_act(x, act="gelu2")
+        bias_act(x, act="gelu2", impl=impl)
     with pytest.raises(ValueError, match="does not match"):
-        bias_act(x, b[:3], dim=2)
+        bias_act(x, b[:3], dim=2, impl=impl)
 
 
+@pytest.mark.parametrize("impl", BIAS_ACT)
 @pytest.mark.parametrize("act", ["linear", "lrelu", "tanh", "softplus", "swish"])
-def test_bias_act_gradcheck_and_double_backward(act):
+def test_bias_act_gradcheck_and_double_backward(act, impl):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    fn = lambda x, b: bias_act(x, b, act=act, clamp=1.2)  # noqa: E731
+    fn = lambda x, b: bias_act(x, b, act=act, clamp=1.2, impl=impl)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, b))
     assert torch.autograd.gradgradcheck(fn, (x, b))
 
@@ -104,26 +116,28 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("impl", UPFIRDN2D)
 @pytest.mark.parametrize("up,down,pad,taps", CASES)
-def test_upfirdn2d_matches_naive_loops(up, down, pad, taps):
+def test_upfirdn2d_matches_naive_loops(up, down, pad, taps, impl):
     rng = np.random.RandomState(1)
     x = rng.randn(2, 3, 5, 6)
     f = setup_filter(taps).double()
-    got = upfirdn2d(torch.from_numpy(x), f, up=up, down=down, padding=list(pad), gain=1.5)
+    got = upfirdn2d(torch.from_numpy(x), f, up=up, down=down, padding=list(pad), gain=1.5, impl=impl)
     want = naive_upfirdn2d(x, f.numpy(), up, down, pad, gain=1.5)
     assert got.shape == want.shape
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
 
 
-def test_separable_filter_equals_its_outer_product():
+@pytest.mark.parametrize("impl", UPFIRDN2D)
+def test_separable_filter_equals_its_outer_product(impl):
     rng = np.random.RandomState(2)
     x = torch.from_numpy(rng.randn(1, 2, 9, 7))
     taps = [1, 4, 6, 8, 8, 6, 4, 1]
     f1 = setup_filter(taps).double()
     assert f1.ndim == 1  # >= 8 taps stay separable
     f2 = setup_filter(taps, separable=False).double()
-    a = upfirdn2d(x, f1, up=2, padding=[3, 4, 3, 4])
-    b = upfirdn2d(x, f2, up=2, padding=[3, 4, 3, 4])
+    a = upfirdn2d(x, f1, up=2, padding=[3, 4, 3, 4], impl=impl)
+    b = upfirdn2d(x, f2, up=2, padding=[3, 4, 3, 4], impl=ops.REFERENCE)
     torch.testing.assert_close(a, b)
 
 
@@ -147,12 +161,13 @@ def test_resample_helpers_sizes_and_dc_gain():
     assert torch.allclose(down[..., 1:-1, 1:-1], torch.ones_like(down[..., 1:-1, 1:-1]))
 
 
+@pytest.mark.parametrize("impl", UPFIRDN2D)
 @pytest.mark.parametrize("up,down", [(1, 1), (2, 1), (1, 2), (2, 2)])
-def test_upfirdn2d_gradcheck_and_double_backward(up, down):
+def test_upfirdn2d_gradcheck_and_double_backward(up, down, impl):
     torch.manual_seed(0)
     x = torch.randn(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
     f = setup_filter([1, 3, 3, 1]).double()
-    fn = lambda x: upfirdn2d(x, f, up=up, down=down, padding=[1, 2, 2, 1])  # noqa: E731
+    fn = lambda x: upfirdn2d(x, f, up=up, down=down, padding=[1, 2, 2, 1], impl=impl)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
 
@@ -177,25 +192,77 @@ def definition_conv2d_resample(x, w, f, up, down, padding, groups, flip_weight):
     return y
 
 
+@pytest.mark.parametrize("impl", CONV2D_RESAMPLE)
 @pytest.mark.parametrize("k,up,down,padding,groups,flip", [
     (3, 1, 1, 1, 1, True), (3, 2, 1, 1, 1, False), (3, 2, 1, 1, 2, False), (3, 1, 2, 1, 1, True),
     (1, 1, 2, 0, 1, True), (1, 2, 1, 0, 1, True), (3, 2, 2, 1, 1, True), (3, 1, 1, 0, 1, False),
 ])
-def test_conv2d_resample_fast_paths_match_definition(k, up, down, padding, groups, flip):
+def test_conv2d_resample_fast_paths_match_definition(k, up, down, padding, groups, flip, impl):
     torch.manual_seed(3)
     x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
     w = torch.randn(6, 4 // groups, k, k, dtype=torch.float64)
     f = setup_filter([1, 3, 3, 1]).double()
-    got = conv2d_resample(x, w, f=f, up=up, down=down, padding=padding, groups=groups, flip_weight=flip)
+    got = conv2d_resample(x, w, f=f, up=up, down=down, padding=padding, groups=groups, flip_weight=flip, impl=impl)
     want = definition_conv2d_resample(x, w, f, up, down, padding, groups, flip)
     assert got.shape == want.shape
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-10)
 
 
-def test_conv2d_resample_double_backward():
+@pytest.mark.parametrize("impl", CONV2D_RESAMPLE)
+def test_conv2d_resample_double_backward(impl):
     torch.manual_seed(4)
     x = torch.randn(1, 2, 4, 4, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
     f = setup_filter([1, 3, 3, 1]).double()
-    fn = lambda x, w: conv2d_resample(x, w, f=f, down=2, padding=1)  # noqa: E731
+    fn = lambda x, w: conv2d_resample(x, w, f=f, down=2, padding=1, impl=impl)  # noqa: E731
     assert torch.autograd.gradgradcheck(fn, (x, w))
+
+
+# ----------------------------------------------------------------------------- the registry
+
+@pytest.fixture
+def doubling_bias_act(monkeypatch):
+    """A second bias_act implementation (reference output times two) that declines float32 inputs."""
+    monkeypatch.setitem(ops._registry, "bias_act", dict(ops._registry["bias_act"]))
+    ops.register("bias_act", "double", accepts=lambda x, *a: x.dtype == torch.float64)(
+        lambda *args: 2 * ops._registry["bias_act"][ops.REFERENCE].fn(*args))
+    return "double"
+
+
+def test_every_op_has_its_reference_first():
+    for op in ("bias_act", "upfirdn2d", "conv2d_resample"):
+        assert ops.implementations(op)[0] == ops.REFERENCE
+
+
+def test_dispatch_by_argument_by_choice_and_declined_calls(doubling_bias_act, monkeypatch):
+    x = torch.linspace(-1, 1, 6, dtype=torch.float64).reshape(1, 6)
+    ref = bias_act(x, act="lrelu")
+    torch.testing.assert_close(bias_act(x, act="lrelu", impl="double"), 2 * ref)
+    monkeypatch.setattr(ops, "_choice", ops.parse_choice("bias_act=double"))
+    torch.testing.assert_close(bias_act(x, act="lrelu"), 2 * ref)           # the process choice
+    torch.testing.assert_close(bias_act(x.float(), act="lrelu"), ref.float())  # declined: the reference ran
+    monkeypatch.setattr(ops, "_choice", ops.parse_choice("double"))         # for every op: only bias_act has it
+    torch.testing.assert_close(bias_act(x, act="lrelu"), 2 * ref)
+    f = setup_filter([1, 3, 3, 1]).double()
+    torch.testing.assert_close(upfirdn2d(x.reshape(1, 1, 2, 3), f, padding=2),
+                               upfirdn2d(x.reshape(1, 1, 2, 3), f, padding=2, impl=ops.REFERENCE))
+
+
+def test_unknown_implementations_are_refused_with_the_registered_names(monkeypatch):
+    with pytest.raises(ValueError, match="no implementation 'nope'; registered: ref"):
+        bias_act(torch.ones(1, 2), impl="nope")
+    monkeypatch.setattr(ops, "_choice", ops.parse_choice("upfirdn2d=nope"))
+    with pytest.raises(ValueError, match="upfirdn2d: no implementation 'nope'"):
+        upfirdn2d(torch.ones(1, 1, 2, 2), None)
+    assert ops.parse_choice(" cuda ") == {"*": "cuda"}
+    assert ops.parse_choice("upfirdn2d=cuda, bias_act=ref") == {"upfirdn2d": "cuda", "bias_act": "ref"}
+    with pytest.raises(ValueError, match="cannot read"):
+        ops.parse_choice("upfirdn2d=")
+
+
+def test_the_environment_switch_is_read_at_import():
+    env = dict(os.environ, **{ops.OPS_ENV: "upfirdn2d=cuda"})
+    code = ("import torch; from stylegan2.ops.upfirdn2d import upfirdn2d\n"
+            "try:\n    upfirdn2d(torch.ones(1, 1, 2, 2), None)\nexcept ValueError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "upfirdn2d: no implementation 'cuda'" in out.stdout

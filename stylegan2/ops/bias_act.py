@@ -2,7 +2,7 @@
 
 StyleGAN2 applies this sequence after nearly every layer. The reference below is
 plain PyTorch (autograd gives first and second derivatives, which lazy R1 needs);
-a custom kernel can later sit behind the same `bias_act` function.
+other implementations register behind the same `bias_act` function (see `stylegan2.ops`).
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from . import REFERENCE, dispatch, register
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,19 @@ def bias_act(
     alpha: float | None = None,
     gain: float | None = None,
     clamp: float | None = None,
+    impl: str | None = None,
 ) -> torch.Tensor:
     """Return clamp(act(x + b) * gain), with `b` broadcast along dimension `dim`.
 
     `alpha` is the leaky slope (lrelu), `gain` defaults to the activation's own
-    gain, `clamp` (if not None) bounds the output to [-clamp, clamp].
+    gain, `clamp` (if not None) bounds the output to [-clamp, clamp]; `impl` picks a
+    registered implementation (None: the process default).
     """
+    return dispatch("bias_act", impl, x, b, dim, act, alpha, gain, clamp)
+
+
+@register("bias_act", REFERENCE)
+def _bias_act_ref(x, b, dim, act, alpha, gain, clamp):
     if act not in ACTIVATIONS:
         raise ValueError(f"unknown activation {act!r}; choose one of {sorted(ACTIVATIONS)}")
     spec = ACTIVATIONS[act]

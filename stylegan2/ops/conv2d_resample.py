@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import REFERENCE, dispatch, register
 from .upfirdn2d import Padding, filter_size, parse_padding, upfirdn2d
 
 
@@ -31,8 +32,16 @@ def _conv_transpose_weight(w: torch.Tensor, groups: int) -> torch.Tensor:
 
 def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1,
                     down: int = 1, padding: Padding = 0, groups: int = 1, flip_weight: bool = True,
-                    flip_filter: bool = False) -> torch.Tensor:
-    """Convolve x [N, C, H, W] with w [O, C/groups, kh, kw], resampling by up/down with filter f."""
+                    flip_filter: bool = False, impl: str | None = None) -> torch.Tensor:
+    """Convolve x [N, C, H, W] with w [O, C/groups, kh, kw], resampling by up/down with filter f.
+
+    `impl` picks a registered implementation (None: the process default).
+    """
+    return dispatch("conv2d_resample", impl, x, w, f, up, down, padding, groups, flip_weight, flip_filter)
+
+
+@register("conv2d_resample", REFERENCE)
+def _conv2d_resample_ref(x, w, f, up, down, padding, groups, flip_weight, flip_filter):
     if (up > 1 or down > 1) and f is None:
         raise ValueError("resampling needs a filter f (see setup_filter)")
     kh, kw = w.shape[2], w.shape[3]

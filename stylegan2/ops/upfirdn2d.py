@@ -5,8 +5,8 @@ nearest or bilinear interpolation, to keep the generator free of aliasing.
 The whole family of resampling ops is one primitive: insert `up - 1` zeros
 between samples, pad (negative padding crops), convolve with the filter, keep
 every `down`-th sample. The reference below is plain PyTorch (autograd gives the
-gradient, which is itself an upfirdn2d); a custom kernel can later sit behind the
-same function.
+gradient, which is itself an upfirdn2d); other implementations register behind the
+same function (see `stylegan2.ops`).
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from . import REFERENCE, dispatch, register
 
 Padding = int | Sequence[int]
 
@@ -73,14 +75,20 @@ def _pad_or_crop(x: torch.Tensor, x0: int, x1: int, y0: int, y1: int) -> torch.T
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] = 1,
               down: int | Sequence[int] = 1, padding: Padding = 0, flip_filter: bool = False,
-              gain: float = 1.0) -> torch.Tensor:
+              gain: float = 1.0, impl: str | None = None) -> torch.Tensor:
     """Upsample by zero insertion, pad/crop, convolve with `f`, then downsample.
 
     x: [N, C, H, W]. f: 2-D [fh, fw], 1-D separable [taps], or None (identity).
     up/down: int or (x, y). padding: see `parse_padding`, in upsampled pixels.
     The filter is applied as a true convolution (flipped) unless `flip_filter`.
     Output size: (H * up + y0 + y1 - fh + 1) // down (rounded up), likewise for W.
+    `impl` picks a registered implementation (None: the process default).
     """
+    return dispatch("upfirdn2d", impl, x, f, up, down, padding, flip_filter, gain)
+
+
+@register("upfirdn2d", REFERENCE)
+def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     if x.ndim != 4:
         raise ValueError(f"expected [N, C, H, W] input, got shape {tuple(x.shape)}")
     upx, upy = (up, up) if isinstance(up, int) else up

@@ -1,0 +1,241 @@
+"""The compiled generator path: torch.compile of mapping and synthesis for rendering, behind one switch.
+
+Why: on a CPU the generator's many small ops around each convolution (bias and activation, FIR resampling,
+noise, modulation) cost as much as the convolutions; inductor fuses them (benchmarks/bench_compile.py).
+Training is not compiled: its step measured no gain and R1 / path length need double backward, which
+torch.compile does not support.
+
+The switch: `compile=True/False/None` where a generator is set up (the CLIs' --compile/--no-compile);
+None reads $AFRO_FASHION_COMPILE (1, 0 or auto; default auto). auto compiles where it helps and can work:
+a CPU with a C++ compiler (inductor writes C++), CUDA with Triton. If compiling fails, one line says so
+and the module runs eager from then on.
+
+Shapes: each batch size gets a static graph (the fast kind), compiled once; a smaller batch is padded up
+to a compiled size when that at most doubles its work (not with 'random' noise, whose draws would
+shift); after MAX_STATIC sizes, one dynamic-shape graph serves every other size.
+Compiled artefacts (inductor's FX graph cache, kernels) live under the project's cache, so a second start
+traces the network again but compiles nothing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+
+import torch
+
+from .download import cache_root
+
+COMPILE_ENV = "AFRO_FASHION_COMPILE"
+MAX_STATIC = 3
+# The batch that sheets, hints, export and the studio's browse grid render in: with single images, two
+# graphs serve every tool (smaller batches pad up to 8).
+RENDER_BATCH = 8
+# auto's break-even (benchmarks/bench_compile.py): below this many renders a start's tracing and cache
+# loading cost more than compiled rendering saves; a w sample costs about 1/MAPPINGS_PER_IMAGE of a render.
+AUTO_MIN_IMAGES = 2000
+MAPPINGS_PER_IMAGE = 1000
+BACKEND = "inductor"
+COMPILE_HELP = (f"Compile the generator for rendering (torch.compile; default: ${COMPILE_ENV} or auto, i.e. on "
+                f"for jobs of {AUTO_MIN_IMAGES:,}+ images where a C++ compiler or Triton is present). The first "
+                "run compiles for minutes, later runs reuse the on-disk cache but still trace the network.")
+
+
+def cache_dir():
+    """Where compiled artefacts are kept: <project cache>/torch-compile."""
+    return cache_root() / "torch-compile"
+
+
+def missing_toolchain(device: torch.device | str) -> str | None:
+    """Why compilation cannot work on `device` here, or None when it can."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "Triton is not installed"
+        return None
+    if device.type == "cpu":
+        cxx = os.environ.get("CXX") or "g++"
+        return None if shutil.which(cxx) else f"no C++ compiler ({cxx}) found"
+    return f"no compiled path for {device.type} devices"
+
+
+def compile_wanted(choice: bool | None, device: torch.device | str, images: int | None = None) -> bool:
+    """Resolve the switch: `choice`, else $AFRO_FASHION_COMPILE, else auto (see `compile_generator` for
+    `images`). A compile asked for that cannot happen says why in one line."""
+    if choice is None:
+        text = os.environ.get(COMPILE_ENV, "auto").strip().lower()
+        if text in ("0", "false", "no", "off"):
+            return False
+        if text not in ("1", "true", "yes", "on", "auto", ""):
+            _say(f"${COMPILE_ENV} must be 1, 0 or auto, not {text!r}: using auto")
+            text = "auto"
+        if text in ("auto", ""):
+            return (images is None or images >= AUTO_MIN_IMAGES) and missing_toolchain(device) is None
+    elif not choice:
+        return False
+    reason = missing_toolchain(device)
+    if reason:
+        _say(f"not compiling the generator: {reason}; rendering without compilation")
+    return reason is None
+
+
+def _say(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def _use_project_cache() -> None:
+    """Point inductor's on-disk caches into the project's cache (unless the user chose a place)."""
+    root = cache_dir()
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
+    import torch._inductor.config as inductor_config
+    inductor_config.fx_graph_cache = True
+    # Seeded 'random' noise must draw the same numbers as the eager path (recipes reproduce an image).
+    inductor_config.fallback_random = True
+
+
+class CompiledForward:
+    """Stands in for `module.forward`: compiled graphs per batch size, the eager forward when not compiled.
+
+    `background=True`: sizes not compiled yet run eager (a warm-up thread compiles them, `warm_up`);
+    otherwise the first call of a size compiles it.
+    """
+
+    def __init__(self, module: torch.nn.Module, name: str, background: bool = False):
+        self.eager = module.forward
+        self.name, self.background = name, background
+        self.static = torch.compile(self.eager, backend=BACKEND, dynamic=False)
+        self.dynamic = None
+        self.ready: set[int | str] = set()
+        self.failed = False
+        self._lock = threading.Lock()
+
+    def __deepcopy__(self, memo):
+        """A copied module gets the eager forward (bound to the copy): compiled graphs are not copied."""
+        import copy
+        return copy.deepcopy(self.eager, memo)
+
+    def __call__(self, *args, **kwargs):
+        if self.failed or torch.is_grad_enabled():
+            return self.eager(*args, **kwargs)
+        n = _batch(args, kwargs)
+        size = n if n in self.ready else self._padded_size(n, kwargs.get("noise_mode"))
+        if size is None and self.background:
+            return self.eager(*args, **kwargs)
+        return self._run(args, kwargs, n, size)
+
+    def _padded_size(self, n: int, noise_mode) -> int | None:
+        """A compiled size to pad `n` up to, or None."""
+        if noise_mode == "random":
+            return "dynamic" if "dynamic" in self.ready else None
+        bigger = [m for m in self.ready if isinstance(m, int) and n < m <= 2 * n]
+        if bigger:
+            return min(bigger)
+        return "dynamic" if "dynamic" in self.ready else None
+
+    def compile_size(self, *args, **kwargs):
+        """Run (and so compile) the graph for this call's batch size; returns the output."""
+        return self._run(args, kwargs, _batch(args, kwargs), None)
+
+    def _run(self, args, kwargs, n: int, size):
+        if size is None:  # a new size: its own static graph, or the shared dynamic one
+            with self._lock:
+                statics = [m for m in self.ready if isinstance(m, int)]
+                size = n if len(statics) < MAX_STATIC else "dynamic"
+                return self._call(size, args, kwargs, n)
+        return self._call(size, args, kwargs, n)
+
+    def _call(self, size, args, kwargs, n: int):
+        fn = self.static
+        if size == "dynamic":
+            if self.dynamic is None:
+                self.dynamic = torch.compile(self.eager, backend=BACKEND, dynamic=True)
+            fn = self.dynamic
+        elif size != n:
+            args = tuple(_pad(a, n, size) for a in args)
+            kwargs = {k: _pad(v, n, size) for k, v in kwargs.items()}
+        try:
+            out = fn(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - any compile failure falls back; user errors re-raise below
+            out = self.eager(*args, **kwargs)  # raises the user's own error, if that was one
+            self.failed = True
+            _say(f"compiling the generator's {self.name} failed ({_root_cause(error)}); rendering without compilation")
+            return out[:n]
+        self.ready.add(size)
+        return out[:n]
+
+
+def _root_cause(error: BaseException) -> str:
+    """'Type: first line' of the innermost error (dynamo wraps the backend's own)."""
+    while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None:
+        error = inner
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first[:160]}"
+
+
+def _batch(args, kwargs) -> int:
+    """The batch size of a call: dim 0 of its first tensor argument."""
+    return next(a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)).shape[0]
+
+
+def _pad(x, n: int, size: int):
+    """Rows n..size-1 repeat the last row (any valid input; their outputs are dropped)."""
+    if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[0] != n:
+        return x
+    return torch.cat([x, x[-1:].expand(size - n, *x.shape[1:])])
+
+
+def compile_generator(G: torch.nn.Module, compile: bool | None = None, images: int | None = None,
+                      background: bool = False, parts=("mapping", "synthesis")) -> bool:
+    """Swap in compiled forwards for G's `parts` (in place; weights and state_dict untouched).
+
+    `images`: how many renders the job will make (a mapping-only job: w samples / MAPPINGS_PER_IMAGE); auto
+    compiles only when that repays a start's compile (AUTO_MIN_IMAGES). None: a long-running process (the
+    studio), which always gains. Returns whether G is now on the compiled path. With `background`, sizes
+    not warmed up yet run eager: call `warm_up` in a thread.
+    """
+    if is_compiled(G):
+        return True
+    try:
+        device = next(G.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    if not compile_wanted(compile, device, images):
+        return False
+    _use_project_cache()
+    for name in parts:
+        module = getattr(G, name)
+        module.forward = CompiledForward(module, name, background=background)
+    return True
+
+
+def is_compiled(G: torch.nn.Module) -> bool:
+    return any(isinstance(getattr(getattr(G, name), "forward", None), CompiledForward)
+               for name in ("mapping", "synthesis"))
+
+
+def warming_up(G: torch.nn.Module) -> bool:
+    """True while a compiled G has not finished compiling its first synthesis graph."""
+    forward = getattr(G.synthesis, "forward", None)
+    return isinstance(forward, CompiledForward) and not forward.ready and not forward.failed
+
+
+@torch.no_grad()
+def warm_up(G: torch.nn.Module, batch_sizes=(1,), noise_mode: str = "const") -> None:
+    """Compile G's graphs for these batch sizes now (e.g. in a thread while the studio opens)."""
+    if not is_compiled(G):
+        return
+    device = next(G.parameters()).device
+    for n in batch_sizes:
+        z = torch.zeros([n, G.z_dim], device=device)
+        c = torch.zeros([n, G.c_dim], device=device)
+        if G.c_dim:
+            c[:, 0] = 1
+        mapping, synthesis = G.mapping.forward, G.synthesis.forward
+        ws = mapping.compile_size(z, c, truncation_psi=0.7) if isinstance(mapping, CompiledForward) else \
+            mapping(z, c, truncation_psi=0.7)
+        if isinstance(synthesis, CompiledForward):
+            synthesis.compile_size(ws, noise_mode=noise_mode)
