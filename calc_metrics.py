@@ -16,6 +16,8 @@ Examples:
 
 Each metric appends one JSON line to metric-<name>.jsonl: in --outdir when given, else beside the
 network file when that folder is writable. Real-image features are cached ($AFRO_FASHION_CACHE).
+The official precision/recall, pr50k3_full, measures on VGG16 features: give --vgg16 with a
+torchvision-layout VGG16 state dict (.pth or .safetensors, read as data); pr50k3_inception needs none.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ import torch
 
 from training.dataset import DatasetError, ImageDataset
 from training.feature_net import HOW_TO, load_feature_net
-from training.metrics import METRICS, compare_datasets, compare_halves, compute_metrics
+from training.metrics import METRICS, VGG16_HOW_TO, compare_datasets, compare_halves, compute_metrics
+from training.vgg16 import VGG16_ENV, VGG16Error, load_vgg16_fc7
 
 
 def _metric_names(ctx, param, value: str) -> list[str]:
@@ -69,19 +72,32 @@ def _jsonl_folder(outdir: str | None, network_file: pathlib.Path | None) -> path
 @click.option('--seed', type=int, default=0, show_default=True, help="Seed of the fakes' z and classes.")
 @click.option('--outdir', type=click.Path(file_okay=False), help="Folder for metric-<name>.jsonl.")
 @click.option('--feature-net', help="Inception-v3 archive (path or URL). [$AFRO_FASHION_INCEPTION, then the fetched file]")
+@click.option('--vgg16', 'vgg16_source', envvar=VGG16_ENV, show_envvar=True,
+              help="VGG16 state dict (torchvision layout, .pth/.safetensors; path or URL) for pr50k3_full.")
 @click.option('--batch', type=click.IntRange(min=1), default=32, show_default=True, help="Images per feature batch.")
 @click.option('--device', default='cuda' if torch.cuda.is_available() else 'cpu', show_default=True)
 def main(network_spec, data, reference, halves, names, mirror, num_gen, truncation_psi, seed, outdir, feature_net,
-         batch, device):
+         vgg16_source, batch, device):
     if network_spec is None and reference is None and not halves:
         raise click.UsageError("give --network (a generator vs --data), --reference (two image sets) or --halves")
     if network_spec is not None and (reference is not None or halves):
         raise click.UsageError("--network measures a generator; --reference and --halves compare real images")
-    net = load_feature_net(feature_net, device=device)
-    if net is None:
-        raise click.ClickException(f"no Inception-v3 weights: {HOW_TO}")
+    vgg16 = None
+    if any(METRICS[n].network == 'vgg16' for n in names):
+        if not vgg16_source:
+            raise click.ClickException(VGG16_HOW_TO)
+        from stylegan2.download import DownloadError
+        try:
+            vgg16 = load_vgg16_fc7(vgg16_source, device=device)
+        except (VGG16Error, DownloadError, OSError) as exc:
+            raise click.ClickException(f"cannot use --vgg16 {vgg16_source}: {exc}") from exc
+    net = None
+    if any(METRICS[n].network == 'inception' for n in names):
+        net = load_feature_net(feature_net, device=device)
+        if net is None:
+            raise click.ClickException(f"no Inception-v3 weights: {HOW_TO}")
     start = time.time()
-    common = dict(feature_net=net, batch_size=batch, device=device)
+    common = dict(feature_net=net, vgg16=vgg16, batch_size=batch, device=device)
     network_file = None
     if network_spec is not None:
         from stylegan2.checkpoint import CheckpointError, load_network

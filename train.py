@@ -54,6 +54,9 @@ def parse_metrics(text: str, on_gpu: bool) -> list[str]:
     if unknown:
         raise click.BadParameter(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)} "
                                  f"or 'none'", param_hint="--metrics")
+    if any(METRICS[m].network == "vgg16" for m in names):  # a VGG16 file is calc_metrics.py's to take
+        raise click.BadParameter("pr50k3_full needs VGG16 weights: measure a snapshot with calc_metrics.py --vgg16, "
+                                 "or use pr50k3_inception here", param_hint="--metrics")
     return names
 
 

@@ -18,12 +18,12 @@ A feature network here is any callable ``images in [-1, 1] [N, 3, H, W] -> list 
 from __future__ import annotations
 
 import os
-import pathlib
-import re
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from training.vgg16 import VGG16Error as LPIPSError, VGG16Features, read_vgg16_tensors, vgg16_lpips_from_tensors
 
 FeatureMaps = Callable[[torch.Tensor], Sequence[torch.Tensor]]
 PYRAMID_MIN_SIDE = 8
@@ -78,111 +78,10 @@ class FeatureDistance(Distance):
         return total
 
 
-# ----------------------------------------------------------------------------- VGG16 / LPIPS
-
-VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
-LPIPS_TAPS = (1, 3, 6, 9, 12)          # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 (conv indices)
-LPIPS_SHIFT = (-0.030, -0.088, -0.188)  # LPIPS's input scaling: ImageNet statistics in [-1, 1] units
-LPIPS_SCALE = (0.458, 0.448, 0.450)
-
-
-class LPIPSError(ValueError):
-    """A VGG16/LPIPS weights file we cannot use; the message says what was expected."""
-
-
-class VGG16Features(torch.nn.Module):
-    """VGG16's 13 convolutions (Simonyan & Zisserman 2015) returning LPIPS's five ReLU maps."""
-
-    def __init__(self):
-        super().__init__()
-        convs, cin = [], 3
-        for item in VGG16_LAYOUT:
-            if item != "M":
-                convs.append(torch.nn.Conv2d(cin, item, 3, padding=1))
-                cin = item
-        self.convs = torch.nn.ModuleList(convs)
-        self.pool_after = {1, 3, 6, 9}
-        self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).reshape(1, 3, 1, 1))
-        self.register_buffer("scale", torch.tensor(LPIPS_SCALE).reshape(1, 3, 1, 1))
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = (images - self.shift) / self.scale
-        maps = []
-        for idx, conv in enumerate(self.convs):
-            x = F.relu(conv(x))
-            if idx in LPIPS_TAPS:
-                maps.append(x)
-            if idx in self.pool_after:
-                x = F.max_pool2d(x, 2)
-        return maps
-
-
-def _natural_key(name: str):
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def _read_tensors(path: pathlib.Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors file or a torch.save state dict, read without running code from the file."""
-    import safetensors.torch
-
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head[:2] == b"PK":  # torch.save zip: PyTorch's weights-only unpickler admits tensors and plain containers
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise LPIPSError(f"{path}: not a plain state dict of tensors ({exc})") from None
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        if not isinstance(state, dict):
-            raise LPIPSError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
-        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    try:
-        return safetensors.torch.load_file(path)
-    except Exception as exc:
-        raise LPIPSError(f"{path}: neither a .safetensors file nor a torch state dict ({exc})") from None
-
-
-def vgg16_lpips_from_tensors(tensors: dict[str, torch.Tensor], what: str = "weights"
-                             ) -> tuple[VGG16Features, list[torch.Tensor] | None]:
-    """Our VGG16 and LPIPS's per-channel weights from a state dict in torchvision/LPIPS layout.
-
-    Convolutions are recognised by shape in the natural order of their names (``features.0`` ...
-    ``features.28``, with any prefix), LPIPS's "lin" weights as the five ``[1, C, 1, 1]`` tensors
-    (None when the file has only VGG16, e.g. torchvision's ``vgg16-397923af.pth``).
-    """
-    net = VGG16Features()
-    names = sorted(tensors, key=_natural_key)
-    convs = [n for n in names if tensors[n].ndim == 4 and tuple(tensors[n].shape[2:]) == (3, 3)]
-    expected = [tuple(c.weight.shape) for c in net.convs]
-    found = [tuple(tensors[n].shape) for n in convs]
-    if found != expected:
-        raise LPIPSError(f"{what}: expected VGG16's 13 3x3 convolutions {expected}, found {found}")
-    with torch.no_grad():
-        for conv, name in zip(net.convs, convs):
-            bias = re.sub(r"weight$", "bias", name)
-            if bias not in tensors or tensors[bias].shape != conv.bias.shape:
-                raise LPIPSError(f"{what}: no bias {bias!r} of shape {tuple(conv.bias.shape)} beside {name!r}")
-            conv.weight.copy_(tensors[name].float())
-            conv.bias.copy_(tensors[bias].float())
-    lins = [tensors[n] for n in names if tensors[n].ndim == 4 and tensors[n].shape[0] == 1
-            and tuple(tensors[n].shape[2:]) == (1, 1)]
-    if not lins:
-        return net.eval().requires_grad_(False), None
-    if [int(t.shape[1]) for t in lins] != [64, 128, 256, 512, 512]:
-        raise LPIPSError(f"{what}: LPIPS lin weights must be [1, C, 1, 1] for C = 64, 128, 256, 512, 512, "
-                         f"found {[tuple(t.shape) for t in lins]}")
-    return net.eval().requires_grad_(False), [t.float().reshape(-1) for t in lins]
-
-
 def load_lpips(source: str | os.PathLike) -> tuple[VGG16Features, list[torch.Tensor] | None]:
     """VGG16 (+ LPIPS lin weights) from a path or an http(s) URL (downloaded once into the cache)."""
-    from stylegan2.download import download
-
-    text = os.fspath(source)
-    path = download(text) if text.startswith(("http://", "https://")) else pathlib.Path(text).expanduser()
-    if not path.is_file():
-        raise LPIPSError(f"LPIPS/VGG16 weights not found: {path}")
-    return vgg16_lpips_from_tensors(_read_tensors(path), str(path))
+    tensors, what = read_vgg16_tensors(source)
+    return vgg16_lpips_from_tensors(tensors, what)
 
 
 def make_distance(target: torch.Tensor, lpips: str | os.PathLike | None = None,

@@ -63,6 +63,16 @@ def assert_differs_beyond_rounding(actual, expected):
     assert difference.max() > 1, "the images differ by at most one level: the edit did nothing visible"
 
 
+def image_folder(path: pathlib.Path, images) -> pathlib.Path:
+    """A folder of PNGs (00.png, 01.png, ...) from uint8 [N, C, H, W] arrays: a tiny data set."""
+    import PIL.Image
+
+    path.mkdir(parents=True)
+    for i, pixels in enumerate(images):
+        PIL.Image.fromarray(pixels.transpose(1, 2, 0)).save(path / f"{i:02d}.png")
+    return path
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 for a test server."""
     import socket

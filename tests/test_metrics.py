@@ -11,6 +11,8 @@ import pytest
 import scipy.linalg
 import torch
 
+from conftest import image_folder
+
 from stylegan2.download import cached_path, file_sha256
 from stylegan2.networks import Generator
 from training import feature_net as fn
@@ -435,18 +437,11 @@ def test_fid_on_real_photos_is_zero_for_itself_and_grows_with_blur_and_noise(inc
 
 # ----------------------------------------------------------------------------- calc_metrics.py
 
-def _folder(path, images):
-    path.mkdir(parents=True)
-    for i, pixels in enumerate(images):
-        PIL.Image.fromarray(pixels.transpose(1, 2, 0)).save(path / f'{i:02d}.png')
-    return path
-
-
 def test_calc_metrics_usage_errors_need_no_weights(tmp_path):
     from click.testing import CliRunner
 
     import calc_metrics
-    data = _folder(tmp_path / 'a', np.zeros((2, 3, 8, 8), np.uint8))
+    data = image_folder(tmp_path / 'a', np.zeros((2, 3, 8, 8), np.uint8))
     result = CliRunner().invoke(calc_metrics.main, ['--data', str(data), '--metrics', 'fid1k'])
     assert result.exit_code == 2 and 'fid50k_full' in result.output and 'Traceback' not in result.output
     result = CliRunner().invoke(calc_metrics.main, ['--data', str(data)])
@@ -461,8 +456,8 @@ def test_calc_metrics_real_vs_real_and_a_network(inception_file, tmp_path, monke
     from stylegan2.checkpoint import save_checkpoint
     monkeypatch.setenv('AFRO_FASHION_CACHE', str(tmp_path / 'cache'))
     rng = np.random.RandomState(15)
-    a = _folder(tmp_path / 'a', rng.randint(0, 256, (5, 3, 16, 16)).astype(np.uint8))
-    b = _folder(tmp_path / 'b', np.repeat(rng.randint(0, 256, (5, 3, 4, 4)), 4, 2).repeat(4, 3).astype(np.uint8))
+    a = image_folder(tmp_path / 'a', rng.randint(0, 256, (5, 3, 16, 16)).astype(np.uint8))
+    b = image_folder(tmp_path / 'b', np.repeat(rng.randint(0, 256, (5, 3, 4, 4)), 4, 2).repeat(4, 3).astype(np.uint8))
     common = ['--feature-net', str(inception_file), '--batch', '5']
     result = CliRunner().invoke(calc_metrics.main, ['--data', str(a), '--reference', str(b), '--metrics',
                                                     'fid_full,kid_full', '--outdir', str(tmp_path / 'out'), *common])

@@ -3,7 +3,9 @@
 FID (Heusel et al. 2017) is the Fréchet distance between Gaussians fitted to Inception-v3 pool
 features of real and generated images; KID (Bińkowski et al. 2018) is the unbiased MMD² with the
 cubic polynomial kernel k(x, y) = (x·y / d + 1)³, averaged over random subsets; improved precision
-and recall (Kynkäänniemi et al. 2019) count the samples that fall inside the other set's k-NN balls.
+and recall (Kynkäänniemi et al. 2019) count the samples that fall inside the other set's k-NN balls,
+on Inception features (`pr50k3_inception`) or, as officially, on VGG16 fc7 features (`pr50k3_full`,
+`training.vgg16`, from a user-supplied file).
 Feature statistics stream in float64 (mean/covariance merged batch by batch), so 50k images never
 sit in memory for FID; KID and precision/recall keep the float32 features.
 Real-image features are cached on disk, keyed by a dataset fingerprint and the network's.
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 
 from stylegan2.download import cache_root
 from training.feature_net import HOW_TO, feature_net_fingerprint, load_feature_net
+from training.vgg16 import VGG16_ENV
 
 
 class FeatureNetworkUnavailable(RuntimeError):
@@ -34,11 +37,14 @@ class MetricSpec:
     num_gen: int | None   # generated images; None = as many as the reals measured
     max_real: int | None  # real images; None = the whole dataset ("_full")
     about: str
+    network: str = 'inception'  # 'inception' (2048-d pool) or 'vgg16' (4096-d fc7, a user-supplied file)
 
 
 METRICS: dict[str, MetricSpec] = {
     'fid50k_full': MetricSpec('fid', 50_000, None, "FID, 50k fakes vs all reals (the published protocol)"),
     'kid50k_full': MetricSpec('kid', 50_000, None, "KID, 50k fakes vs all reals (published protocol)"),
+    'pr50k3_full': MetricSpec('pr', 50_000, None, "precision/recall (k=3), 50k fakes vs all reals, on VGG16 fc7 "
+                              "features (the official metric; needs --vgg16)", 'vgg16'),
     'pr50k3_inception': MetricSpec('pr', 50_000, None, "precision/recall (k=3), 50k fakes vs all reals, on "
                                    "Inception features: NOT comparable with the official VGG16 pr50k3_full"),
     'fid10k': MetricSpec('fid', 10_000, 10_000, "FID, 10k fakes vs 10k reals (quick)"),
@@ -341,12 +347,30 @@ def _specs(names: list[str]) -> list[MetricSpec]:
     return [METRICS[n] for n in names]
 
 
-def _require_net(feature_net, device, names) -> torch.nn.Module:
-    if feature_net is None:
-        feature_net = load_feature_net(device=device)
-        if feature_net is None:
-            raise FeatureNetworkUnavailable(f"no feature network for {', '.join(names)}: {HOW_TO}")
-    return feature_net.eval()
+VGG16_HOW_TO = (f"pr50k3_full needs VGG16 weights (a torchvision-layout state dict): give --vgg16 PATH|URL or "
+                f"set ${VGG16_ENV}, or use pr50k3_inception (Inception features, not comparable)")
+
+
+def _by_network(names: list[str], feature_net, vgg16, device) -> list[tuple[torch.nn.Module, list[str]]]:
+    """The metrics grouped by the feature network they measure on, each with that network loaded.
+
+    `feature_net` (Inception) defaults to `load_feature_net()`; `vgg16` has no default, as no
+    package ships its weights. A missing network raises FeatureNetworkUnavailable so callers can skip.
+    """
+    _specs(names)
+    groups = []
+    for network in ('inception', 'vgg16'):
+        mine = [n for n in names if METRICS[n].network == network]
+        if not mine:
+            continue
+        net = feature_net if network == 'inception' else vgg16
+        if net is None and network == 'inception':
+            net = load_feature_net(device=device)
+        if net is None:
+            raise FeatureNetworkUnavailable(VGG16_HOW_TO if network == 'vgg16' else
+                                            f"no feature network for {', '.join(mine)}: {HOW_TO}")
+        groups.append((net.eval(), mine))
+    return groups
 
 
 def _values(name: str, kind: str, real: FeatureStats, fake: FeatureStats) -> dict[str, float]:
@@ -366,29 +390,35 @@ def _prefix(stats: FeatureStats, n: int) -> FeatureStats:
 def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module | None = None,
                     num_gen: int | None = None, batch_size: int = 64, device: str | torch.device = 'cpu',
                     cache_dir: str | os.PathLike | None = None, progress: bool = True, seed: int = 0,
-                    truncation_psi: float = 1.0) -> dict[str, float]:
+                    truncation_psi: float = 1.0, vgg16: torch.nn.Module | None = None) -> dict[str, float]:
     """Metrics of METRICS for generator G against `dataset` (FID/KID: lower is better), by result name.
 
-    One run of fakes (its largest count) serves every metric: smaller counts use its first
-    images, so `fid2k_full,kid2k_full` costs one set of 2k fakes. `feature_net` defaults to
-    `load_feature_net()`; without one FeatureNetworkUnavailable is raised so the caller can skip.
-    `num_gen` overrides every metric's fake count (quick looks; not comparable).
-    Precision/recall report `<name>_precision` and `<name>_recall`.
+    One run of fakes per feature network (its largest count) serves that network's metrics: smaller
+    counts use its first images, so `fid2k_full,kid2k_full` costs one set of 2k fakes (the same seed
+    gives `pr50k3_full`'s VGG16 the same fakes). `feature_net` (Inception) defaults to
+    `load_feature_net()`, `vgg16` (for pr50k3_full) to none; a missing one raises
+    FeatureNetworkUnavailable so the caller can skip. `num_gen` overrides every metric's fake count
+    (quick looks; not comparable). Precision/recall report `<name>_precision` and `<name>_recall`.
     """
-    specs = _specs(names)
     if len(dataset) == 0:
         raise ValueError(f"dataset {getattr(dataset, 'name', '')!r} is empty")
-    net = _require_net(feature_net, device, names)
-    keep = any(spec.kind != 'fid' for spec in specs)
-    reals = {max_real: real_feature_stats(dataset, net, max_real, batch_size, device, keep, cache_dir, progress)
-             for max_real in {spec.max_real for spec in specs}}
-    counts = [num_gen or spec.num_gen or reals[spec.max_real].count for spec in specs]
-    fakes = generated_feature_stats(G, dataset, net, max(counts), batch_size, device, keep or len(set(counts)) > 1,
-                                    seed, truncation_psi, progress)
     results: dict[str, float] = {}
-    for name, spec, count in zip(names, specs, counts):
-        results.update(_values(name, spec.kind, reals[spec.max_real], _prefix(fakes, count)))
-    return results
+    for net, group in _by_network(names, feature_net, vgg16, device):
+        specs = _specs(group)
+        keep = any(spec.kind != 'fid' for spec in specs)
+        reals = {max_real: real_feature_stats(dataset, net, max_real, batch_size, device, keep, cache_dir, progress)
+                 for max_real in {spec.max_real for spec in specs}}
+        counts = [num_gen or spec.num_gen or reals[spec.max_real].count for spec in specs]
+        fakes = generated_feature_stats(G, dataset, net, max(counts), batch_size, device,
+                                        keep or len(set(counts)) > 1, seed, truncation_psi, progress)
+        for name, spec, count in zip(group, specs, counts):
+            results.update(_values(name, spec.kind, reals[spec.max_real], _prefix(fakes, count)))
+    return {name: results[name] for name in _result_names(names)}
+
+
+def _result_names(names: list[str]) -> list[str]:
+    """Result keys in the order the metrics were asked for (precision/recall give two)."""
+    return [key for n in names for key in ((f'{n}_precision', f'{n}_recall') if METRICS[n].kind == 'pr' else (n,))]
 
 
 def compute_metric(name: str, G, dataset, feature_net: torch.nn.Module | None = None, **kwargs) -> float:
@@ -400,32 +430,34 @@ def compute_metric(name: str, G, dataset, feature_net: torch.nn.Module | None = 
 
 def compare_datasets(names: list[str], data, reference, feature_net: torch.nn.Module | None = None,
                      batch_size: int = 64, device: str | torch.device = 'cpu',
-                     cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, float]:
+                     cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                     vgg16: torch.nn.Module | None = None) -> dict[str, float]:
     """Real vs real: every image of `data` in the place of the fakes, against `reference` (both cached)."""
-    specs = _specs(names)
-    net = _require_net(feature_net, device, names)
-    keep = any(spec.kind != 'fid' for spec in specs)
-    probe = real_feature_stats(data, net, None, batch_size, device, keep, cache_dir, progress)
-    reals = {max_real: real_feature_stats(reference, net, max_real, batch_size, device, keep, cache_dir, progress)
-             for max_real in {spec.max_real for spec in specs}}
     results: dict[str, float] = {}
-    for name, spec in zip(names, specs):
-        results.update(_values(name, spec.kind, reals[spec.max_real], probe))
-    return results
+    for net, group in _by_network(names, feature_net, vgg16, device):
+        specs = _specs(group)
+        keep = any(spec.kind != 'fid' for spec in specs)
+        probe = real_feature_stats(data, net, None, batch_size, device, keep, cache_dir, progress)
+        reals = {max_real: real_feature_stats(reference, net, max_real, batch_size, device, keep, cache_dir,
+                                              progress) for max_real in {spec.max_real for spec in specs}}
+        for name, spec in zip(group, specs):
+            results.update(_values(name, spec.kind, reals[spec.max_real], probe))
+    return {name: results[name] for name in _result_names(names)}
 
 
 def compare_halves(names: list[str], dataset, feature_net: torch.nn.Module | None = None, seed: int = 0,
                    batch_size: int = 64, device: str | torch.device = 'cpu',
-                   cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, float]:
+                   cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                   vgg16: torch.nn.Module | None = None) -> dict[str, float]:
     """The floor that sample size sets: one random half of the dataset against the other (cached features)."""
-    specs = _specs(names)
-    net = _require_net(feature_net, device, names)
-    stats = real_feature_stats(dataset, net, None, batch_size, device, True, cache_dir, progress)
-    order = np.random.RandomState(seed).permutation(stats.count)
-    half = stats.count // 2
-    features = stats.features
-    first, second = (FeatureStats.of(features[order[a:b]], keep_features=True) for a, b in ((0, half), (half, 2 * half)))
     results: dict[str, float] = {}
-    for name, spec in zip(names, specs):
-        results.update(_values(name, spec.kind, first, second))
-    return results
+    for net, group in _by_network(names, feature_net, vgg16, device):
+        stats = real_feature_stats(dataset, net, None, batch_size, device, True, cache_dir, progress)
+        order = np.random.RandomState(seed).permutation(stats.count)
+        half = stats.count // 2
+        features = stats.features
+        first, second = (FeatureStats.of(features[order[a:b]], keep_features=True)
+                         for a, b in ((0, half), (half, 2 * half)))
+        for name in group:
+            results.update(_values(name, METRICS[name].kind, first, second))
+    return {name: results[name] for name in _result_names(names)}
