@@ -295,13 +295,15 @@ class StudioApp:
 
     # browse
     @staticmethod
-    def _page_number(page) -> int:
-        """The page box as a page index: empty means 0, out of range is clamped."""
-        return int(parse_number(0 if page in (None, "") else page, "Page", 0, Studio.last_page(PER_PAGE))[0])
+    def _page_number(page) -> tuple[int, str]:
+        """The page box as a page index and a note: empty means 0, out of range is clamped (and said)."""
+        number, note = parse_number(0 if page in (None, "") else page, "Page", 0, Studio.last_page(PER_PAGE))
+        return int(number), note
 
     def _page(self, session, page, psi, class_idx):
-        page = self._page_number(page)
-        psi, note = parse_number(psi, "Truncation ψ", *PSI_RANGE)
+        page, page_note = self._page_number(page)
+        psi, psi_note = parse_number(psi, "Truncation ψ", *PSI_RANGE)
+        note = " ".join(n for n in (page_note, psi_note) if n)
         seeds = Studio.page_seeds(page, PER_PAGE)
         class_idx = self._class(class_idx)
         images = self.studio.render_seeds(seeds, psi, class_idx)
@@ -313,10 +315,10 @@ class StudioApp:
         return self._page(session, page, psi, class_idx)
 
     def on_next(self, session, page, psi, class_idx):
-        return self._page(session, self._page_number(page) + 1, psi, class_idx)
+        return self._page(session, self._page_number(page)[0] + 1, psi, class_idx)
 
     def on_prev(self, session, page, psi, class_idx):
-        return self._page(session, self._page_number(page) - 1, psi, class_idx)
+        return self._page(session, self._page_number(page)[0] - 1, psi, class_idx)
 
     def on_random_page(self, session, psi, class_idx):
         return self._page(session, Studio.random_page(PER_PAGE), psi, class_idx)
@@ -370,13 +372,15 @@ class StudioApp:
         path = export_favourites(self.studio, [f.recipe for f in session.favourites], scale=factor, resample=resample)
         return {self.favourites_file: str(path), self.message: f"{len(session.favourites)} favourites exported."}
 
-    def on_export_batch(self, session, seeds, strengths, progress=gr.Progress()):
+    def on_export_batch(self, session, seeds, strengths, scale="1", progress=gr.Progress()):
         seeds, strengths = parse_seed_range(seeds), parse_strengths(strengths)
+        factor, resample = parse_scale(scale)
 
         def report(done_total):
             progress(done_total, desc="Batch export", unit="images")
 
-        path = export_batch(self.studio, self.current(session), seeds, strengths, progress=report)
+        path = export_batch(self.studio, self.current(session), seeds, strengths, progress=report, scale=factor,
+                            resample=resample)
         return {self.batch_file: str(path), self.message: f"Batch export finished ({path.name})."}
 
     def on_label(self, session, component, name, description, sign, layers):
@@ -521,7 +525,8 @@ class StudioApp:
                     with gr.Row():
                         star_seed = gr.Textbox(label="Star a seed", placeholder="e.g. 77")
                         clear_btn = gr.Button("Clear tray")
-                        favourites_scale = gr.Dropdown(self.scale_choices(), value="1", label="Export size")
+                        favourites_scale = gr.Dropdown(self.scale_choices(), value="1",
+                                                       label="Export size (favourites and batch)")
                         fav_btn = gr.Button("Export favourites (zip)")
                     self.favourites_file = gr.File(label="Favourites", interactive=False)
                     gr.Markdown("Batch export: the directions you moved (or all) over many seeds.")
@@ -595,7 +600,7 @@ class StudioApp:
             on(self.tray.select, self.on_tray_select, [s], full + [self.tabs])
             on(fav_btn.click, self.on_export_favourites, [s, favourites_scale], [self.favourites_file, self.message],
                api_name="export_favourites")
-            on(batch_btn.click, self.on_export_batch, [s, batch_seeds, batch_strengths],
+            on(batch_btn.click, self.on_export_batch, [s, batch_seeds, batch_strengths, favourites_scale],
                [self.batch_file, self.message], api_name="export_batch", concurrency_limit=1)
 
             loaded = demo.load(self.guarded(self.on_load), [s, self.session_id],

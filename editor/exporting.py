@@ -21,13 +21,11 @@ from PIL import Image
 
 from editor.recipe import Recipe, RecipeError
 from editor.studio import Studio
-from ganspace.export import export_directions
+from ganspace.export import EXPORT_SCALES, export_directions, upscale, upscale_mark
 from ganspace.recipe import save_png_with_recipe
 from stylegan2.render import image_grid, to_pil
 
 CONTACT_SHEET_COLUMNS = 6
-EXPORT_SCALES = tuple((f, r) for f in (2, 4, 8) for r in ("nearest", "lanczos"))
-RESAMPLE = {"nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
 MAX_NAME = 150
 MAX_BATCH_IMAGES = 2000  # one click; ~10 minutes of a 256 px model on two CPU cores
 
@@ -57,22 +55,11 @@ def image_name(recipe: Recipe, class_names: list[str] | None = None, scale: int 
     return f"{name}-x{scale}{resample}" if scale > 1 else name  # the upscale mark always survives
 
 
-def upscale(image: np.ndarray, scale: int, resample: str) -> np.ndarray:
-    """Nearest (crisp pixels) or Lanczos (smooth) enlargement by a whole factor."""
-    if scale == 1:
-        return image
-    if (scale, resample) not in EXPORT_SCALES:
-        raise ValueError(f"Export scale must be 1 or one of {EXPORT_SCALES}, got {(scale, resample)}.")
-    pil = to_pil(image)
-    return np.asarray(pil.resize((pil.width * scale, pil.height * scale), RESAMPLE[resample]))
-
-
 def _save(studio: Studio, recipe: Recipe, path: pathlib.Path, scale: int, resample: str) -> np.ndarray:
     image = studio.render(recipe)
     portable = studio.portable_recipe(recipe)
     if scale > 1:
-        portable["export"] = {"upscaled": True, "scale": scale, "resample": resample,
-                              "rendered_resolution": list(image.shape[:2])}
+        portable["export"] = upscale_mark(scale, resample, image.shape[:2])
     save_png_with_recipe(path, upscale(image, scale, resample), portable)
     return image
 
@@ -105,7 +92,7 @@ def export_favourites(studio: Studio, recipes: list[Recipe], out_dir: pathlib.Pa
 
 
 def export_batch(studio: Studio, recipe: Recipe, seeds: list[int], strengths: list[float],
-                 out_dir: pathlib.Path | None = None, progress=None) -> pathlib.Path:
+                 out_dir: pathlib.Path | None = None, progress=None, scale: int = 1, resample: str = "") -> pathlib.Path:
     """The recipe's moved directions (all directions when none moved) over many seeds, via the ganspace exporter."""
     if studio.directions_file is None or not studio.directions:
         raise ValueError("No labelled directions to export: load a directions file (--directions).")
@@ -119,7 +106,7 @@ def export_batch(studio: Studio, recipe: Recipe, seeds: list[int], strengths: li
     out_dir = out_dir or new_export_dir("batch")
     export_directions(studio.private_generator(), directions_file, seeds, strengths, out_dir / "batch",
                       truncation_psi=recipe.truncation_psi, class_idx=recipe.class_idx,
-                      network_sha256=studio.network_sha256, progress=progress)
+                      network_sha256=studio.network_sha256, progress=progress, scale=scale, resample=resample)
     return zip_folder(out_dir / "batch")
 
 

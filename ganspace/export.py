@@ -20,25 +20,45 @@ from ganspace.directions import Direction, DirectionsFile, load_directions, slug
 from ganspace.edits import apply_edits
 from ganspace.layers import format_layers
 from ganspace.recipe import edit_to_recipe, read_recipe, save_png_with_recipe
-from stylegan2.render import seed_to_w, synthesize_uint8
+from stylegan2.render import seed_to_w, synthesize_uint8, to_pil
 from stylegan2.atomic import atomic_write, atomic_write_text
 
 MANIFEST_COLUMNS = ("seed", "class", "truncation", "direction", "component", "layers", "mode", "sigma",
                     "strength", "file", "network_sha256")
 GIF_SEEDS = 8
+EXPORT_SCALES = tuple((f, r) for f in (2, 4, 8) for r in ("nearest", "lanczos"))
+RESAMPLE = {"nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
 
 
-def image_name(direction: Direction, seed: int, strength: float, class_idx=None) -> str:
+def upscale(image: np.ndarray, scale: int, resample: str) -> np.ndarray:
+    """Nearest (crisp pixels) or Lanczos (smooth) enlargement by a whole factor."""
+    if scale == 1:
+        return image
+    if (scale, resample) not in EXPORT_SCALES:
+        raise ValueError(f"Export scale must be 1 or one of {EXPORT_SCALES}, got {(scale, resample)}.")
+    pil = to_pil(image)
+    return np.asarray(pil.resize((pil.width * scale, pil.height * scale), RESAMPLE[resample]))
+
+
+def upscale_mark(scale: int, resample: str, resolution) -> dict:
+    """What an upscaled file's recipe says: its pixels are no longer the network's own."""
+    return {"upscaled": True, "scale": scale, "resample": resample, "rendered_resolution": list(resolution)}
+
+
+def image_name(direction: Direction, seed: int, strength: float, class_idx=None, scale: int = 1,
+               resample: str = "") -> str:
     cls = "" if class_idx is None else f"_c{class_idx}"
-    return f"{slug(direction.name)}/seed{seed:04d}{cls}_{slug(direction.name)}_s{strength:+.2f}.png"
+    mark = f"-x{scale}{resample}" if scale > 1 else ""
+    return f"{slug(direction.name)}/seed{seed:04d}{cls}_{slug(direction.name)}_s{strength:+.2f}{mark}.png"
 
 
 def make_recipe(direction: Direction, seed: int, strength: float, truncation_psi: float, class_idx,
-                network_sha256: Optional[str]) -> dict:
+                network_sha256: Optional[str], export: Optional[dict] = None) -> dict:
     edit = direction.edit(strength)
-    return dict(version=1, network_sha256=network_sha256, seed=int(seed), class_idx=class_idx,
-                truncation_psi=float(truncation_psi), noise_mode="const",
-                edits=[edit_to_recipe(edit, direction=direction.name, component=direction.component)])
+    recipe = dict(version=1, network_sha256=network_sha256, seed=int(seed), class_idx=class_idx,
+                  truncation_psi=float(truncation_psi), noise_mode="const",
+                  edits=[edit_to_recipe(edit, direction=direction.name, component=direction.component)])
+    return recipe if export is None else {**recipe, "export": export}
 
 
 def _up_to_date(path: pathlib.Path, recipe: dict) -> bool:
@@ -53,10 +73,11 @@ def _up_to_date(path: pathlib.Path, recipe: dict) -> bool:
 def export_directions(G, directions_file, seeds: Sequence[int], strengths: Sequence[float], out_dir,
                       truncation_psi: float = 0.7, class_idx=None, network_sha256: Optional[str] = None,
                       progress: Optional[Callable] = None, batch_size: int = 8, gif: bool = False,
-                      max_cell: int = 256) -> list[dict]:
+                      max_cell: int = 256, scale: int = 1, resample: str = "") -> list[dict]:
     """Render every (direction, seed, strength); return the manifest rows (also written to out_dir).
 
-    `directions_file` is a DirectionsFile or a path (checked against network_sha256).
+    `directions_file` is a DirectionsFile or a path (checked against network_sha256). `scale` > 1 enlarges
+    every PNG (`resample` nearest or lanczos), marked in its file name and recipe.
     `progress((done, total))` is called as images are finished (tqdm wrappers and gr.Progress both fit).
     """
     if not isinstance(directions_file, DirectionsFile):
@@ -64,12 +85,15 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     strengths = [float(s) for s in strengths]
+    if scale != 1:
+        upscale(np.zeros((1, 1, 3), np.uint8), scale, resample)  # refuse a bad scale before rendering anything
+    export = upscale_mark(scale, resample, (G.img_resolution, G.img_resolution)) if scale > 1 else None
     jobs, manifest = [], []
     for direction in directions_file.directions:
         for seed in seeds:
             for strength in strengths:
-                name = image_name(direction, seed, strength, class_idx)
-                recipe = make_recipe(direction, seed, strength, truncation_psi, class_idx, network_sha256)
+                name = image_name(direction, seed, strength, class_idx, scale, resample)
+                recipe = make_recipe(direction, seed, strength, truncation_psi, class_idx, network_sha256, export)
                 jobs.append((direction, seed, strength, out_dir / name, recipe))
                 manifest.append(dict(seed=int(seed), **{"class": class_idx}, truncation=float(truncation_psi),
                                      direction=direction.name, component=direction.component,
@@ -90,20 +114,21 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
         ws = torch.cat([apply_edits(base_ws[seed], [direction.edit(strength)])
                         for direction, seed, strength, _, _ in chunk])
         for pixels, (_, _, _, path, recipe) in zip(synthesize_uint8(G, ws), chunk):
-            save_png_with_recipe(path, pixels, recipe)
+            save_png_with_recipe(path, upscale(pixels, scale, resample), recipe)
         done += len(chunk)
         if progress:
             progress((done, total))
     for direction in directions_file.directions:
-        _direction_summaries(direction, seeds, strengths, out_dir, class_idx, gif, max_cell)
+        _direction_summaries(direction, seeds, strengths, out_dir, class_idx, gif, max_cell, scale, resample)
     _write_manifest(out_dir, manifest)
     return manifest
 
 
-def _direction_summaries(direction, seeds, strengths, out_dir, class_idx, gif, max_cell) -> None:
+def _direction_summaries(direction, seeds, strengths, out_dir, class_idx, gif, max_cell, scale, resample) -> None:
     """Contact sheet (seeds x strengths) and optional GIF sweep, built from the PNGs on disk."""
     def load(seed, strength):
-        return np.asarray(Image.open(out_dir / image_name(direction, seed, strength, class_idx)).convert("RGB"))
+        name = image_name(direction, seed, strength, class_idx, scale, resample)
+        return np.asarray(Image.open(out_dir / name).convert("RGB"))
 
     cells = [[load(seed, s) for s in strengths] for seed in seeds]
     title = (f"{direction.name}: layers {format_layers(direction.layers)}, {direction.mode}, "

@@ -2,13 +2,14 @@
 visits, labels kept out of the bundled model, the model named, honest file names and upscaled exports."""
 import hashlib
 import types
+import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from editor.app import StudioApp, parse_scale, split_description
-from editor.exporting import export_image, image_name
+from editor.exporting import export_batch, export_image, image_name
 from editor.network import ModelCard, companion_files, load_studio_network
 from editor.recipe import Mix, Recipe, RecipeError, parse_number
 from editor.session import Session
@@ -284,3 +285,22 @@ def test_first_command_prints_the_model_and_the_url(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_batch_export_upscales_every_png_and_marks_it(studio, tmp_path):
+    """The batch export offers the same export sizes: every PNG enlarged, named -x2nearest, recipe marked."""
+    recipe = studio.new_recipe(seed=3).replace(sliders={"sleeves": 1.0})
+    plain_zip = export_batch(studio, recipe, [3], [1.0], tmp_path / "plain")
+    big_zip = export_batch(studio, recipe, [3], [1.0], tmp_path / "big", scale=2, resample="nearest")
+    with zipfile.ZipFile(plain_zip) as plain, zipfile.ZipFile(big_zip) as big:
+        (small_name,) = [n for n in plain.namelist() if n.startswith("sleeves/")]
+        (big_name,) = [n for n in big.namelist() if n.startswith("sleeves/")]
+        assert big_name == small_name.replace(".png", "-x2nearest.png")
+        small = np.asarray(Image.open(plain.open(small_name)))
+        large_file = tmp_path / "large.png"
+        large_file.write_bytes(big.read(big_name))
+    np.testing.assert_array_equal(np.asarray(Image.open(large_file)), small.repeat(2, axis=0).repeat(2, axis=1))
+    assert read_recipe(large_file)["export"] == {"upscaled": True, "scale": 2, "resample": "nearest",
+                                                  "rendered_resolution": [16, 16]}
+    with pytest.raises(ValueError, match="Export scale"):
+        export_batch(studio, recipe, [3], [1.0], tmp_path / "bad", scale=3, resample="nearest")
