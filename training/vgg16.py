@@ -66,9 +66,9 @@ class VGG16FC7(torch.nn.Module):
       **after its ReLU**. Kynkäänniemi et al. 2019 use "the second fully-connected layer" of VGG16;
       the Keras/TF VGG16 their code builds on names that layer ``fc2`` with the ReLU inside it, so the
       post-ReLU activation is what its output is. Dropout is off (evaluation).
-    * Resize: every image to 224x224 with area averaging (``F.interpolate(mode='area')``), as
-      StyleGAN2-ADA's VGG16 detector resizes its inputs (to our reading of its description; for the
-      usual 256/512/1024 px data an exact box filter). Images already 224x224 are not touched.
+    * Resize: every image to 224x224 with area averaging (``F.interpolate(mode='area')``; for the usual
+      256/512/1024 px data an exact box filter). This is our choice: we found no documentation of how
+      StyleGAN2-ADA's VGG16 detector resizes, so it may differ. Images already 224x224 are not touched.
     * Normalisation: ``(x / 255 - ImageNet mean) / ImageNet std``, the input torchvision's VGG16 weights
       were trained on. The official detector is a converted TensorFlow VGG16 whose exact input scaling
       we could not establish with confidence, so features from other weights than the official ones
