@@ -120,3 +120,19 @@ def inception(inception_file):
     from training.inception import load_inception
 
     return load_inception(inception_file)
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    """A tiny studio per test module (modules that need another one define their own `studio`)."""
+    return make_studio(tmp_path_factory.mktemp("studio"))
+
+
+@pytest.fixture(scope="module")
+def app(studio):
+    """The Gradio wiring over `studio`, built but not launched: tests call its handlers directly."""
+    from editor.app import StudioApp
+
+    app = StudioApp(studio)
+    app.build()
+    return app

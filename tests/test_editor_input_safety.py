@@ -15,25 +15,12 @@ from PIL.PngImagePlugin import PngInfo
 
 import editor.__main__ as studio_cli
 import editor.recipe as recipe_module
-from conftest import make_studio
-from editor.app import StudioApp, launch, parse_strengths
+from editor.app import launch, parse_strengths
 from editor.exporting import export_batch
 from editor.recipe import MAX_UPLOAD_BYTES, RecipeError, read_recipe_upload
 from editor.session import Session
 from ganspace.export import export_directions
 from ganspace.recipe import RECIPE_KEY
-
-
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory):
-    return make_studio(tmp_path_factory.mktemp("safety"))
-
-
-@pytest.fixture(scope="module")
-def app(studio):
-    app = StudioApp(studio)
-    app.build()
-    return app
 
 
 def message_of(app, handler, *args):

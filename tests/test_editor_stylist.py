@@ -17,21 +17,9 @@ from editor.store import SessionStore, labels_path, new_session_id, user_data_di
 from editor.studio import Studio
 from ganspace.recipe import read_recipe
 from stylegan2.checkpoint import REPO_ROOT
-from tests.conftest import assert_within_one_level, make_studio
+from tests.conftest import assert_within_one_level
 
 DEFAULT = REPO_ROOT / "models" / "default"
-
-
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory):
-    return make_studio(tmp_path_factory.mktemp("stylist"))
-
-
-@pytest.fixture(scope="module")
-def app(studio):
-    app = StudioApp(studio)
-    app.build()
-    return app
 
 
 @pytest.fixture(scope="module")
