@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -24,10 +25,14 @@ NETWORK_HELP = "Network: .safetensors, official .pkl, URL or a known name (e.g. 
 
 
 def parse_float_list(text: str) -> list[float]:
+    """'-3,-1.5,0' -> floats; NaN and infinity are refused (they would render black images and invalid JSON)."""
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise click.BadParameter(f"{text!r}: write numbers separated by commas, like '-3,-1.5,0,1.5,3'") from None
+        values = None
+    if values is None or not all(math.isfinite(v) for v in values):
+        raise click.BadParameter(f"{text!r}: write finite numbers separated by commas, like '-3,-1.5,0,1.5,3'")
+    return values
 
 
 class SeedList(click.ParamType):

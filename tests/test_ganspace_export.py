@@ -189,6 +189,10 @@ def test_cli_fit_sheets_hints_validate_export(G, tmp_path):
     result = run(cli, ["export", "--network", str(network), "--directions", str(yaml_path), "--seeds", "x",
                        "--out", str(tmp_path / "exp")])
     assert result.exit_code == 2 and "0-3,7" in result.output
+    for text in ("nan", "1,inf", "-1e400"):                       # would render black PNGs and invalid JSON
+        result = run(cli, ["export", "--network", str(network), "--directions", str(yaml_path), "--seeds", "0",
+                           "--strengths", text, "--out", str(tmp_path / "nan")])
+        assert result.exit_code == 2 and "finite numbers" in result.output and not (tmp_path / "nan").exists()
 
 
 def test_export_of_an_official_conditional_pickle_reproduces_official_pixels_at_strength_0(tmp_path):
