@@ -62,6 +62,8 @@ def _parse_attrs(ctx, param, value):
 @click.option("--label-from-folder", is_flag=True, help="Use each photo's parent folder name as its class (raw name), and as a text hint for attributes.")
 @click.option("--unlabelled", type=click.Choice(["drop", "unknown"]), default="drop", show_default=True,
               help="Photos without the --cond-attr value: drop them or put them in an 'unknown' class.")
+@click.option("--exclude", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Text file of source-relative paths to leave out, one per line (e.g. photos held out for evaluation).")
 @click.option("--png-compress-level", type=click.IntRange(0, 9), default=3, show_default=True,
               help="PNG zlib level: higher is smaller and slower.")
 @click.option("--workers", type=click.IntRange(1, None), default=1, show_default=True, help="Parallel decode/resize processes.")

@@ -57,6 +57,7 @@ class BuildOptions:
     unlabelled: str = "drop"                 # or "unknown"
     workers: int = 1
     overwrite: bool = False
+    exclude: str | None = None               # text file of source paths to leave out (a held-out split)
     png_compress_level: int = 3             # 2x faster than zlib's 6 for ~3% larger files
 
     def validate(self, attribute_names) -> None:
@@ -261,8 +262,11 @@ def _scan(source: Source, options: BuildOptions, report: Report) -> list[str]:
     candidates = []
     names = source.list_files()
     report.files_found = len(names)
+    excluded = read_exclude_list(options.exclude) if options.exclude else set()
     for name in names:
-        if is_hidden(name):
+        if name in excluded:
+            report.drop(name, "excluded", f"listed in {options.exclude}")
+        elif is_hidden(name):
             report.drop(name, "hidden")
         elif not is_image_name(name):
             report.drop(name, "not_image_extension")
@@ -271,6 +275,16 @@ def _scan(source: Source, options: BuildOptions, report: Report) -> list[str]:
     if options.shuffle:
         np.random.RandomState(options.seed).shuffle(candidates)
     return candidates
+
+
+def read_exclude_list(path: str) -> set[str]:
+    """Source-relative paths, one per line ('#' starts a comment), e.g. photos held out for evaluation."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.split("#", 1)[0].strip() for line in f]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--exclude {path}: cannot read it as a text list of paths ({exc})") from None
+    return {line.replace("\\", "/") for line in lines if line}
 
 
 def _dataset_json(labels: list[tuple[str, str]], cond_attr: tuple[str, ...]) -> dict:

@@ -9,7 +9,7 @@ from collections import Counter
 
 # Which cleaning step each reason belongs to (the report groups counts by step).
 REASON_STEPS = {
-    "hidden": "scan", "not_image_extension": "scan",
+    "hidden": "scan", "excluded": "scan", "not_image_extension": "scan",
     "file_too_large": "read", "unreadable": "read", "not_a_regular_file": "read", "symlink_outside_source": "read",
     "zip_bomb": "read",
     "empty_file": "decode", "not_an_image": "decode", "undecodable": "decode", "truncated": "decode",

@@ -333,6 +333,21 @@ def test_max_images_channels_and_shuffle(corpus, tmp_path):
     assert shuffled == again and shuffled != first
 
 
+def test_an_exclude_list_holds_photos_out_and_reports_them(corpus, tmp_path):
+    held_out = ["good/b_photo.png", "good/c_photo.webp"]
+    (tmp_path / "heldout.txt").write_text("# evaluation photos\n" + "\n".join(held_out) + "\nnot/in/source.jpg\n")
+    report = build_dataset(BuildOptions(source=str(corpus), dest=str(tmp_path / "out"), resolution=RES,
+                                        exclude=str(tmp_path / "heldout.txt")), progress=False)
+    sources = [json.loads(line)["source"] for line in (tmp_path / "out/attributes.jsonl").read_text().splitlines()]
+    assert sources and not set(held_out) & set(sources)
+    assert report.reasons["excluded"] == 2
+    assert sorted(d["file"] for d in report.to_dict()["dropped"] if d["reason"] == "excluded") == held_out
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ValueError, match="--exclude"):
+        build_dataset(BuildOptions(source=str(corpus), dest=str(tmp_path / "out2"), resolution=RES,
+                                   exclude=str(tmp_path / "binary.txt")), progress=False)
+
+
 def test_label_from_folder(tmp_path):
     for folder, seeds in {"dress": (1, 2), "t-shirt": (3,), "outwear": (4, 5)}.items():
         for seed in seeds:
