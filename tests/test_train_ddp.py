@@ -1,9 +1,11 @@
 """Two CPU processes with gloo: gradients are averaged, so both ranks hold identical weights."""
+import datetime
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -38,6 +40,30 @@ def _worker(rank: int, port: int, results):
         results[rank] = (synced, distributed.max_rank_difference(net), grads)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def _slow_rank0_worker(rank: int, port: int, results):
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                                         timeout=datetime.timedelta(seconds=1))
+    try:
+        distributed.open_rank0_wait_group(timeout_s=60)
+        if rank == 0:
+            time.sleep(3)  # a "metric" three times longer than the group's timeout
+        distributed.wait_for_rank0()
+        total = torch.tensor([rank + 1.0])
+        torch.distributed.all_reduce(total)
+        results[rank] = total.item()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ranks_wait_for_a_rank0_phase_longer_than_the_group_timeout():
+    """The second default model's run died here: rank 1 timed out in an all-reduce after 30 minutes while
+    rank 0 computed the first FID's real features."""
+    results = mp.Manager().dict()
+    mp.spawn(_slow_rank0_worker, args=(free_port(), results), nprocs=2, join=True)
+    assert dict(results) == {0: 3.0, 1: 3.0}
 
 
 @pytest.mark.slow

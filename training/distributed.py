@@ -88,6 +88,29 @@ def torchrun_world_size() -> int | None:
     return int(os.environ["WORLD_SIZE"]) if launched_by_torchrun() else None
 
 
+# Rank 0 alone writes snapshots and computes metrics; on a CPU a metric's real features can take hours
+# (fid50k_full, or the first fid2k_full on a busy machine), longer than the process group's timeout.
+RANK0_PHASE_TIMEOUT_S = 24 * 3600
+_rank0_wait_group = None
+
+
+def open_rank0_wait_group(timeout_s: float = RANK0_PHASE_TIMEOUT_S) -> None:
+    """A gloo group with a long timeout for `wait_for_rank0`; every rank calls this together, after joining."""
+    global _rank0_wait_group
+    _rank0_wait_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
+
+
+def wait_for_rank0() -> None:
+    """Hold every rank here until rank 0 has finished its snapshot and metrics.
+
+    Without it the other ranks wait in the next step's all-reduce, which times out after the process
+    group's 30 minutes and kills the run (gloo's monitored barrier does not help: its sends keep the
+    group's timeout). A barrier on a separate gloo group with a long timeout does.
+    """
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier(group=_rank0_wait_group)
+
+
 def init_distributed(gpus: int | None = None, force_cpu: bool = False, timeout_s: float = 1800) -> DistInfo:
     """Join the torchrun process group (NCCL on GPUs, gloo on CPU), or run as a single process.
 
@@ -127,6 +150,7 @@ def init_distributed(gpus: int | None = None, force_cpu: bool = False, timeout_s
                 f"{str(exc).splitlines()[0] if str(exc) else ''}). Check that every node can reach {endpoint}; "
                 f"if that name is not reachable from the other nodes, give torchrun --local-addr with this "
                 f"node's address") from exc
+        open_rank0_wait_group()
     return info
 
 

@@ -281,6 +281,7 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                         log(f"Metric {name} at {cur_nimg / 1000:g} kimg: {value:.4f}")
                     if record["metrics"]:
                         log(f"Metrics took {time.time() - metrics_start:.0f} s")
+            distributed.wait_for_rank0()
         if is_main:
             append_stats(run_dir / "stats.jsonl", record)
             if tensorboard is not None:
