@@ -18,6 +18,7 @@ import torch.nn as nn
 from .ops.bias_act import bias_act, default_gain
 from .ops.conv2d_resample import conv2d_resample
 from .ops.upfirdn2d import downsample2d, setup_filter, upsample2d
+from .shapes import check_base_shape, image_shape
 
 RESAMPLE_FILTER = (1, 3, 3, 1)
 # StyleGAN2 Fig. 7: 'orig' (plain convolutions, one toRGB/fromRGB at the end), 'skip' (an image summed
@@ -34,27 +35,6 @@ def _check_resolution(img_resolution: int) -> int:
     if img_resolution < 4 or 2 ** log2 != img_resolution:
         raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
     return log2
-
-
-def check_base_shape(base_shape) -> tuple[int, int]:
-    """(h0, w0) of the lowest block: (4, 4) is square, (4, 3) gives 3:4 portraits, (2, 4) 2:1 landscapes.
-
-    The longer side is 4, so block names (b4 ... b{img_resolution}) and the channel counts stay the
-    official ones and `img_resolution` is the image's longer side.
-    """
-    try:
-        h0, w0 = (int(v) for v in base_shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"base_shape must be two whole numbers (h0, w0), got {base_shape!r}") from None
-    if not (1 <= h0 <= 4 and 1 <= w0 <= 4 and max(h0, w0) == 4) or (h0, w0) != tuple(base_shape):
-        raise ValueError(f"base_shape must be (h0, w0) with the longer side 4 and the other 1..4, got {base_shape!r}")
-    return h0, w0
-
-
-def image_shape(img_resolution: int, base_shape=(4, 4)) -> tuple[int, int]:
-    """(height, width) of a network's images: every block doubles both sides of the base shape."""
-    h0, w0 = check_base_shape(base_shape)
-    return img_resolution * h0 // 4, img_resolution * w0 // 4
 
 
 def _channels_per_resolution(resolutions: list[int], channel_base: int, channel_max: int) -> dict[int, int]:
