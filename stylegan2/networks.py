@@ -18,7 +18,7 @@ import torch.nn as nn
 from .ops.bias_act import bias_act, default_gain
 from .ops.conv2d_resample import conv2d_resample
 from .ops.upfirdn2d import downsample2d, setup_filter, upsample2d
-from .shapes import check_base_shape, image_shape
+from .shapes import check_base_shape, image_shape, shape_kwargs
 
 RESAMPLE_FILTER = (1, 3, 3, 1)
 # StyleGAN2 Fig. 7: 'orig' (plain convolutions, one toRGB/fromRGB at the end), 'skip' (an image summed
@@ -388,20 +388,13 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-def _shape_kwargs(base_shape) -> dict:
-    """The base shape as a constructor kwarg, recorded only when not square: square networks keep the
-    official kwargs exactly (old checkpoints and official pickles, which lack it, are square)."""
-    base_shape = check_base_shape(base_shape)
-    return {} if base_shape == (4, 4) else {"base_shape": list(base_shape)}
-
-
 class Generator(nn.Module):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: dict | None = None, synthesis_kwargs: dict | None = None, base_shape=(4, 4)):
         super().__init__()
         self.init_kwargs = dict(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution,
                                 img_channels=img_channels, mapping_kwargs=dict(mapping_kwargs or {}),
-                                synthesis_kwargs=dict(synthesis_kwargs or {}), **_shape_kwargs(base_shape))
+                                synthesis_kwargs=dict(synthesis_kwargs or {}), **shape_kwargs(base_shape))
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.base_shape = check_base_shape(base_shape)
@@ -535,7 +528,7 @@ class Discriminator(nn.Module):
                                 architecture=architecture, channel_base=channel_base, channel_max=channel_max,
                                 num_fp16_res=num_fp16_res, conv_clamp=conv_clamp, cmap_dim=cmap_dim,
                                 block_kwargs=dict(block_kwargs or {}), mapping_kwargs=dict(mapping_kwargs or {}),
-                                epilogue_kwargs=dict(epilogue_kwargs or {}), **_shape_kwargs(base_shape))
+                                epilogue_kwargs=dict(epilogue_kwargs or {}), **shape_kwargs(base_shape))
         log2 = _check_resolution(img_resolution)
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         self.base_shape = check_base_shape(base_shape)

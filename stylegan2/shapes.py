@@ -30,6 +30,13 @@ def image_shape(img_resolution: int, base_shape=SQUARE) -> tuple[int, int]:
     return img_resolution * h0 // 4, img_resolution * w0 // 4
 
 
+def shape_kwargs(base_shape) -> dict:
+    """The base shape as a network constructor kwarg, given only when not square: square networks keep the
+    official kwargs exactly (old checkpoints and official pickles, which lack it, are square)."""
+    base_shape = check_base_shape(base_shape)
+    return {} if base_shape == SQUARE else {"base_shape": list(base_shape)}
+
+
 def network_shape(height: int, width: int) -> tuple[int, tuple[int, int]]:
     """(img_resolution, base_shape) of the network that draws height x width images, or ValueError."""
     long_side = max(height, width)

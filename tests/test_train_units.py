@@ -36,6 +36,17 @@ def test_auto_heuristics_match_the_published_formulas():
     assert (s.mb, s.mbstd) == (64, 4)
 
 
+def test_portrait_presets_scale_batch_and_r1_by_pixel_count():
+    """256x192 has 49,152 pixels, a 221.7 px square: batch min(4096 // 221.7, 32) = 18, gamma 0.0002 * 49152 / 18;
+    the widths follow the longer side (256 px: fmaps 0.5)."""
+    s = auto_spec(256, 1, pixels=256 * 192)
+    assert (s.mb, s.fmaps) == (18, 0.5) and s.gamma == pytest.approx(0.0002 * 49152 / 18)
+    assert auto_spec(256, 1, pixels=256 * 256) == auto_spec(256, 1)
+    opts = options(base_shape=(4, 3))
+    assert opts.G_kwargs["base_shape"] == opts.D_kwargs["base_shape"] == [4, 3] and opts.batch == 18
+    assert "base_shape" not in options().G_kwargs and "base_shape" not in options().D_kwargs
+
+
 def test_published_presets_resolve_to_network_kwargs():
     assert PUBLISHED_CFGS["paper256"].mb == 64 and PUBLISHED_CFGS["cifar"].mbstd == 32
     o = options(cfg="paper256")
