@@ -37,13 +37,17 @@ def test_auto_heuristics_match_the_published_formulas():
 
 
 def test_portrait_presets_scale_batch_and_r1_by_pixel_count():
-    """256x192 has 49,152 pixels, a 221.7 px square: batch min(4096 // 221.7, 32) = 18, gamma 0.0002 * 49152 / 18;
-    the widths follow the longer side (256 px: fmaps 0.5)."""
+    """256x192 has 49,152 pixels, a 221.7 px square: batch 4096 / 221.7 = 18.5 -> 16 (a power of two),
+    gamma 0.0002 * 49152 / 16 (3/4 of the square's); 128x96: 36.9 -> 32 (capped at 32); widths follow the
+    longer side (256 px: fmaps 0.5)."""
     s = auto_spec(256, 1, pixels=256 * 192)
-    assert (s.mb, s.fmaps) == (18, 0.5) and s.gamma == pytest.approx(0.0002 * 49152 / 18)
-    assert auto_spec(256, 1, pixels=256 * 256) == auto_spec(256, 1)
+    assert (s.mb, s.mbstd, s.fmaps) == (16, 4, 0.5) and s.gamma == pytest.approx(0.0002 * 49152 / 16)
+    assert auto_spec(128, 1, pixels=128 * 96).mb == 32 and auto_spec(1024, 1, pixels=1024 * 512).mb == 4
+    for res in (64, 256, 1024):
+        assert auto_spec(res, 2, pixels=res * res) == auto_spec(res, 2)
     opts = options(base_shape=(4, 3))
-    assert opts.G_kwargs["base_shape"] == opts.D_kwargs["base_shape"] == [4, 3] and opts.batch == 18
+    assert opts.G_kwargs["base_shape"] == opts.D_kwargs["base_shape"] == [4, 3] and opts.batch == 16
+    assert opts.loss["r1_gamma"] == pytest.approx(0.75 * options().loss["r1_gamma"])
     assert "base_shape" not in options().G_kwargs and "base_shape" not in options().D_kwargs
 
 

@@ -64,11 +64,13 @@ GPU_PRESET_BATCHES: dict[str, dict[int, tuple[int, int]]] = {
 def auto_spec(resolution: int, gpus: int, pixels: int | None = None) -> CfgSpec:
     """The official `auto` heuristics: batch and R1 weight scale with resolution and GPU count.
 
-    The batch and R1 weight follow the pixel count (a 256x192 portrait set is sized like a 222 px square);
-    the widths and learning rate follow the longer side, which fixes the number of blocks.
+    The batch and R1 weight follow the pixel count (a 256x192 portrait set is sized like a 222 px square,
+    its per-GPU batch rounded down to a power of two so the mbstd groups divide it); the widths and
+    learning rate follow the longer side, which fixes the number of blocks.
     """
     pixels = resolution ** 2 if pixels is None else pixels
-    mb = max(min(gpus * min(int(4096 // math.sqrt(pixels)), 32), 64), gpus)
+    per_gpu = 2 ** math.floor(math.log2(4096 / math.sqrt(pixels)))
+    mb = max(min(gpus * min(per_gpu, 32), 64), gpus)
     return CfgSpec(
         ref_gpus=gpus, kimg=25000, mb=mb, mbstd=min(mb // gpus, 4),
         fmaps=1 if resolution >= 512 else 0.5,
