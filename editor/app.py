@@ -432,8 +432,8 @@ class StudioApp:
                                                 buttons=[], elem_id="browse-psi")
                         browse_class = gr.Dropdown(self.class_choices, value=start.class_idx, label="Class",
                                                    visible=conditional, elem_id="browse-class")
-                    self.gallery = gr.Gallery(label="Seeds: click one to design with it", columns=6, object_fit="contain",
-                                              allow_preview=False, elem_id="browse-gallery")
+                    self.gallery = gr.Gallery(label="Seeds: click one to design with it", columns=6,
+                                              object_fit="contain", allow_preview=False, elem_id="browse-gallery")
                 with gr.Tab("Design", id="design"):
                     with gr.Row():
                         with gr.Column(scale=3, elem_id="design-view"):
