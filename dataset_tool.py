@@ -17,6 +17,7 @@ from fashion_data.metadata import MetadataError
 from fashion_data.pipeline import BuildOptions, build_dataset
 from fashion_data.sources import SourceError
 from fashion_data.writer import DestinationError
+from stylegan2.shapes import parse_resolution
 
 
 def _parse_background(ctx, param, value):
@@ -28,6 +29,15 @@ def _parse_background(ctx, param, value):
         raise click.BadParameter(f"{value!r} is not a colour; use 'auto', a name like 'white' or '#f0f0f0'") from None
 
 
+def _parse_resolution(ctx, param, value):
+    """A square side stays an int (as before); a portrait or landscape frame stays 'HEIGHTxWIDTH'."""
+    try:
+        height, width = parse_resolution(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return height if height == width else f"{height}x{width}"
+
+
 def _parse_attrs(ctx, param, value):
     return tuple(a.strip() for a in value.replace("+", ",").split(",") if a.strip()) if value else ()
 
@@ -35,13 +45,14 @@ def _parse_attrs(ctx, param, value):
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--source", required=True, type=click.Path(exists=True), help="Folder (searched recursively) or .zip of photos. Never modified.")
 @click.option("--dest", required=True, type=click.Path(), help="Output: a path ending in .zip writes a zip, anything else a folder.")
-@click.option("--resolution", default=256, show_default=True, type=int, help="Square output size, a power of two.")
+@click.option("--resolution", default="256", show_default=True, callback=_parse_resolution,
+              help="Output size: a power of two (square) or HEIGHTxWIDTH for portrait/landscape sets, e.g. 256x192 (3:4), 256x128.")
 @click.option("--transform", type=click.Choice(TRANSFORMS), default="pad", show_default=True,
               help="pad: whole garment in frame on its backdrop colour; center-crop; center-crop-wide (2:1 band); resize (stretch).")
 @click.option("--background", default="auto", show_default=True, callback=_parse_background,
               help="Padding/transparency colour: 'auto' (from each photo's border; white under transparency) or a colour.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True, help="3 = RGB, 1 = greyscale.")
-@click.option("--min-size", type=int, default=None, help="Drop photos whose short side is smaller (default: resolution/2; 0 disables).")
+@click.option("--min-size", type=int, default=None, help="Drop photos whose short side is smaller (default: half the frame's short side; 0 disables).")
 @click.option("--max-aspect", type=float, default=4.0, show_default=True, help="Drop photos longer than this ratio (0 disables).")
 @click.option("--max-pixels", type=int, default=100_000_000, show_default=True, help="Skip images whose header claims more pixels (decompression bombs; Pillow itself refuses above ~179 MP).")
 @click.option("--max-file-mb", type=float, default=200.0, show_default=True, help="Skip files larger than this.")

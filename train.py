@@ -74,7 +74,7 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 @click.pass_context
 # where
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Folder for numbered run folders.")
-@click.option("--data", type=click.Path(exists=True), help="Dataset: dataset_tool.py zip, official layout, or folder of square images.")
+@click.option("--data", type=click.Path(exists=True), help="Dataset: dataset_tool.py zip, official layout, or folder of images (square, or portrait such as 256x192).")
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (GPUs) per node; >1 launches torchrun. With --resume latest, moves the run to this many. [under torchrun: its world size]")
 @click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True, help="Machines. >1 with --rendezvous: run the same command on every node; train.py starts torchrun (c10d) there.")
 @click.option("--rendezvous", metavar="HOST:PORT", help="Rendezvous for --nodes > 1: the first node's address and a free port (e.g. 10.0.0.1:29500).")
@@ -342,7 +342,7 @@ def options_for_new_run(*, data, resume, fetch=True, **kwargs):
     try:
         opts = resolve_options(data=os.path.abspath(data), resolution=dataset.resolution,
                                num_channels=dataset.num_channels, label_dim=dataset.label_dim,
-                               dataset_name=dataset.name, resume=resume, **kwargs)
+                               dataset_name=dataset.name, resume=resume, base_shape=dataset.base_shape, **kwargs)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if resume_network is not None:

@@ -110,7 +110,9 @@ class StudioApp:
         """Which model is open: name, resolution, classes and its card's line (and notice)."""
         card, G = self.studio.network.describe(), self.studio.G
         classes = ", ".join(name for name, _ in self.class_choices) if self.class_choices else "unconditional"
-        text = f"**Model: {card.name}** · {G.img_resolution}×{G.img_resolution} px · classes: {classes}"
+        height, width = G.img_shape
+        size = f"{width}×{height} px" + ("" if height == width else " (width×height)")
+        text = f"**Model: {card.name}** · {size} · classes: {classes}"
         text += f" · {card.summary}" if card.summary else ""
         return text + (f"\n\n⚠️ **{card.notice}**" if card.notice else "")
 
@@ -431,7 +433,7 @@ class StudioApp:
                         browse_class = gr.Dropdown(self.class_choices, value=start.class_idx, label="Class",
                                                    visible=conditional, elem_id="browse-class")
                     self.gallery = gr.Gallery(label="Seeds: click one to design with it", columns=6,
-                                              allow_preview=False, elem_id="browse-gallery")
+                                              object_fit="contain", allow_preview=False, elem_id="browse-gallery")
                 with gr.Tab("Design", id="design"):
                     with gr.Row():
                         with gr.Column(scale=3, elem_id="design-view"):
@@ -521,7 +523,8 @@ class StudioApp:
                     self.upload = gr.File(label="Restore: drop a recipe .json or an exported PNG",
                                           type="filepath", elem_id="recipe-upload")
                 with gr.Tab("Favourites & export", id="export"):
-                    self.tray = gr.Gallery(label="Favourites (click to open)", columns=8, allow_preview=False)
+                    self.tray = gr.Gallery(label="Favourites (click to open)", columns=8, allow_preview=False,
+                                           object_fit="contain")
                     with gr.Row():
                         star_seed = gr.Textbox(label="Star a seed", placeholder="e.g. 77")
                         clear_btn = gr.Button("Clear tray")
@@ -614,9 +617,12 @@ class StudioApp:
         return "Measured on this model: " + "; ".join(f"{g} = {h}" for g, h in hints.items()) + "; or a range like 2-5"
 
     def scale_choices(self) -> list[tuple[str, str]]:
-        res = self.studio.G.img_resolution
-        return [(f"{res} px, as rendered", "1")] + [
-            (f"{res * f} px, ×{f} {'Lanczos' if r == 'lanczos' else 'nearest'} (upscaled)", f"{f}-{r}")
+        height, width = self.studio.G.img_shape
+
+        def size(f: int) -> str:
+            return f"{height * f} px" if height == width else f"{width * f}×{height * f} px"
+        return [(f"{size(1)}, as rendered", "1")] + [
+            (f"{size(f)}, ×{f} {'Lanczos' if r == 'lanczos' else 'nearest'} (upscaled)", f"{f}-{r}")
             for f, r in EXPORT_SCALES]
 
 

@@ -54,18 +54,19 @@ def read_card(network_path: str, name: str, meta: dict | None = None) -> ModelCa
         return ModelCard(name=name, summary=f"({path} could not be read: {error})")
 
 
-def build_random_generator(resolution: int = 32, seed: int = 0, z_dim: int = 64) -> torch.nn.Module:
+def build_random_generator(resolution: int = 32, seed: int = 0, z_dim: int = 64,
+                           base_shape=(4, 4)) -> torch.nn.Module:
     """A small randomly initialised generator: for tests and for a studio with no trained model."""
     from stylegan2.networks import Generator
 
     torch.manual_seed(seed)
     return Generator(z_dim=z_dim, c_dim=0, w_dim=z_dim, img_resolution=resolution, img_channels=3,
-                     mapping_kwargs=dict(num_layers=2),
+                     mapping_kwargs=dict(num_layers=2), base_shape=base_shape,
                      synthesis_kwargs=dict(channel_base=512, channel_max=64, num_fp16_res=0, conv_clamp=None))
 
 
-def random_demo_network(resolution: int = 32) -> LoadedNetwork:
-    G = build_random_generator(resolution)
+def random_demo_network(resolution: int = 32, base_shape=(4, 4)) -> LoadedNetwork:
+    G = build_random_generator(resolution, base_shape=base_shape)
     return LoadedNetwork(G=G, sha256=weights_sha256(G.state_dict()), banner=RANDOM_DEMO_BANNER, source="random demo")
 
 

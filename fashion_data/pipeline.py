@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from stylegan2.shapes import parse_resolution
+
 from .attributes import load_vocabulary
 from .cleaning import CleanOptions, NearDuplicateIndex, Rejected, content_hash, decode_image, fingerprint
 from .framing import TRANSFORMS, frame_image
@@ -34,11 +36,11 @@ MIN_DECODE_SIZE = 64             # JPEGs decode at reduced scale, never below th
 class BuildOptions:
     source: str
     dest: str
-    resolution: int = 256
+    resolution: int | str = 256              # square side, or "HEIGHTxWIDTH" (e.g. "256x192")
     transform: str = "pad"
     channels: int = 3
     background: tuple | None = None          # None: estimated from each photo's border
-    min_size: int | None = None              # None: half the resolution
+    min_size: int | None = None              # None: half the frame's short side
     max_aspect: float = 4.0                  # 0 disables
     max_pixels: int = 100_000_000
     max_file_mb: float = 200.0
@@ -60,9 +62,16 @@ class BuildOptions:
     exclude: str | None = None               # text file of source paths to leave out (a held-out split)
     png_compress_level: int = 3             # 2x faster than zlib's 6 for ~3% larger files
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the output images."""
+        return parse_resolution(self.resolution)
+
     def validate(self, attribute_names) -> None:
-        if self.resolution < 4 or self.resolution & (self.resolution - 1):
-            raise ValueError(f"--resolution must be a power of two >= 4 (64, 128, 256, ...), got {self.resolution}")
+        try:
+            self.shape
+        except ValueError as exc:
+            raise ValueError(f"--resolution: {exc}") from None
         if self.transform not in TRANSFORMS:
             raise ValueError(f"--transform must be one of {', '.join(TRANSFORMS)}")
         if self.channels not in (1, 3):
@@ -112,7 +121,7 @@ def process_file(rel_path: str) -> Processed:
         image = decode_image(data, clean)
     except Rejected as rejected:
         return Processed(rel_path, rejected.reason, rejected.detail)
-    framed = frame_image(image, options.resolution, options.transform, options.background)
+    framed = frame_image(image, options.shape, options.transform, options.background)
     buffer = io.BytesIO()
     framed.save(buffer, format="PNG", compress_level=options.png_compress_level)
     phash, colour = fingerprint(image)
@@ -200,9 +209,9 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> Report:
                                    "delete it; choose a --dest outside it")
     clean = CleanOptions(
         channels=options.channels, background=options.background,
-        min_size=options.resolution // 2 if options.min_size is None else options.min_size,
+        min_size=min(options.shape) // 2 if options.min_size is None else options.min_size,
         max_aspect=options.max_aspect, max_pixels=options.max_pixels,
-        exif_rotate=options.exif_rotate, draft_size=max(options.resolution, MIN_DECODE_SIZE))
+        exif_rotate=options.exif_rotate, draft_size=max(*options.shape, MIN_DECODE_SIZE))
 
     candidates = _scan(source, options, report)
 
@@ -250,7 +259,8 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> Report:
         for rel_path in candidates[processed:]:
             report.drop(rel_path, "max_images", f"--max-images {options.max_images} reached")
         writer.add_file("attributes.jsonl", sidecar_path)
-        writer.add("dataset.json", json.dumps(_dataset_json(labels, options.cond_attr), ensure_ascii=False).encode())
+        writer.add("dataset.json", json.dumps(_dataset_json(labels, options.cond_attr, options.shape),
+                                              ensure_ascii=False).encode())
         report.metadata = labeller.metadata_summary()
         report.seconds = time.perf_counter() - started
         writer.add("report.json", json.dumps(report.to_dict(), indent=1, ensure_ascii=False).encode())
@@ -287,13 +297,15 @@ def read_exclude_list(path: str) -> set[str]:
     return {line.replace("\\", "/") for line in lines if line}
 
 
-def _dataset_json(labels: list[tuple[str, str]], cond_attr: tuple[str, ...]) -> dict:
-    """The official {"labels": [[fname, class_index], ...]} plus our class list (the official loader ignores it)."""
+def _dataset_json(labels: list[tuple[str, str]], cond_attr: tuple[str, ...], shape: tuple[int, int]) -> dict:
+    """The official {"labels": [[fname, class_index], ...]} plus our class list and, when not square, the
+    [height, width] of every image (the official loader ignores both; it cannot train non-square sets)."""
+    shape_entry = {} if shape[0] == shape[1] else {"image_shape": list(shape)}
     if not cond_attr:
-        return {"labels": None}
+        return {"labels": None, **shape_entry}
     names = sorted({name for _, name in labels} - {UNKNOWN_CLASS})
     if any(name == UNKNOWN_CLASS for _, name in labels):
         names.append(UNKNOWN_CLASS)
     index = {name: i for i, name in enumerate(names)}
     return {"labels": [[fname, index[name]] for fname, name in labels],
-            "class_names": names, "cond_attr": list(cond_attr)}
+            "class_names": names, "cond_attr": list(cond_attr), **shape_entry}

@@ -23,8 +23,9 @@ MIN_CELL = 64   # tiny networks' images are enlarged (pixel-exact) so labels fit
 def fit_cell(pixels: np.ndarray, max_cell: int) -> Image.Image:
     """RGB cell: shrunk to max_cell, or enlarged by a whole factor to at least MIN_CELL."""
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).convert("RGB")
-    if max(image.size) > max_cell:
-        image = image.resize((max_cell, max_cell * image.height // image.width), Image.LANCZOS)
+    if max(image.size) > max_cell:  # the longer side becomes max_cell: portrait cells keep their aspect
+        scale = max_cell / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
     elif max(image.size) < MIN_CELL:
         factor = -(-MIN_CELL // max(image.size))
         image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)

@@ -87,7 +87,7 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
     strengths = [float(s) for s in strengths]
     if scale != 1:
         upscale(np.zeros((1, 1, 3), np.uint8), scale, resample)  # refuse a bad scale before rendering anything
-    export = upscale_mark(scale, resample, (G.img_resolution, G.img_resolution)) if scale > 1 else None
+    export = upscale_mark(scale, resample, G.img_shape) if scale > 1 else None
     jobs, manifest = [], []
     for direction in directions_file.directions:
         for seed in seeds:

@@ -74,6 +74,7 @@ def describe_networks(nets: dict[str, torch.nn.Module]) -> dict:
                              "num_params": sum(p.numel() for p in module.parameters())}
     for key in ("img_resolution", "img_channels", "c_dim", "z_dim", "w_dim", "num_ws"):
         out[key] = int(getattr(nets["G_ema"], key))
+    out["img_shape"] = list(nets["G_ema"].img_shape)  # [height, width]; files without it are square
     return out
 
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 from .ops.bias_act import bias_act, default_gain
 from .ops.conv2d_resample import conv2d_resample
 from .ops.upfirdn2d import downsample2d, setup_filter, upsample2d
+from .shapes import check_base_shape, image_shape, shape_kwargs
 
 RESAMPLE_FILTER = (1, 3, 3, 1)
 # StyleGAN2 Fig. 7: 'orig' (plain convolutions, one toRGB/fromRGB at the end), 'skip' (an image summed
@@ -232,9 +233,10 @@ class SynthesisLayer(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
                  up: int = 1, use_noise: bool = True, activation: str = "lrelu", resample_filter=RESAMPLE_FILTER,
-                 conv_clamp: float | None = None, channels_last: bool = False):
+                 conv_clamp: float | None = None, channels_last: bool = False, shape: tuple[int, int] | None = None):
         super().__init__()
         self.resolution, self.up, self.use_noise = resolution, up, use_noise
+        self.shape = tuple(shape) if shape is not None else (resolution, resolution)
         self.activation, self.conv_clamp = activation, conv_clamp
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.padding = kernel_size // 2
@@ -242,7 +244,7 @@ class SynthesisLayer(nn.Module):
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
         if use_noise:
-            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+            self.register_buffer("noise_const", torch.randn(list(self.shape)))
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
@@ -253,7 +255,7 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            noise = torch.randn([x.shape[0], 1, *self.shape], device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
@@ -291,15 +293,17 @@ class SynthesisBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: str = "skip", resample_filter=RESAMPLE_FILTER,
                  conv_clamp: float | None = None, use_fp16: bool = False, fp16_channels_last: bool = False,
-                 **layer_kwargs):
+                 shape: tuple[int, int] | None = None, **layer_kwargs):
         super().__init__()
         self.architecture = _check_architecture(architecture)
         self.in_channels, self.resolution, self.is_last, self.use_fp16 = in_channels, resolution, is_last, use_fp16
+        shape = tuple(shape) if shape is not None else (resolution, resolution)
+        layer_kwargs["shape"] = shape
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.num_conv = 0
         self.num_torgb = 0
         if in_channels == 0:
-            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+            self.const = nn.Parameter(torch.randn([out_channels, *shape]))
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2,
                                         resample_filter=resample_filter, conv_clamp=conv_clamp, **layer_kwargs)
@@ -346,10 +350,11 @@ class SynthesisBlock(nn.Module):
 
 class SynthesisNetwork(nn.Module):
     def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
-                 channel_max: int = 512, num_fp16_res: int = 0, **block_kwargs):
+                 channel_max: int = 512, num_fp16_res: int = 0, base_shape=(4, 4), **block_kwargs):
         super().__init__()
         log2 = _check_resolution(img_resolution)
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
+        self.img_shape = image_shape(img_resolution, base_shape)
         self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
         channels = _channels_per_resolution(self.block_resolutions, channel_base, channel_max)
         fp16_resolution = _fp16_resolution(log2, num_fp16_res)
@@ -358,7 +363,7 @@ class SynthesisNetwork(nn.Module):
             in_channels = channels[res // 2] if res > 4 else 0
             block = SynthesisBlock(in_channels, channels[res], w_dim, res, img_channels,
                                    is_last=(res == img_resolution), use_fp16=(res >= fp16_resolution),
-                                   **block_kwargs)
+                                   shape=image_shape(res, base_shape), **block_kwargs)
             self.num_ws += block.num_conv
             if res == img_resolution:
                 self.num_ws += block.num_torgb
@@ -385,15 +390,17 @@ class SynthesisNetwork(nn.Module):
 
 class Generator(nn.Module):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
-                 mapping_kwargs: dict | None = None, synthesis_kwargs: dict | None = None):
+                 mapping_kwargs: dict | None = None, synthesis_kwargs: dict | None = None, base_shape=(4, 4)):
         super().__init__()
         self.init_kwargs = dict(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution,
                                 img_channels=img_channels, mapping_kwargs=dict(mapping_kwargs or {}),
-                                synthesis_kwargs=dict(synthesis_kwargs or {}))
+                                synthesis_kwargs=dict(synthesis_kwargs or {}), **shape_kwargs(base_shape))
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels,
+        self.base_shape = check_base_shape(base_shape)
+        self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, base_shape=self.base_shape,
                                           **self.init_kwargs["synthesis_kwargs"])
+        self.img_shape = self.synthesis.img_shape  # (height, width)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, num_ws=self.num_ws, **self.init_kwargs["mapping_kwargs"])
 
@@ -480,7 +487,8 @@ class MinibatchStdLayer(nn.Module):
 class DiscriminatorEpilogue(nn.Module):
     def __init__(self, in_channels: int, cmap_dim: int, resolution: int, img_channels: int,
                  architecture: str = "resnet", mbstd_group_size: int | None = 4, mbstd_num_channels: int = 1,
-                 activation: str = "lrelu", conv_clamp: float | None = None, from_image: bool = False):
+                 activation: str = "lrelu", conv_clamp: float | None = None, from_image: bool = False,
+                 base_shape=(4, 4)):
         super().__init__()
         self.cmap_dim, self.architecture = cmap_dim, _check_architecture(architecture)
         if from_image:  # a 4x4 discriminator has no blocks: the epilogue reads the image itself
@@ -490,7 +498,8 @@ class DiscriminatorEpilogue(nn.Module):
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation=activation,
                                 conv_clamp=conv_clamp)
-        self.fc = FullyConnectedLayer(in_channels * resolution ** 2, in_channels, activation=activation)
+        h, w = image_shape(resolution, base_shape)
+        self.fc = FullyConnectedLayer(in_channels * h * w, in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, cmap: torch.Tensor | None) -> torch.Tensor:
@@ -513,15 +522,17 @@ class Discriminator(nn.Module):
     def __init__(self, c_dim: int, img_resolution: int, img_channels: int, architecture: str = "resnet",
                  channel_base: int = 32768, channel_max: int = 512, num_fp16_res: int = 0,
                  conv_clamp: float | None = None, cmap_dim: int | None = None, block_kwargs: dict | None = None,
-                 mapping_kwargs: dict | None = None, epilogue_kwargs: dict | None = None):
+                 mapping_kwargs: dict | None = None, epilogue_kwargs: dict | None = None, base_shape=(4, 4)):
         super().__init__()
         self.init_kwargs = dict(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
                                 architecture=architecture, channel_base=channel_base, channel_max=channel_max,
                                 num_fp16_res=num_fp16_res, conv_clamp=conv_clamp, cmap_dim=cmap_dim,
                                 block_kwargs=dict(block_kwargs or {}), mapping_kwargs=dict(mapping_kwargs or {}),
-                                epilogue_kwargs=dict(epilogue_kwargs or {}))
+                                epilogue_kwargs=dict(epilogue_kwargs or {}), **shape_kwargs(base_shape))
         log2 = _check_resolution(img_resolution)
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
+        self.base_shape = check_base_shape(base_shape)
+        self.img_shape = image_shape(img_resolution, base_shape)  # (height, width)
         self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]
         channels = _channels_per_resolution(self.block_resolutions + [4], channel_base, channel_max)
         fp16_resolution = _fp16_resolution(log2, num_fp16_res)
@@ -541,9 +552,12 @@ class Discriminator(nn.Module):
             self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
                                           **(mapping_kwargs or {}))
         self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}),
-                                        from_image=(img_resolution == 4), **common)
+                                        from_image=(img_resolution == 4), base_shape=self.base_shape, **common)
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None, force_fp32: bool = False) -> torch.Tensor:
+        if tuple(img.shape[2:]) != self.img_shape:
+            raise ValueError(f"this discriminator reads {self.img_shape[0]}x{self.img_shape[1]} (HxW) images, "
+                             f"got {tuple(img.shape[2:])}")
         x = None
         for res in self.block_resolutions:
             x, img = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)

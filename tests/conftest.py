@@ -82,16 +82,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def make_studio(folder: pathlib.Path, resolution: int = 16):
+def make_studio(folder: pathlib.Path, resolution: int = 16, base_shape=(4, 4)):
     """A random `resolution` px studio with 6 hand-made orthonormal components and two labelled directions
-    (16 px: num_ws = 6, coarse 0-1, middle 2-3, fine 4-5)."""
+    (16 px: num_ws = 6, coarse 0-1, middle 2-3, fine 4-5); `base_shape` (4, 3) makes it a 16x12 portrait."""
     import numpy as np
 
     from editor.network import random_demo_network
     from editor.studio import Studio
     from ganspace.components import Components
 
-    network = random_demo_network(resolution)
+    network = random_demo_network(resolution, base_shape)
     rng = np.random.RandomState(0)
     comp = np.linalg.qr(rng.randn(network.G.w_dim, 6))[0].T
     components = Components(comp, rng.randn(network.G.w_dim) * 0.1, np.linspace(2.0, 1.0, 6), np.full(6, 1 / 6),

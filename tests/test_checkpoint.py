@@ -50,6 +50,21 @@ def assert_same_state(a, b, exact_dtype=True):
         assert (sa[key].dtype == sb[key].dtype or not exact_dtype) and torch.equal(sa[key], sb[key]), key
 
 
+def test_portrait_network_round_trips_with_its_shape(tmp_path):
+    """The base shape travels in the constructor kwargs and the metadata says [height, width]."""
+    G = randomized(Generator(**G_KWARGS, base_shape=(4, 3)), 4)
+    D = randomized(Discriminator(**D_KWARGS, base_shape=(4, 3)), 5)
+    path = save_checkpoint(tmp_path / "portrait.safetensors", G=G, D=D, G_ema=G)
+    assert read_checkpoint_metadata(path)["img_shape"] == [8, 6]
+    bundle = load_checkpoint(path)
+    assert bundle.G_ema.img_shape == bundle.D.img_shape == (8, 6)
+    assert_same_state(bundle.G_ema, G)
+    assert_same_state(bundle.D, D)
+    z, c = torch.randn(2, 8), torch.eye(2)
+    with torch.no_grad():
+        assert torch.equal(bundle.G_ema(z, c, noise_mode="const"), G(z, c, noise_mode="const"))
+
+
 def test_round_trip_is_bit_exact_with_metadata(nets, tmp_path):
     meta = {"kimg": 12.5, "augment_p": 0.125, "augment_kwargs": {"xflip": 1, "scale": 1},
             "training_set_kwargs": {"path": "fashion.zip", "resolution": 8}, "note": "first run"}
@@ -64,6 +79,7 @@ def test_round_trip_is_bit_exact_with_metadata(nets, tmp_path):
     assert bundle.training_set_kwargs == meta["training_set_kwargs"]
     assert bundle.meta["kimg"] == 12.5 and bundle.meta["note"] == "first run"
     assert bundle.meta["img_resolution"] == 8 and bundle.meta["c_dim"] == 2 and bundle.meta["dtype"] == "float32"
+    assert bundle.meta["img_shape"] == [8, 8]
     assert bundle.meta["nets"]["D"]["num_params"] == sum(p.numel() for p in nets["D"].parameters())
     assert bundle.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and bundle.source == str(path)
     z, c = torch.randn(3, 8), torch.eye(2)[[0, 1, 0]]

@@ -1,7 +1,7 @@
 """Contact sheets: a long title wraps at its ' | ' separators instead of widening the sheet."""
 import numpy as np
 
-from ganspace.contact_sheet import _font, _text_width, contact_sheet, wrap_title
+from ganspace.contact_sheet import _font, _text_width, contact_sheet, fit_cell, wrap_title
 
 
 def test_wrap_title_keeps_every_part_in_order_and_within_the_width():
@@ -26,3 +26,9 @@ def test_long_title_wraps_instead_of_widening_the_sheet():
     # the grid itself is unchanged, only pushed down by the extra title lines
     grid_top = long.height - short.height
     np.testing.assert_array_equal(pixels[grid_top + 40:], np.asarray(short)[40:])
+
+
+def test_large_portrait_cells_shrink_with_their_aspect():
+    """A 64x48 (HxW) cell shown at most 32 px: 24 wide x 32 tall, not 32 wide x 42 tall."""
+    assert fit_cell(np.zeros((64, 48, 3), np.uint8), 32).size == (24, 32)
+    assert fit_cell(np.zeros((64, 64, 3), np.uint8), 32).size == (32, 32)

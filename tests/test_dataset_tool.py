@@ -412,3 +412,51 @@ def test_real_clothing_photos(tmp_path):
     assert dataset.label_dim == 10 and dataset.class_names[0] == "dress"
     assert [int(dataset.get_label(i).argmax()) for i in range(20)] == [i // 2 for i in range(20)]
     assert os.path.getsize(tmp_path / "real.zip") > 0
+
+
+# ----------------------------------------------------------------------------- portrait frames
+
+def garment_box(pixels: np.ndarray, backdrop, tolerance: int = 40):
+    """Bounding box (x0, y0, x1, y1) of the pixels that differ from the backdrop colour by more than `tolerance`."""
+    ys, xs = np.nonzero(np.abs(pixels.astype(int) - np.array(backdrop)).max(axis=2) > tolerance)
+    return xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+
+
+def test_portrait_frame_keeps_the_whole_garment_of_real_photos(tmp_path):
+    """--resolution 64x48 on real 400x533 shop photos: each output holds the whole photo, so the garment's
+    bounding box (non-backdrop pixels) maps inside the frame; a square centre crop would cut it."""
+    root = require(CLOTHING / "train")
+    source = tmp_path / "photos"
+    source.mkdir()
+    photos = {}
+    for garment in ("dress", "longsleeve", "pants", "skirt", "outwear", "shoes"):
+        photo = sorted((root / garment).glob("*.jpg"))[0]
+        shutil.copy(photo, source / f"{garment}.jpg")
+        photos[f"{garment}.jpg"] = Image.open(photo).convert("RGB")
+    result = CliRunner().invoke(dataset_tool.main, ["--source", str(source), "--dest", str(tmp_path / "p.zip"),
+                                                    "--resolution", "64x48", "--quiet", "--near-threshold", "-1"])
+    assert result.exit_code == 0, result.output
+    files = read_zip(tmp_path / "p.zip")
+    assert json.loads(files["dataset.json"])["image_shape"] == [64, 48]
+    records = [json.loads(line) for line in files["attributes.jsonl"].decode().splitlines()]
+    assert len(records) == len(photos)
+    cut_by_a_square_crop = 0
+    for record in records:
+        photo = photos[record["source"]]
+        framed = np.asarray(Image.open(io.BytesIO(files[record["fname"]])))
+        assert framed.shape == (64, 48, 3)
+        width, height = photo.size
+        scale = min(48 / width, 64 / height)
+        inner_w, inner_h = round(width * scale), round(height * scale)
+        left, top = (48 - inner_w) // 2, (64 - inner_h) // 2
+        # the whole photo is in the frame (a plain resize of it, up to resampling differences)
+        whole = np.asarray(photo.resize((inner_w, inner_h), Image.Resampling.LANCZOS), dtype=int)
+        assert np.abs(framed[top:top + inner_h, left:left + inner_w].astype(int) - whole).mean() < 4
+        x0, y0, x1, y1 = garment_box(np.asarray(photo), np.median(np.asarray(photo)[:4].reshape(-1, 3), axis=0))
+        assert 0 <= left + x0 * scale and left + x1 * scale <= 48 + 1e-6
+        assert 0 <= top + y0 * scale and top + y1 * scale <= 64 + 1e-6
+        side = min(width, height)  # the square centre crop of the same photo
+        cut_by_a_square_crop += y0 < (height - side) // 2 or y1 > (height + side) // 2
+    assert cut_by_a_square_crop > 0
+    dataset = ImageDataset(tmp_path / "p.zip")
+    assert dataset.image_shape == [3, 64, 48] and (dataset.resolution, dataset.base_shape) == (64, (4, 3))

@@ -174,6 +174,32 @@ def test_center_crop_wide_is_a_centred_two_to_one_band():
     assert (framed[8:24] == (0, 0, 255)).all() and (framed[:8] == 0).all() and (framed[24:] == 0).all()
 
 
+def test_portrait_pad_fits_the_whole_photo_into_the_frame():
+    photo = Image.new("RGB", (40, 100), (200, 30, 30))   # taller than 3:4: the height fills the 32x24 frame
+    framed = np.asarray(frame_image(photo, (32, 24), "pad", background=(0, 255, 0)))
+    assert framed.shape == (32, 24, 3)   # height x width
+    # scale min(24/40, 32/100) = 0.32: a 13x32 photo, 5 or 6 columns of backdrop either side
+    assert (framed[:, :5] == (0, 255, 0)).all() and (framed[:, -5:] == (0, 255, 0)).all()
+    assert (framed[:, 6:18] == (200, 30, 30)).all()
+
+
+def test_portrait_center_crop_cuts_to_the_frames_aspect():
+    grid = np.random.RandomState(4).randint(0, 256, (8, 5, 3), dtype=np.uint8)
+    photo = Image.fromarray(grid).resize((60, 100), Image.Resampling.BICUBIC)   # 3:5, narrower than 3:4
+    expected = np.asarray(photo.crop((0, 10, 60, 90)).resize((12, 16), Image.Resampling.LANCZOS), dtype=np.int16)
+    ours = np.asarray(frame_image(photo, (16, 12), "center-crop"), dtype=np.int16)
+    assert ours.shape == (16, 12, 3) and np.abs(ours - expected).max() <= 4
+    assert frame_image(photo, (16, 8), "resize").size == (8, 16)
+
+
+def test_square_framing_is_unchanged_by_the_shape_form():
+    grid = np.random.RandomState(5).randint(0, 256, (6, 9, 3), dtype=np.uint8)
+    photo = Image.fromarray(grid).resize((90, 61), Image.Resampling.BICUBIC)
+    for transform in ("pad", "center-crop", "center-crop-wide", "resize"):
+        assert np.array_equal(np.asarray(frame_image(photo, 32, transform)),
+                              np.asarray(frame_image(photo, (32, 32), transform))), transform
+
+
 def test_unknown_transform_is_refused():
     with pytest.raises(ValueError, match="choose one of"):
         frame_image(Image.new("RGB", (4, 4)), 4, "zoom")

@@ -170,3 +170,35 @@ def test_concurrent_clients_never_mix_results(served):
     for t in threads:
         t.join(timeout=120)
     assert not failures
+
+
+@pytest.fixture(scope="module")
+def portrait_served(tmp_path_factory):
+    studio = make_studio(tmp_path_factory.mktemp("portrait"), base_shape=(4, 3))  # 16x12 (HxW)
+    demo, url = launch(studio, port=free_port(), block=False)
+    yield studio, url
+    demo.close()
+
+
+def test_portrait_studio_browses_edits_mixes_and_exports_unstretched(portrait_served):
+    """A 3:4 network: every image the studio hands out is 12 wide x 16 tall, exactly what the network drew."""
+    studio, url = portrait_served
+    client = Client(url, verbose=False)
+    _, _, tiles = client.predict(0, 0.7, None, api_name="/browse")
+    assert {Image.open(t["image"]).size for t in tiles} == {(12, 16)}
+    _, image, *_ = edit(client, 5)
+    assert pixels(image).shape == (16, 12, 3)
+    _, image, recipe_text, _ = client.predict("sleeves", 1.5, api_name="/set_slider")
+    np.testing.assert_array_equal(pixels(image), studio.render(Recipe.from_json(recipe_text)))
+    result = client.predict("9", "fine", 0.5, api_name="/mix")
+    assert pixels(result[1]).shape == (16, 12, 3)
+    png, _ = client.predict("4-lanczos", api_name="/export_image")
+    assert Image.open(png).size == (48, 64)
+    client.predict(api_name="/star")
+    client.predict("8", api_name="/star_seed")
+    archive, _ = client.predict(api_name="/export_favourites")
+    with zipfile.ZipFile(archive) as zf:
+        with zf.open("contact_sheet.png") as f:
+            assert Image.open(f).size == (2 * 12, 16)
+    from editor.app import StudioApp
+    assert "12×16 px (width×height)" in StudioApp(studio).model_markdown()

@@ -214,3 +214,33 @@ def test_every_number_box_takes_whatever_is_typed(default_studio, browser):
         assert image.is_visible() and overlays(page) == 0
     finally:
         demo.close()
+
+
+def test_a_portrait_network_is_shown_unstretched(browser, tmp_path):
+    """A 32x24 (HxW) studio in the browser: the design and the browse tiles are the network's own 24x32
+    pixels, drawn with object-fit contain (letterboxed, never stretched or cropped); a screenshot of each."""
+    from playwright.sync_api import expect
+
+    from editor.app import launch
+    from tests.conftest import make_studio
+
+    studio = make_studio(tmp_path, resolution=32, base_shape=(4, 3))
+    demo, url = launch(studio, port=free_port(), block=False)
+    try:
+        page = browser.new_page(viewport=LAPTOP)
+        page.goto(url)
+        image = page.locator("#studio-image img")
+        image.wait_for(timeout=60_000)
+        expect(page.locator("#model-info")).to_contain_text("24×32 px (width×height)", timeout=10_000)
+        fit = "e => [e.naturalWidth, e.naturalHeight, getComputedStyle(e).objectFit]"
+        assert image.evaluate(fit) == [24, 32, "contain"]
+        page.screenshot(path=str(tmp_path / "portrait-design.png"))
+        page.get_by_role("tab", name="Browse").click()
+        tile = page.locator("#browse-gallery img").first
+        tile.wait_for(timeout=30_000)
+        expect(tile).to_have_js_property("complete", True)
+        assert tile.evaluate(fit) == [24, 32, "contain"]
+        page.screenshot(path=str(tmp_path / "portrait-browse.png"))
+        assert overlays(page) == 0
+    finally:
+        demo.close()

@@ -477,3 +477,37 @@ def test_calc_metrics_real_vs_real_and_a_network(inception_file, tmp_path, monke
     assert result.exit_code == 0, result.output
     line = json.loads((run / 'metric-fid_full.jsonl').read_text())  # beside the network: its folder is writable
     assert line['results']['fid_full'] > 0 and line['num_gen'] == 4
+
+
+class Recording(TinyFeatures):
+    """Keeps every batch it is shown."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, images):
+        self.seen.append(images.clone())
+        return super().forward(images)
+
+
+def test_portrait_reals_and_fakes_are_padded_to_a_square_alike(tmp_path):
+    """16x12 (HxW) images reach the feature network as 16x16: the image in the centre columns, untouched,
+    two columns of mid grey (128) each side, for the reals and for the generator's fakes."""
+    rng = np.random.RandomState(3)
+    reals = rng.randint(0, 256, (8, 3, 16, 12)).astype(np.uint8)
+    torch.manual_seed(1)
+    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3, base_shape=(4, 3),
+                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=16)).eval()
+    net = Recording()
+    fid = compute_metric('fid10k_full', G, ArrayDataset(reals, name='portrait'), net, num_gen=8, batch_size=8,
+                         cache_dir=tmp_path, progress=False)
+    assert np.isfinite(fid)
+    real_input, fake_input = net.seen
+    for batch in (real_input, fake_input):
+        assert batch.shape == (8, 3, 16, 16) and batch.dtype == torch.uint8
+        assert (batch[..., :2] == 128).all() and (batch[..., 14:] == 128).all()
+    assert torch.equal(real_input[..., 2:14], torch.from_numpy(reals))
+    assert (fake_input[..., 2:14] != 128).float().mean() > 0.9  # the fakes' own pixels
+    assert compute_metric('fid10k_full', Replay(reals), ArrayDataset(reals, name='portrait'), TinyFeatures(),
+                          num_gen=8, batch_size=8, cache_dir=tmp_path, progress=False) == pytest.approx(0, abs=1e-3)

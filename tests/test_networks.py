@@ -11,9 +11,9 @@ from tests.conftest import OFFICIAL, require
 TINY_SYN = dict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=None)
 
 
-def tiny_G(res=16, c_dim=0, **syn):
+def tiny_G(res=16, c_dim=0, base_shape=(4, 4), **syn):
     torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=res, img_channels=3,
+    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=res, img_channels=3, base_shape=base_shape,
                      mapping_kwargs=dict(num_layers=2), synthesis_kwargs={**TINY_SYN, **syn}).eval()
 
 
@@ -223,6 +223,65 @@ def test_bad_resolution_and_bad_ws_are_clear_errors():
     G = tiny_G()
     with pytest.raises(ValueError, match=r"ws must be \[N, 6, 16\]"):
         G.synthesis(torch.zeros(1, 5, 16))
+
+
+# ----------------------------------------------------------------------------- base shapes (portrait, landscape)
+
+BASE_SHAPES = [(4, 4), (4, 3), (4, 2), (2, 4)]
+
+
+@pytest.mark.parametrize("base_shape", BASE_SHAPES)
+def test_base_shape_changes_only_the_const_and_the_epilogue_fc(base_shape):
+    """Every name is the official one; only synthesis.b4.const [C, h0, w0], the noise buffers [h, w] and
+    D's b4.fc.weight (in_features C*h0*w0) differ from the square network."""
+    h0, w0 = base_shape
+    G, G_square = tiny_G(16, 3, base_shape=base_shape), tiny_G(16, 3)
+    D, D_square = tiny_D(16, 3, base_shape=base_shape), tiny_D(16, 3)
+    assert set(G.state_dict()) == expected_G_keys(16, 3, 2) and set(D.state_dict()) == expected_D_keys(16, 3)
+    assert G.img_shape == D.img_shape == (4 * h0, 4 * w0)  # 16 px: two doublings of the base
+    changed_G = {k for k, v in G.state_dict().items() if v.shape != G_square.state_dict()[k].shape}
+    changed_D = {k for k, v in D.state_dict().items() if v.shape != D_square.state_dict()[k].shape}
+    square = base_shape == (4, 4)
+    assert changed_G == (set() if square else {"synthesis.b4.const"} | {k for k in G.state_dict() if "noise_const" in k})
+    assert changed_D == (set() if square else {"b4.fc.weight"})
+    C = G.synthesis.b4.const.shape[0]
+    assert G.synthesis.b4.const.shape == (C, h0, w0)
+    assert G.synthesis.b16.conv1.noise_const.shape == (4 * h0, 4 * w0)
+    assert D.b4.fc.weight.shape == (D.b4.fc.out_features, D.b4.fc.out_features * h0 * w0)
+    assert ("base_shape" in G.init_kwargs) == (not square)  # square kwargs stay the official ones
+
+
+@pytest.mark.parametrize("base_shape", BASE_SHAPES[1:])
+def test_non_square_networks_run_forward_and_backward(base_shape):
+    G, D = tiny_G(16, 3, base_shape=base_shape).train(), tiny_D(16, 3, base_shape=base_shape)
+    c = torch.eye(3)[[0, 1, 2, 0]]
+    img = G(torch.randn(4, 16), c)
+    assert img.shape == (4, 3, *G.img_shape)
+    logits = D(img, c)
+    assert logits.shape == (4, 1)
+    logits.sum().backward()
+    for name, p in [("const", G.synthesis.b4.const), ("mapping", G.mapping.fc0.weight), ("D fc", D.b4.fc.weight)]:
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+    with torch.no_grad():  # const noise is deterministic per network, random noise is not
+        G.eval()
+        z = torch.randn(1, 16)
+        assert torch.equal(G(z, c[:1], noise_mode="const"), G(z, c[:1], noise_mode="const"))
+
+
+def test_square_base_shape_is_the_plain_network():
+    G, G_given = tiny_G(16), tiny_G(16, base_shape=(4, 4))
+    assert G.init_kwargs == G_given.init_kwargs
+    for (k, a), (_, b) in zip(G.state_dict().items(), G_given.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_bad_base_shape_and_wrong_image_size_are_clear_errors():
+    for bad in [(3, 3), (4, 5), (4, 0), (4,), "4x3", (4, 2.5)]:
+        with pytest.raises(ValueError, match="base_shape"):
+            tiny_G(16, base_shape=bad)
+    D = tiny_D(16, base_shape=(4, 3))
+    with pytest.raises(ValueError, match="16x12"):
+        D(torch.zeros(2, 3, 16, 16), None)
 
 
 # ----------------------------------------------------------------------------- mapping

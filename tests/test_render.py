@@ -73,3 +73,24 @@ def test_generate_without_class_on_a_conditional_network_suggests_accepted_value
     assert result.exit_code != 0
     assert "pass --class with a class name (dress, hat, shoes), an index from 0 to 2 or all" in result.output
     assert "--class 0-2" not in result.output
+
+
+def test_generate_writes_portrait_images_and_grid_unstretched(tmp_path):
+    """A 3:4 network: generate.py's PNGs are 12 wide x 16 tall, its grid tiles them (2 px padding)."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    import generate
+    from stylegan2.checkpoint import save_checkpoint
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, base_shape=(4, 3),
+                  mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    network = save_checkpoint(tmp_path / "p.safetensors", G_ema=G)
+    result = CliRunner().invoke(generate.main, ["--network", str(network), "--seeds", "0-3", "--outdir",
+                                                str(tmp_path / "out"), "--grid", "--noise-mode", "const"])
+    assert result.exit_code == 0, result.output
+    singles = sorted(p for p in (tmp_path / "out").glob("*.png") if p.name != "grid.png")
+    assert len(singles) == 4 and {Image.open(p).size for p in singles} == {(12, 16)}
+    grid = np.asarray(Image.open(tmp_path / "out" / "grid.png"))
+    assert grid.shape == (2 * 16 + 3 * 2, 2 * 12 + 3 * 2, 3)  # 2x2 tiles
+    np.testing.assert_array_equal(grid[2:18, 2:14], np.asarray(Image.open(singles[0])))

@@ -20,13 +20,14 @@ TINY = ["--cbase", "128", "--cmax", "16", "--zdim", "16", "--map", "2", "--batch
         "--workers", "0", "--cpu", "--tick", "0.008"]
 
 
-def make_dataset(root: pathlib.Path, n=8, res=16, classes=0) -> pathlib.Path:
-    """Random-noise images (easy for D to memorise) with optional dataset.json labels."""
+def make_dataset(root: pathlib.Path, n=8, res=16, classes=0, width=None) -> pathlib.Path:
+    """Random-noise images (easy for D to memorise) with optional dataset.json labels; `width` < res: portrait."""
     root.mkdir(parents=True, exist_ok=True)
     rnd = np.random.RandomState(0)
     labels = []
     for i in range(n):
-        PIL.Image.fromarray(rnd.randint(0, 256, size=(res, res, 3), dtype=np.uint8)).save(root / f"{i:04d}.png")
+        pixels = rnd.randint(0, 256, size=(res, width or res, 3), dtype=np.uint8)
+        PIL.Image.fromarray(pixels).save(root / f"{i:04d}.png")
         labels.append([f"{i:04d}.png", i % max(classes, 1)])
     if classes:
         (root / "dataset.json").write_text(json.dumps({"labels": labels, "class_names": [f"k{j}" for j in range(classes)]}))
@@ -215,6 +216,34 @@ def test_transfer_from_an_official_pickle_with_frozen_discriminator_layers(tmp_p
     # G_ema starts as the source's G_ema and moved only a little (10-kimg half-life, ramped up)
     delta = (net.G_ema.synthesis.b16.conv1.weight - source.G_ema.synthesis.b16.conv1.weight).abs().max()
     assert 0 < delta < 0.1
+
+
+@pytest.mark.slow
+def test_portrait_run_from_a_square_pickle_trains_with_ada_and_resumes(tmp_path):
+    """16x12 (3:4) data, transferred from the square official tiny16.pkl, ADA (quarter turns included) from
+    p 0.5, one tick, then `--resume latest` for another: networks, grids and snapshots are portrait.
+    Slow (~20 s on idle cores, 2 min on a busy machine): two runs of the official fixture's 64-channel
+    architecture, each rendering two 64-image grids, the bulk of the time."""
+    pkl = require(OFFICIAL / "tiny16.pkl")
+    data = make_dataset(tmp_path / "data", width=12)
+    common = ["--outdir", tmp_path / "runs", "--batch", "4", "--metrics", "none", "--workers", "0", "--cpu", "--snap", "1"]
+    result = run_cli([*common, "--data", data, "--resume", pkl, "--kimg", "0.008", "--tick", "0.008", "--p", "0.5"])
+    assert result.exit_code == 0, result.output
+    run = only_run(tmp_path / "runs")
+    log = (run / "log.txt").read_text()
+    assert "16x12px" in log and "synthesis.b4.const: centre (64, 4, 3) window of the source's (64, 4, 4)" in log
+    assert "b4.fc.weight: centre (64, 768) window" in log and "fresh" not in log
+    assert json.loads((run / "training_options.json").read_text())["G_kwargs"]["base_shape"] == [4, 3]
+    assert PIL.Image.open(run / "fakes000000.008.png").size == (8 * 12, 8 * 16)
+    assert PIL.Image.open(run / "reals.png").size == (8 * 12, 8 * 16)
+    result = run_cli([*common, "--resume", "latest", "--kimg", "0.012", "--tick", "0.004"])
+    assert result.exit_code == 0, result.output
+    stats = read_stats(run)
+    assert [s["kimg"] for s in stats] == [0.008, 0.012] and all(np.isfinite(s["Loss/D/real"]) for s in stats)
+    net = load_network(snapshot.list_snapshots(run)[-1].network_path)
+    assert net.meta["img_shape"] == [16, 12] and net.G_ema.img_shape == net.D.img_shape == (16, 12)
+    with torch.no_grad():
+        assert net.G_ema(torch.randn(2, 64), None).shape == (2, 3, 16, 12)
 
 
 def test_resume_with_the_wrong_resolution_says_what_to_do(tmp_path):

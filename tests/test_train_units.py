@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stylegan2.networks import Generator
+from stylegan2.networks import Discriminator, Generator
 from training import snapshot
 from training.config import PUBLISHED_CFGS, Overrides, auto_spec, on_processes, resolve_options
 from training.loop import InfiniteSampler, build_phases, step_phase, update_ema
@@ -34,6 +34,21 @@ def test_auto_heuristics_match_the_published_formulas():
     assert (s.mb, s.mbstd, s.fmaps, s.lrate) == (32, 4, 1, 0.002)
     s = auto_spec(32, 4)  # min(4096 // 32, 32) * 4 = 128 -> capped at 64
     assert (s.mb, s.mbstd) == (64, 4)
+
+
+def test_portrait_presets_scale_batch_and_r1_by_pixel_count():
+    """256x192 has 49,152 pixels, a 221.7 px square: batch 4096 / 221.7 = 18.5 -> 16 (a power of two),
+    gamma 0.0002 * 49152 / 16 (3/4 of the square's); 128x96: 36.9 -> 32 (capped at 32); widths follow the
+    longer side (256 px: fmaps 0.5)."""
+    s = auto_spec(256, 1, pixels=256 * 192)
+    assert (s.mb, s.mbstd, s.fmaps) == (16, 4, 0.5) and s.gamma == pytest.approx(0.0002 * 49152 / 16)
+    assert auto_spec(128, 1, pixels=128 * 96).mb == 32 and auto_spec(1024, 1, pixels=1024 * 512).mb == 4
+    for res in (64, 256, 1024):
+        assert auto_spec(res, 2, pixels=res * res) == auto_spec(res, 2)
+    opts = options(base_shape=(4, 3))
+    assert opts.G_kwargs["base_shape"] == opts.D_kwargs["base_shape"] == [4, 3] and opts.batch == 16
+    assert opts.loss["r1_gamma"] == pytest.approx(0.75 * options().loss["r1_gamma"])
+    assert "base_shape" not in options().G_kwargs and "base_shape" not in options().D_kwargs
 
 
 def test_published_presets_resolve_to_network_kwargs():
@@ -399,6 +414,80 @@ def test_transfer_skips_mismatched_shapes_with_a_note():
     notes = snapshot.transfer_weights(src, dst)
     assert any("synthesis.b4.const" in n and "initialised fresh" in n for n in notes)
     assert torch.equal(dst.mapping.fc1.weight, src.mapping.fc1.weight)
+
+
+def shaped_nets(base_shape, seed, res=16):
+    torch.manual_seed(seed)
+    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=res, img_channels=3, base_shape=base_shape,
+                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=16))
+    D = Discriminator(c_dim=0, img_resolution=res, img_channels=3, channel_base=256, channel_max=16,
+                      base_shape=base_shape)
+    with torch.no_grad():  # the noise matters, so its buffers must follow the crop too
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.3)
+    return G.eval(), D.eval()
+
+
+def test_square_to_square_transfer_is_an_identity():
+    (G_src, D_src), (G_dst, D_dst) = shaped_nets((4, 4), 0), shaped_nets((4, 4), 1)
+    assert snapshot.transfer_weights(G_src, G_dst) == [] and snapshot.transfer_weights(D_src, D_dst) == []
+    for src, dst in ((G_src, G_dst), (D_src, D_dst)):
+        for (k, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
+            assert torch.equal(a, b), k
+
+
+# (base shape, the window of base cells a square 4x4 keeps: rows, columns), written out by hand
+CROPS = [((4, 3), (slice(0, 4), slice(0, 3))), ((4, 2), (slice(0, 4), slice(1, 3))),
+         ((2, 4), (slice(1, 3), slice(0, 4)))]
+
+
+@pytest.mark.parametrize("base_shape,cells", CROPS)
+def test_square_to_portrait_transfer_crops_the_const_noise_and_epilogue(base_shape, cells):
+    (G_src, D_src), (G_dst, D_dst) = shaped_nets((4, 4), 0), shaped_nets(base_shape, 1)
+    notes = snapshot.transfer_weights(G_src, G_dst) + snapshot.transfer_weights(D_src, D_dst)
+    assert any("synthesis.b4.const" in n and "window" in n for n in notes)
+    assert not any("fresh" in n or "new" in n for n in notes)
+    rows, cols = cells
+    assert torch.equal(G_dst.synthesis.b4.const, G_src.synthesis.b4.const[:, rows, cols])
+    scale = lambda s: slice(s.start * 4, s.stop * 4)  # 16 px: 4 pixels per base cell
+    assert torch.equal(G_dst.synthesis.b16.conv1.noise_const,
+                       G_src.synthesis.b16.conv1.noise_const[scale(rows), scale(cols)])
+    # D's epilogue fc: a naive loop over the kept (channel, row, column) inputs of the flattened features
+    h0, w0 = base_shape
+    src_w, dst_w = D_src.b4.fc.weight, D_dst.b4.fc.weight
+    channels = src_w.shape[0]
+    for c in range(channels):
+        for y in range(h0):
+            for x in range(w0):
+                source_column = c * 16 + (y + rows.start) * 4 + (x + cols.start)
+                assert torch.equal(dst_w[:, c * h0 * w0 + y * w0 + x], src_w[:, source_column])
+    for name in ("b4.fc.bias", "b4.out.weight", "b16.conv0.weight", "b16.fromrgb.weight"):
+        assert torch.equal(D_dst.state_dict()[name], D_src.state_dict()[name]), name
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a.flatten(1) - a.flatten(1).mean(1, keepdim=True), b.flatten(1) - b.flatten(1).mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+
+@pytest.mark.parametrize("base_shape,cells", CROPS)
+def test_transferred_portrait_network_draws_the_square_parents_centre(base_shape, cells):
+    """Not noise: each image correlates with the same window of the parent's image (measured >= 0.7 on tiny
+    random networks; the borders differ, the convolutions pad where the parent had neighbours), far more
+    than a freshly initialised portrait network's images do (measured <= 0.4)."""
+    G_src, _ = shaped_nets((4, 4), 0)
+    G_dst, _ = shaped_nets(base_shape, 1)
+    G_fresh, _ = shaped_nets(base_shape, 2)
+    snapshot.transfer_weights(G_src, G_dst)
+    z = torch.randn(8, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        parent, child, fresh = (G(z, None, noise_mode="const") for G in (G_src, G_dst, G_fresh))
+    rows, cols = cells
+    window = parent[:, :, rows.start * 4:rows.stop * 4, cols.start * 4:cols.stop * 4]
+    assert child.shape == window.shape == fresh.shape
+    assert correlation(child, window).min() > 0.6
+    assert correlation(fresh, window).mean() < 0.5
 
 
 @pytest.mark.parametrize("phase_name", ["Gmain", "Dmain", "Dreg"])

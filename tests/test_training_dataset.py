@@ -94,8 +94,8 @@ def test_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no images"):
         ImageDataset(tmp_path / "empty")
-    Image.new("RGB", (8, 4)).save(tmp_path / "wide.png")
-    with pytest.raises(DatasetError, match="must be square"):
+    Image.new("RGB", (8, 5)).save(tmp_path / "wide.png")  # 8x4 would be a landscape network's shape
+    with pytest.raises(DatasetError, match="not a network shape"):
         ImageDataset(tmp_path)
     path = official_zip(tmp_path / "partial.zip", random_images(2), labels=[0, 1])
     with zipfile.ZipFile(path, "a") as z:
@@ -135,3 +135,26 @@ def test_reads_dataset_tool_output_zip_and_folder(tmp_path):
         for i, colour in [(0, (200, 20, 20)), (3, (20, 20, 200))]:   # stretching keeps each photo's mean colour
             expected = 0.75 * np.array(colour) + 0.25 * (255 - np.array(colour))
             assert np.abs(dataset[i][0].reshape(3, -1).mean(1) - expected).max() < 3
+
+
+def test_portrait_and_landscape_sets_load_with_their_network_shape(tmp_path):
+    rng = np.random.RandomState(2)
+    portrait = [rng.randint(0, 256, (16, 12, 3), dtype=np.uint8) for _ in range(3)]
+    dataset = ImageDataset(official_zip(tmp_path / "p.zip", portrait, extra={"image_shape": [16, 12]}), xflip=True)
+    assert dataset.image_shape == [3, 16, 12] and (dataset.resolution, dataset.base_shape) == (16, (4, 3))
+    image, _ = dataset[0]
+    mirrored, _ = dataset[3]
+    assert np.array_equal(image, portrait[0].transpose(2, 0, 1)) and np.array_equal(mirrored, image[:, :, ::-1])
+    landscape = ImageDataset(official_zip(tmp_path / "l.zip", [rng.randint(0, 256, (8, 16, 3), dtype=np.uint8)]))
+    assert landscape.image_shape == [3, 8, 16] and landscape.base_shape == (2, 4)
+
+
+def test_shapes_no_network_draws_and_a_wrong_recorded_shape_are_refused(tmp_path):
+    odd = [np.zeros((16, 10, 3), np.uint8)]
+    with pytest.raises(DatasetError, match="not a network shape"):
+        ImageDataset(official_zip(tmp_path / "odd.zip", odd))
+    with pytest.raises(DatasetError, match="dataset.json says"):
+        ImageDataset(official_zip(tmp_path / "lie.zip", [np.zeros((16, 12, 3), np.uint8)], extra={"image_shape": [12, 16]}))
+    mixed = official_zip(tmp_path / "mixed.zip", [np.zeros((16, 12, 3), np.uint8), np.zeros((16, 16, 3), np.uint8)])
+    with pytest.raises(DatasetError, match="expected"):
+        ImageDataset(mixed)[1]

@@ -119,12 +119,12 @@ def blit(images: torch.Tensor, flip: torch.Tensor, quarter_turns: torch.Tensor,
     """Exact per-sample x-flip, then rotation by quarter turns, then integer shift (reflecting).
 
     All int tensors [N]. A quarter turn is the rotation `rotation_matrix(pi/2)` of the geometric
-    stage (y points down). Shifts move the content right/down. Pure indexing: differentiable,
-    and bit-exact.
+    stage (y points down), about the centre in pixel units, so on a portrait image it keeps the
+    aspect (nothing is stretched): what turns out of the frame is cut, and the frame's uncovered
+    ends are mirrored, as every other geometric op does. Shifts move the content right/down. Pure
+    indexing: differentiable, and bit-exact (with both sides even, as every training size is).
     """
     n, c, h, w = images.shape
-    if (quarter_turns % 2 != 0).any() and h != w:
-        raise ValueError(f"90-degree rotations need square images, got {h}x{w}")
     # Doubled centred coordinates stay integers for even and odd sizes.
     ys, xs = torch.meshgrid(torch.arange(h, device=images.device), torch.arange(w, device=images.device),
                             indexing='ij')

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from stylegan2.shapes import SQUARE, image_shape, shape_kwargs
 
 
 @dataclass(frozen=True)
@@ -58,36 +61,45 @@ GPU_PRESET_BATCHES: dict[str, dict[int, tuple[int, int]]] = {
 }
 
 
-def auto_spec(resolution: int, gpus: int) -> CfgSpec:
-    """The official `auto` heuristics: batch and R1 weight scale with resolution and GPU count."""
-    mb = max(min(gpus * min(4096 // resolution, 32), 64), gpus)
+def auto_spec(resolution: int, gpus: int, pixels: int | None = None) -> CfgSpec:
+    """The official `auto` heuristics: batch and R1 weight scale with resolution and GPU count.
+
+    The batch and R1 weight follow the pixel count (a 256x192 portrait set is sized like a 222 px square,
+    its per-GPU batch rounded down to a power of two so the mbstd groups divide it); the widths and
+    learning rate follow the longer side, which fixes the number of blocks.
+    """
+    pixels = resolution ** 2 if pixels is None else pixels
+    per_gpu = 2 ** math.floor(math.log2(4096 / math.sqrt(pixels)))
+    mb = max(min(gpus * min(per_gpu, 32), 64), gpus)
     return CfgSpec(
         ref_gpus=gpus, kimg=25000, mb=mb, mbstd=min(mb // gpus, 4),
         fmaps=1 if resolution >= 512 else 0.5,
         lrate=0.002 if resolution >= 1024 else 0.0025,
-        gamma=0.0002 * resolution ** 2 / mb, ema=mb * 10 / 32, ramp=0.05, map=2,
+        gamma=0.0002 * pixels / mb, ema=mb * 10 / 32, ramp=0.05, map=2,
     )
 
 
-def gpu_spec(name: str, resolution: int, gpus: int) -> CfgSpec:
-    """t4 / a100: `auto`-style hyper-parameters with a batch that fits the card (8 mapping layers, as FFHQ)."""
+def gpu_spec(name: str, resolution: int, gpus: int, pixels: int | None = None) -> CfgSpec:
+    """t4 / a100: `auto`-style hyper-parameters with a batch that fits the card (8 mapping layers, as FFHQ);
+    memory and R1 follow the pixel count, as in `auto_spec`."""
     table = GPU_PRESET_BATCHES[name]
-    key = min((r for r in table if r >= resolution), default=max(table))
+    pixels = resolution ** 2 if pixels is None else pixels
+    key = min((r for r in table if r ** 2 >= pixels), default=max(table))
     mb, batch_gpu = table[key]
     mb *= gpus
     return CfgSpec(
         ref_gpus=gpus, kimg=25000, mb=mb, mbstd=min(batch_gpu, 4),
         fmaps=1 if resolution >= 512 else 0.5,
         lrate=0.002 if resolution >= 1024 else 0.0025,
-        gamma=0.0002 * resolution ** 2 / mb, ema=mb * 10 / 32, ramp=0.05, map=8, batch_gpu=batch_gpu,
+        gamma=0.0002 * pixels / mb, ema=mb * 10 / 32, ramp=0.05, map=8, batch_gpu=batch_gpu,
     )
 
 
-def cfg_spec(cfg: str, resolution: int, gpus: int) -> CfgSpec:
+def cfg_spec(cfg: str, resolution: int, gpus: int, pixels: int | None = None) -> CfgSpec:
     if cfg == "auto":
-        return auto_spec(resolution, gpus)
+        return auto_spec(resolution, gpus, pixels)
     if cfg in GPU_PRESET_BATCHES:
-        return gpu_spec(cfg, resolution, gpus)
+        return gpu_spec(cfg, resolution, gpus, pixels)
     if cfg in PUBLISHED_CFGS or cfg in OWN_CFGS:
         return PUBLISHED_CFGS.get(cfg) or OWN_CFGS[cfg]
     raise ValueError(f"unknown --cfg {cfg!r}; choose one of {', '.join(CFG_NAMES)}")
@@ -223,14 +235,18 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
                     resume: str | None = None, freezed: int = 0, metrics: list[str] | None = None,
                     feature_net: str | None = None,
                     seed: int = 0, workers: int = 3, fp32: bool = False, allow_tf32: bool = False,
-                    deterministic: bool = False) -> TrainingOptions:
-    """Turn the user's choices into complete options, checking that they are consistent."""
+                    deterministic: bool = False, base_shape=SQUARE) -> TrainingOptions:
+    """Turn the user's choices into complete options, checking that they are consistent.
+
+    `resolution` is the images' longer side and `base_shape` the networks' (h0, w0) (portrait: (4, 3)).
+    """
     ov = overrides or Overrides()
     if gpus < 1:
         raise ValueError("--gpus must be at least 1")
     if cond and label_dim == 0:
         raise ValueError("--cond needs labels: the dataset has no dataset.json labels (see dataset_tool.py)")
-    spec = cfg_spec(cfg, resolution, gpus)
+    height, width = image_shape(resolution, base_shape)
+    spec = cfg_spec(cfg, resolution, gpus, pixels=height * width)
 
     batch = ov.batch if ov.batch is not None else spec.mb
     if ov.batch_gpu is not None:
@@ -253,12 +269,14 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
         mapping_kwargs=dict(num_layers=ov.map if ov.map is not None else spec.map),
         synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res,
                               conv_clamp=conv_clamp, architecture="skip"),
+        **shape_kwargs(base_shape),
     )
     D_kwargs = dict(
         c_dim=label_dim if cond else 0, img_resolution=resolution, img_channels=num_channels,
         architecture="orig" if cfg == "cifar" else "resnet",  # the published CIFAR-10 setup uses a plain D
         channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
         block_kwargs=dict(freeze_layers=freezed), epilogue_kwargs=dict(mbstd_group_size=mbstd),
+        **shape_kwargs(base_shape),
     )
     lr = ov.lr if ov.lr is not None else spec.lrate
     opt = dict(lr=lr, betas=[0.0, 0.99], eps=1e-8)

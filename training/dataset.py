@@ -14,6 +14,8 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from stylegan2.shapes import network_shape
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 
 
@@ -22,7 +24,8 @@ class DatasetError(ValueError):
 
 
 class ImageDataset:
-    """Square uint8 images [C, H, W] with optional one-hot class labels."""
+    """uint8 images [C, H, W] with optional one-hot class labels: square, or a portrait/landscape shape a
+    network can draw (`resolution` is the longer side, `base_shape` the network's (h0, w0))."""
 
     def __init__(self, path, use_labels: bool = False, xflip: bool = False, max_size: int | None = None,
                  seed: int = 0):
@@ -47,10 +50,16 @@ class ImageDataset:
         self._labels = all_labels[order] if all_labels is not None else np.zeros([len(order), 0], np.float32)
         self._xflip = xflip
         first = self._load_raw(0)
-        self.num_channels, self.resolution = first.shape[0], first.shape[1]
-        if first.shape[1] != first.shape[2]:
-            raise DatasetError(f"{self._fnames[0]} is {first.shape[2]}x{first.shape[1]}; images must be square "
-                               f"(dataset_tool.py --transform pad makes them so)")
+        self.num_channels, self.height, self.width = first.shape
+        try:
+            self.resolution, self.base_shape = network_shape(self.height, self.width)
+        except ValueError as exc:
+            raise DatasetError(f"{self._fnames[0]}: {exc}; dataset_tool.py --resolution 256 (or 256x192, ...) "
+                               f"frames photos so") from None
+        recorded = self._meta.get("image_shape") if isinstance(self._meta, dict) else None
+        if recorded is not None and list(recorded) != [self.height, self.width]:
+            raise DatasetError(f"dataset.json says the images are {recorded[0]}x{recorded[1]} (HxW), but "
+                               f"{self._fnames[0]} is {self.height}x{self.width}; rebuild it with dataset_tool.py")
         names = self._meta.get("class_names") if isinstance(self._meta, dict) else None
         self.class_names = list(names) if names and self.label_dim == len(names) else None
 
@@ -65,7 +74,7 @@ class ImageDataset:
 
     @property
     def image_shape(self) -> list[int]:
-        return [self.num_channels, self.resolution, self.resolution]
+        return [self.num_channels, self.height, self.width]
 
     @property
     def labels(self) -> np.ndarray:
@@ -86,7 +95,7 @@ class ImageDataset:
         index %= len(self)
         raw_index = index % len(self._fnames)
         image = self._load_raw(raw_index)
-        if image.shape != (self.num_channels, self.resolution, self.resolution):
+        if list(image.shape) != self.image_shape:
             raise DatasetError(f"{self._fnames[raw_index]} is {list(image.shape)}, expected {self.image_shape}; "
                                f"rebuild the dataset with dataset_tool.py")
         if index >= len(self._fnames):
@@ -107,7 +116,7 @@ class ImageDataset:
             for name in self._fnames[::max(len(self._fnames) // 16, 1)]:
                 with self._open(name) as f:
                     h.update(f.read(1 << 16))
-        return {"images": len(self), "resolution": self.resolution, "channels": self.num_channels,
+        return {"images": len(self), "shape": [self.height, self.width], "channels": self.num_channels,
                 "label_dim": self.label_dim, "files": h.hexdigest(),
                 "labels": hashlib.sha256(np.ascontiguousarray(self._labels).tobytes()).hexdigest()}
 

@@ -353,7 +353,11 @@ def resize_matrix(size_in: int, size_out: int = RESOLUTION) -> torch.Tensor:
 
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (or float 0..255) [N, 3, H, W] -> float [N, 3, 299, 299] in [-1, 0.9921875]: (x − 128) / 128."""
+    """uint8 (or float 0..255) [N, 3, H, W] -> float [N, 3, 299, 299] in [-1, 0.9921875]: (x − 128) / 128.
+
+    Each side is resized on its own, so a non-square input would be stretched: the metrics pad portrait
+    images to a square first (`training.metrics._to_feature_input`).
+    """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected RGB images [N, 3, H, W], got shape {tuple(images.shape)}")
     x = images.float()

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from stylegan2.checkpoint import load_network, save_checkpoint
 from stylegan2.networks import Discriminator, Generator
+from stylegan2.shapes import SQUARE, image_shape
 from training import distributed, snapshot
 from training.augment import AUGPIPE_PRESETS, AdaptiveAugment, AugmentPipe
 from training.config import TrainingOptions
@@ -65,16 +66,17 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
 
     # ------------------------------------------------------------------ data
     dataset = ImageDataset(opts.data, use_labels=opts.cond, xflip=opts.mirror, seed=opts.seed)
-    if (dataset.resolution != opts.resolution or dataset.num_channels != opts.num_channels
+    height, width = image_shape(opts.resolution, opts.G_kwargs.get("base_shape", SQUARE))
+    if (dataset.image_shape != [opts.num_channels, height, width]
             or (opts.cond and dataset.label_dim != opts.label_dim)):
-        raise ValueError(f"dataset {opts.data} is {dataset.resolution}px x{dataset.num_channels} with "
-                         f"{dataset.label_dim} classes, but the run was set up for {opts.resolution}px "
+        raise ValueError(f"dataset {opts.data} is {dataset.height}x{dataset.width}px x{dataset.num_channels} with "
+                         f"{dataset.label_dim} classes, but the run was set up for {height}x{width}px "
                          f"x{opts.num_channels} with {opts.label_dim} classes")
     batch_per_gpu = opts.batch // dist.world_size
     sampler = InfiniteSampler(len(dataset), rank=dist.rank, num_replicas=dist.world_size, seed=opts.seed)
     labels = dataset.labels.astype(np.float32) if opts.cond else None  # G's classes follow the data's balance
     log(f"Dataset: {dataset.name}, {len(dataset)} images{' (with mirrors)' if opts.mirror else ''}, "
-        f"{opts.resolution}px, {'labels ' + str(dataset.label_dim) if opts.cond else 'unconditional'}")
+        f"{height}x{width}px, {'labels ' + str(dataset.label_dim) if opts.cond else 'unconditional'}")
 
     # ------------------------------------------------------------------ networks
     G = Generator(**opts.G_kwargs).to(device).train()

@@ -9,6 +9,9 @@ on Inception features (`pr50k3_inception`) or, as officially, on VGG16 fc7 featu
 Feature statistics stream in float64 (mean/covariance merged batch by batch), so 50k images never
 sit in memory for FID; KID and precision/recall keep the float32 features.
 Real-image features are cached on disk, keyed by a dataset fingerprint and the network's.
+Portrait (e.g. 256x192) reals and fakes are padded to a square on mid grey, then resized like square
+images (`_to_feature_input`): Inception sees undistorted garments, at the cost of a quarter of its
+299x299 input spent on the constant border; FIDs of portrait and square models are not comparable.
 """
 from __future__ import annotations
 
@@ -235,9 +238,24 @@ def precision_recall(real: FeatureStats | np.ndarray, fake: FeatureStats | np.nd
 
 # ----------------------------------------------------------------------------- features of images
 
+PORTRAIT_PAD_LEVEL = 128  # Inception's zero input, (x - 128) / 128
+
+
 def _to_feature_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, 3, H, W] as every feature network here expects; gray is repeated to RGB."""
-    return images.repeat(1, 3, 1, 1) if images.shape[1] == 1 else images
+    """uint8 [N, 3, H, W] as every feature network here expects; gray is repeated to RGB.
+
+    Portrait and landscape images are padded to a square (centred, on mid grey) before the network's
+    own resize (299x299 for Inception), so garments keep their proportions instead of being stretched;
+    reals and fakes both pass through here, so they are measured alike. Square images are untouched.
+    """
+    images = images.repeat(1, 3, 1, 1) if images.shape[1] == 1 else images
+    h, w = images.shape[2:]
+    if h != w:
+        side = max(h, w)
+        top, left = (side - h) // 2, (side - w) // 2
+        images = torch.nn.functional.pad(images, (left, side - w - left, top, side - h - top),
+                                         value=PORTRAIT_PAD_LEVEL)
+    return images
 
 
 def dataset_fingerprint(dataset) -> str:

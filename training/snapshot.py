@@ -166,24 +166,61 @@ def load_exact(bundle, **modules: torch.nn.Module) -> None:
             raise RuntimeError(f"the snapshot's {name} does not match this run's options: {exc}") from exc
 
 
+def centre_crop(source: torch.Tensor, shape, src_base, dst_base) -> torch.Tensor | None:
+    """The window of `source`'s last two dims [H, W] that a network of base `dst_base` keeps of one of
+    base `src_base` (None when it does not fit inside).
+
+    Every resolution crops the same window of the image: whole base cells, centred, so a 4x4 -> 4x3
+    crop drops the last column (an odd difference cannot be centred: it leans left/up by half a cell)
+    and 4x4 -> 4x2 drops one column each side.
+    """
+    corner = []
+    for size, kept, cells, kept_cells in zip(source.shape[-2:], shape[-2:], src_base, dst_base):
+        if size % cells or size // cells * kept_cells != kept or kept_cells > cells:
+            return None
+        corner.append((cells - kept_cells) // 2 * (size // cells))
+    if source.shape[:-2] != tuple(shape[:-2]):
+        return None
+    (top, left), (h, w) = corner, shape[-2:]
+    return source[..., top:top + h, left:left + w]
+
+
 @torch.no_grad()
 def transfer_weights(src: torch.nn.Module, dst: torch.nn.Module) -> list[str]:
     """Transfer learning: copy every tensor whose name and shape agree; return notes on the rest.
 
-    One mismatch is repaired rather than skipped: a conditional generator started from an
-    unconditional one has a wider first mapping layer (z and the label embedding are concatenated).
-    Its z columns get the source weights, rescaled for the wider fan-in, and its label columns start
+    Two mismatches are repaired rather than skipped. A conditional generator started from an
+    unconditional one has a wider first mapping layer (z and the label embedding are concatenated):
+    its z columns get the source weights, rescaled for the wider fan-in, and its label columns start
     at zero, so the new network first draws exactly what the source drew and learns to use labels.
+    A portrait (or landscape) network started from a square one keeps the centre window of the
+    learned constant and the noise buffers (`centre_crop`), and D's epilogue fc keeps the weights of
+    the feature positions inside that window. Its stored weights are copied unscaled: the equalised
+    learning rate divides by the new, smaller fan-in, which keeps the fc's output on the scale of
+    the source's (for roughly independent positions) instead of shrinking it by sqrt(h0*w0/16).
     """
     src_state = src.state_dict()
+    src_base, dst_base = getattr(src, "base_shape", (4, 4)), getattr(dst, "base_shape", (4, 4))
     notes = []
     for name, tensor in dst.state_dict().items():
         if name not in src_state:
             notes.append(f"{name} is new (initialised fresh)")
             continue
         source = src_state[name].to(tensor.device, tensor.dtype)
+        crop = None
+        if source.shape != tensor.shape and name.endswith(("b4.const", "noise_const")):
+            crop = centre_crop(source, tensor.shape, src_base, dst_base)
+        elif source.shape != tensor.shape and name == "b4.fc.weight":
+            channels = source.shape[0]  # the epilogue fc reads [C, h0, w0] features and writes C
+            if source.shape[1] == channels * src_base[0] * src_base[1] and tensor.shape[0] == channels:
+                crop = centre_crop(source.reshape(channels, channels, *src_base), (channels, channels, *dst_base),
+                                   src_base, dst_base)
+                crop = None if crop is None else crop.reshape(tensor.shape)
         if source.shape == tensor.shape:
             tensor.copy_(source)
+        elif crop is not None:
+            tensor.copy_(crop)
+            notes.append(f"{name}: centre {tuple(tensor.shape)} window of the source's {tuple(source.shape)}")
         elif name.endswith("mapping.fc0.weight") and source.shape[0] == tensor.shape[0] \
                 and source.shape[1] < tensor.shape[1]:
             # weight_gain = lr_mul / sqrt(fan_in): keep the z part's effective weights unchanged.
