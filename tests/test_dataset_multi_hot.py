@@ -145,10 +145,14 @@ def test_multi_hot_needs_cond_attr(tmp_path):
 
 
 @pytest.mark.parametrize("name,rgb", [("red", (170, 25, 35)), ("blue", (20, 40, 120)), ("green", (60, 120, 50)),
-                                      ("yellow", (235, 200, 40)), ("black", (25, 25, 28)), ("pink", (230, 120, 160))])
+                                      ("yellow", (235, 200, 40)), ("black", (25, 25, 28)), ("pink", (230, 120, 160)),
+                                      ("blue", (150, 180, 225)),     # light blue: lightness must not make it grey
+                                      ("red", (125, 22, 30)),        # a dark red is not brown or black
+                                      ("grey", (128, 130, 128))])
 def test_measured_colour_of_a_plain_garment(name, rgb):
     assert measure_colour(garment_photo(rgb), PALETTE) == name
-    assert measure_colour(garment_photo(rgb, backdrop=(120, 120, 120)), PALETTE) == name   # grey board too
+    board = (120, 120, 120) if name != "grey" else (40, 40, 40)
+    assert measure_colour(garment_photo(rgb, backdrop=board), PALETTE) == name   # a grey (or dark) board too
 
 
 def test_two_colour_print_is_multicolour_and_a_garment_like_its_backdrop_is_nothing():
