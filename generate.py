@@ -96,8 +96,10 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, attr
                 pixels = to_uint8(img)[0]
                 to_pil(pixels).save(out / f"seed{seed:04d}{suffix}.png")
                 written.append(pixels)
-        if len(classes) > 1:
-            grid_cols = len(seeds)
+        if len(classes) > 1:   # one row per class or value; two NAME=all: rows x (last one's values x seeds)
+            spread = [a.partition("=")[0].strip() for a in attrs if a.partition("=")[2].strip() == "all"]
+            per_row = len(layout_from_meta(net.meta).block(spread[-1]).values) if len(spread) > 1 else 1
+            grid_cols = len(seeds) * per_row
 
     if grid:
         to_pil(image_grid(written, cols=grid_cols)).save(out / "grid.png")

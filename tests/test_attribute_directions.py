@@ -104,7 +104,11 @@ def test_generate_attr_renders_the_chosen_label_and_all_spreads_values(networks,
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (tmp_path / "all").glob("seed*.png"))
     assert names == sorted(f"seed{s:04d}-{g}.png" for s in (0, 1) for g in ("dress", "skirt", "top"))
-    assert Image.open(tmp_path / "all" / "grid.png").size[0] < Image.open(tmp_path / "all" / "grid.png").size[1]
+    assert Image.open(tmp_path / "all" / "grid.png").size == (2 + 2 * 18, 2 + 3 * 18)   # rows: garments
+    result = run(generate.main, ["--network", attrs, "--seeds", "0", "--attr", "garment=all", "--attr", "sleeve=all",
+                                 "--outdir", tmp_path / "two", "--grid"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "two" / "grid.png").size == (2 + 2 * 18, 2 + 3 * 18)   # garments x sleeves
     for args, message in [(["--class", "1"], "use --attr NAME=VALUE instead of --class"),
                           (["--attr", "garment=coat"], "unknown garment 'coat'"),
                           (["--attr", "colour=red"], "unknown attribute 'colour'")]:
