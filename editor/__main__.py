@@ -122,8 +122,9 @@ def main(network, directions, labels, components, host, port, share, auth, auth_
     from editor.app import launch
 
     resolution, classes = studio.G.img_resolution, len(loaded.class_names or []) or studio.G.c_dim
+    labels = f"attributes {', '.join(loaded.label_layout.names)}" if loaded.label_layout else f"{classes} classes"
     store = SessionStore(loaded.sha256)
-    click.echo(f"Model: {loaded.describe().name}, {resolution} px, {classes} classes, {len(studio.directions)} "
+    click.echo(f"Model: {loaded.describe().name}, {resolution} px, {labels}, {len(studio.directions)} "
                f"sliders ({loaded.source})\nYour labels go to {studio.labels_path}, your sessions to {store.folder}")
     if studio.compiling:
         click.echo("Warming up: compiling the generator in the background (a minute or two the first time, "
