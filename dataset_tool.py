@@ -3,6 +3,8 @@
 Example:
   python dataset_tool.py --source photos/ --dest fashion256.zip --resolution 256 \\
       --metadata titles.csv --cond-attr garment --workers 2
+  python dataset_tool.py --source photos/ --dest fashion256.zip --metadata titles.csv \\
+      --cond-attr garment,fabric,colour,sleeve --multi-hot --derive-colour
 """
 from __future__ import annotations
 
@@ -69,7 +71,14 @@ def _parse_attrs(ctx, param, value):
 @click.option("--metadata-file-column", default=None, help="Name of the file-name column (auto-detected: file, filename, image, path, url...).")
 @click.option("--vocabulary", type=click.Path(exists=True, dir_okay=False), default=None, help="Attribute vocabulary YAML (default: the shipped fashion_data/vocabulary.yaml).")
 @click.option("--cond-attr", default=None, callback=_parse_attrs,
-              help="Attribute(s) that define the training class, e.g. 'garment' or 'garment,wearer' (or 'folder').")
+              help="Attribute(s) that define the training class, e.g. 'garment' or 'garment,wearer' (or 'folder'); "
+                   "several make one class per combination unless --multi-hot.")
+@click.option("--multi-hot", is_flag=True,
+              help="With several --cond-attr: one one-hot block per attribute (all zeros where unknown) instead of "
+                   "one class per combination; dataset.json gets float label vectors and their layout.")
+@click.option("--derive-colour", is_flag=True,
+              help="Where the text names no colour, measure the garment's dominant colour on the photo (named with "
+                   "the vocabulary's rgb: colours; marked 'derived' in attributes.jsonl).")
 @click.option("--label-from-folder", is_flag=True, help="Use each photo's parent folder name as its class (raw name), and as a text hint for attributes.")
 @click.option("--unlabelled", type=click.Choice(["drop", "unknown"]), default="drop", show_default=True,
               help="Photos without the --cond-attr value: drop them or put them in an 'unknown' class.")

@@ -5,6 +5,8 @@ Examples:
   python generate.py --network ffhq256 --seeds 42 --outdir out
   python generate.py --network run/network-snapshot-000100.safetensors --seeds 0-3,7 --class 2 --outdir out
   python generate.py --network my.pkl --projected-w projected_w.npz --outdir out
+  python generate.py --network attrs.safetensors --seeds 0-7 --attr garment=dress --attr fabric=kente --outdir out
+  python generate.py --network attrs.safetensors --seeds 0-3 --attr garment=all --attr colour=all --outdir out --grid
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch
 from projection import latent
 from stylegan2.checkpoint import load_network
 from stylegan2.compiled import COMPILE_HELP, compile_generator
+from stylegan2.labels import LabelLayoutError, attribute_labels, layout_from_meta
 from stylegan2.legacy import NetworkLoadError
 from stylegan2.render import (class_choices, class_labels, image_grid, parse_seeds, resolve_class, seed_z, to_pil,
                               to_uint8)
@@ -43,6 +46,9 @@ def _seeds_option(ctx, param, value):
               help="Truncate only the first N W+ layers.")
 @click.option("--class", "class_idx", default=None,
               help="Class index or name, e.g. 2 or dress, or 'all' for every class (conditional networks).")
+@click.option("--attr", "attrs", multiple=True, metavar="NAME=VALUE",
+              help="Multi-attribute networks: an attribute value, repeatable (--attr garment=dress --attr "
+                   "fabric=kente); NAME=all renders every value; attributes not given are left 'any' (zeros).")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--projected-w", type=click.Path(exists=True, dir_okay=False),
               help="Render W+ codes from an .npz with key 'w' [N, num_ws, w_dim] instead of seeds "
@@ -51,10 +57,10 @@ def _seeds_option(ctx, param, value):
 @click.option("--grid", is_flag=True, help="Also write grid.png, a contact sheet of all images.")
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 @click.option("--compile/--no-compile", "compile_", default=None, help=COMPILE_HELP)
-def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode, projected_w, outdir, grid,
-         device, compile_):
-    """Write OUTDIR/seedNNNN.png for each seed (seedNNNN-CLASS.png with --class all; projNN.png for each
-    projected W+ code)."""
+def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, attrs, noise_mode, projected_w, outdir,
+         grid, device, compile_):
+    """Write OUTDIR/seedNNNN.png for each seed (seedNNNN-CLASS.png with --class all, seedNNNN-VALUE.png with
+    --attr NAME=all; projNN.png for each projected W+ code)."""
     if seeds is None and projected_w is None:
         raise click.UsageError("give --seeds or --projected-w")
     try:
@@ -80,7 +86,7 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
             to_pil(pixels).save(out / f"proj{idx:02d}.png")
             written.append(pixels)
     else:
-        classes = _classes_to_render(G, class_idx, net.meta.get("class_names"))
+        classes = _labels_to_render(G, class_idx, attrs, net.meta)
         compile_generator(G, compile_, images=len(classes) * len(seeds))
         for suffix, label in classes:
             for seed in seeds:
@@ -90,12 +96,33 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
                 pixels = to_uint8(img)[0]
                 to_pil(pixels).save(out / f"seed{seed:04d}{suffix}.png")
                 written.append(pixels)
-        if len(classes) > 1:
-            grid_cols = len(seeds)
+        if len(classes) > 1:   # one row per class or value; two NAME=all: rows x (last one's values x seeds)
+            spread = [a.partition("=")[0].strip() for a in attrs if a.partition("=")[2].strip() == "all"]
+            per_row = len(layout_from_meta(net.meta).block(spread[-1]).values) if len(spread) > 1 else 1
+            grid_cols = len(seeds) * per_row
 
     if grid:
         to_pil(image_grid(written, cols=grid_cols)).save(out / "grid.png")
     click.echo(f"wrote {len(written)} image(s){' and grid.png' if grid else ''} to {out}")
+
+
+def _labels_to_render(G, class_value: str | None, attrs, meta) -> list[tuple[str, torch.Tensor]]:
+    """(file-name suffix, label) pairs from --attr (multi-attribute networks) or --class (one-hot ones)."""
+    try:
+        layout = layout_from_meta(meta)
+        if layout is None and not attrs:
+            return _classes_to_render(G, class_value, meta.get("class_names"))
+        if layout is not None and class_value is not None:
+            raise click.UsageError(f"this network is conditioned on attributes ({layout.describe()}): "
+                                   f"use --attr NAME=VALUE instead of --class")
+        if layout is not None and len(attrs) < len(layout.names) and \
+                not (meta.get("training_options") or {}).get("attr_dropout"):
+            click.echo("note: this network was trained without --attr-dropout, so attributes left 'any' (zeros) "
+                       "mean what the data's unknown values taught it", err=True)
+        return [(re.sub(r"[^\w.-]+", "_", suffix), class_labels(G, label, 1))
+                for suffix, label in attribute_labels(layout, attrs)]
+    except LabelLayoutError as e:
+        raise click.BadParameter(str(e), param_hint="--attr") from e
 
 
 def _classes_to_render(G, value: str | None, class_names) -> list[tuple[str, torch.Tensor]]:

@@ -83,6 +83,7 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 # what
 @click.option("--cfg", type=click.Choice(CFG_NAMES), default="auto", show_default=True, help="Hyper-parameter preset.")
 @click.option("--cond", is_flag=True, help="Condition on the dataset's class labels (dataset.json).")
+@click.option("--attr-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="With --cond: share of attribute blocks (the whole label of a one-hot dataset) zeroed at random in training, so an attribute can be left 'any' when sampling.")
 @click.option("--mirror", is_flag=True, help="Add x-flipped copies of the images.")
 @click.option("--kimg", type=click.FloatRange(min=0, min_open=True), help="Training length in thousands of real images. [preset]")
 @click.option("--batch", type=click.IntRange(min=1), help="Total batch size. [preset]")
@@ -122,7 +123,7 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 @click.option("--cpu", is_flag=True, help="Train on the CPU even if a GPU is present.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads per process. [the node's cores / processes on it]")
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
-def main(ctx, outdir, data, gpus, nodes, rendezvous, rendezvous_timeout, max_restarts, cfg, cond, mirror, kimg, batch,
+def main(ctx, outdir, data, gpus, nodes, rendezvous, rendezvous_timeout, max_restarts, cfg, cond, attr_dropout, mirror, kimg, batch,
          batch_gpu, gamma, lr, ema, cbase, cmax, map_layers, zdim, mbstd_group, fp16_res, aug, p, target, augpipe,
          ada_kimg, ema_rampup, resume, freezed, tick, snap, keep, metrics, feature_net, fp32,
          allow_tf32, deterministic, seed, workers, cpu, threads, dry_run):
@@ -162,7 +163,7 @@ def main(ctx, outdir, data, gpus, nodes, rendezvous, rendezvous_timeout, max_res
         if data is None:
             raise click.UsageError("--data is required (except with --resume latest)")
         opts, resume_network = options_for_new_run(
-            data=data, fetch=not dry_run, cfg=cfg, gpus=processes, cond=cond, mirror=mirror, resume=resume, freezed=freezed,
+            data=data, fetch=not dry_run, cfg=cfg, gpus=processes, cond=cond, attr_dropout=attr_dropout, mirror=mirror, resume=resume, freezed=freezed,
             overrides=Overrides(batch=batch, batch_gpu=batch_gpu, gamma=gamma, kimg=kimg, lr=lr, ema=ema, cbase=cbase,
                                 cmax=cmax, map=map_layers, zdim=zdim, mbstd_group=mbstd_group, fp16_res=fp16_res,
                                 ada_kimg=ada_kimg, ema_rampup=ema_rampup),

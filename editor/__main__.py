@@ -123,8 +123,9 @@ def main(network, directions, labels, components, host, port, share, auth, auth_
 
     (height, width), classes = studio.G.img_shape, len(loaded.class_names or []) or studio.G.c_dim
     size = f"{height} px" if height == width else f"{width}×{height} px"
+    labels = f"attributes {', '.join(loaded.label_layout.names)}" if loaded.label_layout else f"{classes} classes"
     store = SessionStore(loaded.sha256)
-    click.echo(f"Model: {loaded.describe().name}, {size}, {classes} classes, {len(studio.directions)} "
+    click.echo(f"Model: {loaded.describe().name}, {size}, {labels}, {len(studio.directions)} "
                f"sliders ({loaded.source})\nYour labels go to {studio.labels_path}, your sessions to {store.folder}")
     if studio.compiling:
         click.echo("Warming up: compiling the generator in the background (a minute or two the first time, "

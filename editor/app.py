@@ -28,6 +28,7 @@ from editor.studio import Studio
 from editor.typed_inputs import TypedNumber, TypedSlider
 from ganspace.directions import DirectionsError
 from ganspace.layers import format_layers
+from stylegan2.labels import ANY
 
 MAX_DIRECTION_SLIDERS = 16
 MAX_COMPONENT_SLIDERS = 12
@@ -95,7 +96,13 @@ class StudioApp:
     def __init__(self, studio: Studio, store: SessionStore | None = None):
         self.studio = studio
         self.store = store
-        self.class_choices = self._class_choices()
+        self.layout = studio.network.label_layout   # multi-attribute networks: one picker per block
+        self.class_choices = self._class_choices() if self.layout is None else []
+        self.attr_pickers: list = []
+        self.browse_attrs: list = []
+
+    def _attr_choices(self, block):
+        return [(ANY, ANY)] + [(caption, value) for caption, value in zip(block.captions, block.values)]
 
     def _class_choices(self):
         c_dim = int(self.studio.G.c_dim)
@@ -112,7 +119,11 @@ class StudioApp:
         classes = ", ".join(name for name, _ in self.class_choices) if self.class_choices else "unconditional"
         height, width = G.img_shape
         size = f"{width}×{height} px" + ("" if height == width else " (width×height)")
-        text = f"**Model: {card.name}** · {size} · classes: {classes}"
+        if self.layout is not None:
+            classes = "attributes " + ", ".join(f"{b.name} ({len(b.values)})" for b in self.layout.blocks)
+        else:
+            classes = f"classes: {classes}"
+        text = f"**Model: {card.name}** · {size} · {classes}"
         text += f" · {card.summary}" if card.summary else ""
         return text + (f"\n\n⚠️ **{card.notice}**" if card.notice else "")
 
@@ -159,6 +170,8 @@ class StudioApp:
                 self.seed: str(recipe.seed),
                 self.psi: recipe.truncation_psi,
                 self.class_idx: recipe.class_idx,
+                **{picker: recipe.attributes.get(block.name, ANY)
+                   for picker, block in zip(self.attr_pickers, self.layout.blocks if self.layout else [])},
                 self.noise_mode: recipe.noise_mode,
                 self.mix_seed: "" if recipe.mix is None else str(recipe.mix.seed),
                 self.mix_layers: "coarse" if recipe.mix is None else format_layers(recipe.mix.layers),
@@ -201,10 +214,17 @@ class StudioApp:
             return None
         return int(parse_number(0 if class_idx in (None, "") else class_idx, "Class", 0, self.studio.G.c_dim - 1)[0])
 
-    def on_edit(self, session, seed, psi, class_idx, noise_mode):
+    def _label(self, class_idx, attr_values) -> dict:
+        """Recipe fields from the class menu or, on a multi-attribute network, from its attribute pickers."""
+        if self.layout is None:
+            return {"class_idx": self._class(class_idx)}
+        chosen = {b.name: v for b, v in zip(self.layout.blocks, attr_values) if v not in (None, "", ANY)}
+        return {"class_idx": None, "attributes": chosen}
+
+    def on_edit(self, session, seed, psi, class_idx, noise_mode, *attr_values):
         psi, note = parse_number(psi, "Truncation ψ", *PSI_RANGE)
         recipe = self.current(session).replace(
-            seed=parse_seed(seed), truncation_psi=psi, class_idx=self._class(class_idx),
+            seed=parse_seed(seed), truncation_psi=psi, **self._label(class_idx, attr_values),
             noise_mode=noise_mode if noise_mode in NOISE_MODES else "const")
         return self.commit(session, recipe, note, full=True)
 
@@ -302,43 +322,49 @@ class StudioApp:
         number, note = parse_number(0 if page in (None, "") else page, "Page", 0, Studio.last_page(PER_PAGE))
         return int(number), note
 
-    def _page(self, session, page, psi, class_idx):
+    def _page(self, session, page, psi, class_idx, *attr_values):
+        return self._draw_page(session, page, psi, self._label(class_idx, attr_values))
+
+    def _draw_page(self, session, page, psi, label: dict):
+        """A browse page drawn with `label` (the recipe fields _label gives: class or attributes)."""
         page, page_note = self._page_number(page)
         psi, psi_note = parse_number(psi, "Truncation ψ", *PSI_RANGE)
         note = " ".join(n for n in (page_note, psi_note) if n)
         seeds = Studio.page_seeds(page, PER_PAGE)
-        class_idx = self._class(class_idx)
-        images = self.studio.render_seeds(seeds, psi, class_idx)
-        session.page, session.page_seeds, session.page_psi, session.page_class = page, seeds, psi, class_idx
+        images = self.studio.render_seeds(seeds, psi, self.studio.new_recipe().replace(**label).label)
+        session.page, session.page_seeds, session.page_psi, session.page_class = page, seeds, psi, label
         return {self.state: session, self.page: page, self.message: note,
                 self.gallery: [(img, f"seed {s}") for img, s in zip(images, seeds)]}
 
-    def on_browse(self, session, page, psi, class_idx):
-        return self._page(session, page, psi, class_idx)
+    def on_browse(self, session, page, psi, class_idx, *attr_values):
+        return self._page(session, page, psi, class_idx, *attr_values)
 
-    def on_next(self, session, page, psi, class_idx):
-        return self._page(session, self._page_number(page)[0] + 1, psi, class_idx)
+    def on_next(self, session, page, psi, class_idx, *attr_values):
+        return self._page(session, self._page_number(page)[0] + 1, psi, class_idx, *attr_values)
 
-    def on_prev(self, session, page, psi, class_idx):
-        return self._page(session, self._page_number(page)[0] - 1, psi, class_idx)
+    def on_prev(self, session, page, psi, class_idx, *attr_values):
+        return self._page(session, self._page_number(page)[0] - 1, psi, class_idx, *attr_values)
 
-    def on_random_page(self, session, psi, class_idx):
-        return self._page(session, Studio.random_page(PER_PAGE), psi, class_idx)
+    def on_random_page(self, session, psi, class_idx, *attr_values):
+        return self._page(session, Studio.random_page(PER_PAGE), psi, class_idx, *attr_values)
 
-    def on_jump(self, session, seed, psi, class_idx):
+    def on_jump(self, session, seed, psi, class_idx, *attr_values):
         """Show the seed's page and open the seed itself in the Design tab."""
-        seed = parse_seed(seed)
-        return {**self._page(session, seed // PER_PAGE, psi, class_idx), **self.on_open_seed(session, seed, psi, class_idx)}
+        seed, label = parse_seed(seed), self._label(class_idx, attr_values)
+        return {**self._draw_page(session, seed // PER_PAGE, psi, label), **self._open_seed(session, seed, psi, label)}
 
     def on_tile(self, session, evt: gr.SelectData):
         """Open the tile as drawn (the ψ and class of the page on screen, not the controls' new values)."""
         seed = session.page_seeds[evt.index]
-        return self.on_open_seed(session, seed, session.page_psi, session.page_class)
+        return self._open_seed(session, seed, session.page_psi, session.page_class or self._label(None, ()))
 
-    def on_open_seed(self, session, seed, psi, class_idx):
+    def on_open_seed(self, session, seed, psi, class_idx, *attr_values):
+        return self._open_seed(session, seed, psi, self._label(class_idx, attr_values))
+
+    def _open_seed(self, session, seed, psi, label: dict):
         recipe = self.current(session).replace(
             seed=parse_seed(seed), truncation_psi=parse_number(psi, "Truncation ψ", *PSI_RANGE)[0], mix=None,
-            class_idx=self._class(class_idx))
+            **label)
         updates = self.commit(session, recipe, f"Opened seed {recipe.seed}.", full=True)
         updates[self.tabs] = gr.Tabs(selected="design")
         return updates
@@ -402,14 +428,16 @@ class StudioApp:
         session.session_id = session_id if data is not None else new_session_id()
         recipe = self.current(session)
         message = "Welcome back: your design, history and favourites are restored." if data else ""
-        return {**self._page(session, session.page, recipe.truncation_psi, recipe.class_idx),
+        label = {"class_idx": recipe.class_idx, **({"attributes": recipe.attributes} if self.layout else {})}
+        return {**self._draw_page(session, session.page, recipe.truncation_psi, label),
                 **self.view(session, message, full=True), **self._tray(session, message),
                 self.session_id: session.session_id}
 
     # ------------------------------------------------------------------ layout
     def build(self) -> gr.Blocks:
         studio = self.studio
-        conditional = bool(studio.G.c_dim)
+        conditional = bool(studio.G.c_dim) and self.layout is None   # a class menu; attribute pickers otherwise
+        blocks = self.layout.blocks if self.layout is not None else ()
         start = studio.start_recipe()
         with gr.Blocks(title=f"Afro Fashion Studio: {studio.network.describe().name}") as demo:
             self.state = gr.State(Session())
@@ -432,6 +460,12 @@ class StudioApp:
                                                 buttons=[], elem_id="browse-psi")
                         browse_class = gr.Dropdown(self.class_choices, value=start.class_idx, label="Class",
                                                    visible=conditional, elem_id="browse-class")
+                    if blocks:
+                        with gr.Row():
+                            self.browse_attrs = [
+                                gr.Dropdown(self._attr_choices(b), value=start.attributes.get(b.name, ANY),
+                                            label=b.name.capitalize(), elem_id=f"browse-attr-{b.name}")
+                                for b in blocks]
                     self.gallery = gr.Gallery(label="Seeds: click one to design with it", columns=6,
                                               object_fit="contain", allow_preview=False, elem_id="browse-gallery")
                 with gr.Tab("Design", id="design"):
@@ -458,6 +492,12 @@ class StudioApp:
                                                   buttons=[], elem_id="design-psi")
                             self.class_idx = gr.Dropdown(self.class_choices, value=start.class_idx,
                                                          label="Class", visible=conditional, elem_id="design-class")
+                            if blocks:
+                                with gr.Row():
+                                    self.attr_pickers = [
+                                        gr.Dropdown(self._attr_choices(b), value=start.attributes.get(b.name, ANY),
+                                                    label=b.name.capitalize(), elem_id=f"design-attr-{b.name}")
+                                        for b in blocks]
                             with gr.Accordion("Directions (σ units)", open=True):
                                 if not studio.directions:
                                     gr.Markdown("No labelled directions loaded (`--directions FILE.yaml`).")
@@ -544,17 +584,17 @@ class StudioApp:
             api_btn = gr.Button(visible=False)
 
             view = [self.state, self.message, self.image, self.recipe_text, self.history]
-            full = view + [self.seed, self.psi, self.class_idx, self.noise_mode, self.mix_seed, self.mix_layers,
-                           self.mix_weight, self.component_layers, self.parent_a, self.parent_b,
+            full = view + [self.seed, self.psi, self.class_idx, *self.attr_pickers, self.noise_mode, self.mix_seed,
+                           self.mix_layers, self.mix_weight, self.component_layers, self.parent_a, self.parent_b,
                            self.direction_choice, self.technical, *self.direction_sliders, *self.component_sliders]
             s = self.state
-            edit_inputs = [s, self.seed, self.psi, self.class_idx, self.noise_mode]
+            edit_inputs = [s, self.seed, self.psi, self.class_idx, self.noise_mode, *self.attr_pickers]
 
             def on(trigger, handler, inputs, outputs, api_name=None, **kwargs):
                 trigger(self.guarded(handler), inputs, outputs, api_name=api_name,
                         api_visibility="public" if api_name else "undocumented", **kwargs)
 
-            for control in (self.psi, self.noise_mode, self.class_idx):
+            for control in (self.psi, self.noise_mode, self.class_idx, *self.attr_pickers):
                 on(control.input, self.on_edit, edit_inputs, full, trigger_mode="always_last")
             on(self.seed.submit, self.on_edit, edit_inputs, full, api_name="edit")
             for i, slider in enumerate(self.direction_sliders):
@@ -584,15 +624,17 @@ class StudioApp:
                [s, label_component, label_name, label_description, label_sign, label_layers], full,
                api_name="label_component")
 
-            browse_in = [s, self.page, browse_psi, browse_class]
+            browse_in = [s, self.page, browse_psi, browse_class, *self.browse_attrs]
             browse_out = [s, self.page, self.message, self.gallery]
             on(self.page.submit, self.on_browse, browse_in, browse_out, api_name="browse")
             on(next_btn.click, self.on_next, browse_in, browse_out)
             on(prev_btn.click, self.on_prev, browse_in, browse_out)
-            on(random_btn.click, self.on_random_page, [s, browse_psi, browse_class], browse_out)
+            on(random_btn.click, self.on_random_page, [s, browse_psi, browse_class, *self.browse_attrs], browse_out)
             on(browse_psi.release, self.on_browse, browse_in, browse_out)
-            on(browse_class.input, self.on_browse, browse_in, browse_out)
-            on(jump_seed.submit, self.on_jump, [s, jump_seed, browse_psi, browse_class], full + browse_out + [self.tabs],
+            for control in (browse_class, *self.browse_attrs):
+                on(control.input, self.on_browse, browse_in, browse_out)
+            on(jump_seed.submit, self.on_jump, [s, jump_seed, browse_psi, browse_class, *self.browse_attrs],
+               full + browse_out + [self.tabs],
                api_name="open_seed")
             on(self.gallery.select, self.on_tile, [s], full + [self.tabs])
 

@@ -44,6 +44,7 @@ def image_name(recipe: Recipe, class_names: list[str] | None = None, scale: int 
     if recipe.class_idx is not None:
         names = class_names or []
         parts.append(_slug(names[recipe.class_idx]) if recipe.class_idx < len(names) else f"class{recipe.class_idx}")
+    parts += [_slug(value) for value in recipe.attributes.values()]
     parts.append(f"psi{recipe.truncation_psi:g}")
     if recipe.mix:
         parts.append(f"mix{recipe.mix.seed}")
@@ -105,7 +106,7 @@ def export_batch(studio: Studio, recipe: Recipe, seeds: list[int], strengths: li
     directions_file = dataclasses.replace(studio.directions_file, directions=chosen)
     out_dir = out_dir or new_export_dir("batch")
     export_directions(studio.private_generator(), directions_file, seeds, strengths, out_dir / "batch",
-                      truncation_psi=recipe.truncation_psi, class_idx=recipe.class_idx,
+                      truncation_psi=recipe.truncation_psi, **studio.export_label(recipe),
                       network_sha256=studio.network_sha256, progress=progress, scale=scale, resample=resample)
     return zip_folder(out_dir / "batch")
 

@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from stylegan2.checkpoint import weights_sha256
+from stylegan2.labels import LabelLayout, layout_from_meta
 
 RANDOM_DEMO_BANNER = "random demo network, no trained model found"
 CARD_FILE = "card.yaml"  # optional, next to a network file: what the studio says about the model
@@ -28,6 +29,7 @@ class LoadedNetwork:
     G: torch.nn.Module
     sha256: str
     class_names: list[str] | None = None
+    label_layout: LabelLayout | None = None   # multi-attribute networks: one picker per block
     banner: str = ""  # shown at the top of the studio when non-empty
     source: str = ""
     card: ModelCard | None = None
@@ -54,13 +56,13 @@ def read_card(network_path: str, name: str, meta: dict | None = None) -> ModelCa
         return ModelCard(name=name, summary=f"({path} could not be read: {error})")
 
 
-def build_random_generator(resolution: int = 32, seed: int = 0, z_dim: int = 64,
+def build_random_generator(resolution: int = 32, seed: int = 0, z_dim: int = 64, c_dim: int = 0,
                            base_shape=(4, 4)) -> torch.nn.Module:
     """A small randomly initialised generator: for tests and for a studio with no trained model."""
     from stylegan2.networks import Generator
 
     torch.manual_seed(seed)
-    return Generator(z_dim=z_dim, c_dim=0, w_dim=z_dim, img_resolution=resolution, img_channels=3,
+    return Generator(z_dim=z_dim, c_dim=c_dim, w_dim=z_dim, img_resolution=resolution, img_channels=3,
                      mapping_kwargs=dict(num_layers=2), base_shape=base_shape,
                      synthesis_kwargs=dict(channel_base=512, channel_max=64, num_fp16_res=0, conv_clamp=None))
 
@@ -96,4 +98,5 @@ def load_studio_network(spec: str | None) -> LoadedNetwork:
     class_names = (bundle.meta or {}).get("class_names")
     name = str(spec) if str(spec) in checkpoint.NAMED_NETWORKS else pathlib.Path(bundle.source).name
     return LoadedNetwork(G=bundle.G_ema, sha256=bundle.sha256, class_names=class_names, source=bundle.source,
+                         label_layout=layout_from_meta(bundle.meta),
                          card=read_card(bundle.source, name, bundle.meta))

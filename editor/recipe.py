@@ -114,6 +114,7 @@ class Recipe:
     truncation_psi: float = 0.7
     class_idx: int | None = None
     noise_mode: str = "const"
+    attributes: dict[str, str] = dataclasses.field(default_factory=dict)  # multi-attribute networks; absent = any
     mix: Mix | None = None
     sliders: dict[str, float] = dataclasses.field(default_factory=dict)
     layer_overrides: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
@@ -124,6 +125,11 @@ class Recipe:
     def replace(self, **changes: Any) -> "Recipe":
         return dataclasses.replace(self, **changes)
 
+    @property
+    def label(self):
+        """What the seed is mapped with: the class index, or the attribute choices as sorted pairs (hashable)."""
+        return tuple(sorted(self.attributes.items())) if self.attributes else self.class_idx
+
     def to_dict(self) -> dict:
         return {
             "format": RECIPE_FORMAT,
@@ -132,6 +138,7 @@ class Recipe:
             "seed": self.seed,
             "truncation_psi": self.truncation_psi,
             "class_idx": self.class_idx,
+            **({"attributes": dict(self.attributes)} if self.attributes else {}),
             "noise_mode": self.noise_mode,
             "mix": None if self.mix is None else {
                 "seed": self.mix.seed, "layers": list(self.mix.layers), "weight": self.mix.weight},
@@ -178,12 +185,16 @@ class Recipe:
         except ValueError as error:
             raise RecipeError(f"Recipe field components must map component numbers to strengths ({error}).") from None
         component_layers = data.get("component_layers")
+        attributes = _mapping(data.get("attributes"), "attributes")
+        if not all(isinstance(k, str) and isinstance(v, str) and len(k) + len(v) < 200 for k, v in attributes.items()):
+            raise RecipeError("Recipe field attributes must map attribute names to value names (text).")
         return cls(
             network_sha256=sha,
             seed=parse_seed(data.get("seed")),
             truncation_psi=_finite(data.get("truncation_psi", 0.7), "Truncation psi", -2.0, 2.0),
             class_idx=class_idx,
             noise_mode=noise_mode,
+            attributes=dict(attributes),
             mix=mix,
             sliders={str(k): _finite(v, f"Slider {k!r}") for k, v in sliders.items()},
             layer_overrides={str(k): _layer_range(v, f"Layers of {k!r}") for k, v in overrides.items()},
@@ -289,6 +300,7 @@ def studio_dict_from_export(data: dict) -> dict:
     return {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, "network_sha256": data.get("network_sha256"),
             "seed": data.get("seed"), "truncation_psi": data.get("truncation_psi", 0.7),
             "class_idx": data.get("class_idx"), "noise_mode": data.get("noise_mode", "const"),
+            **({"attributes": data["attributes"]} if data.get("attributes") else {}),
             "sliders": sliders, "layer_overrides": overrides}
 
 

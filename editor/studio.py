@@ -33,6 +33,7 @@ from ganspace.hints import STATISTICS, per_image_changes, visibility
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups, parse_layers
 from ganspace.recipe import edit_to_recipe
 from stylegan2.compiled import RENDER_BATCH, compile_generator, warm_up, warming_up
+from stylegan2.labels import LabelLayoutError
 from stylegan2.render import seed_to_w, synthesize_uint8
 
 BROWSE_BATCH = RENDER_BATCH
@@ -135,7 +136,7 @@ class Studio:
     # -------------------------------------------------------------------- recipes
     def new_recipe(self, seed: int = 0, truncation_psi: float = 0.7, class_idx: int | None = None) -> Recipe:
         return Recipe(network_sha256=self.network_sha256, seed=seed, truncation_psi=truncation_psi,
-                      class_idx=(class_idx or 0) if self.G.c_dim else None,
+                      class_idx=(class_idx or 0) if self.G.c_dim and self.network.label_layout is None else None,
                       network_name=self.network.describe().name)
 
     def start_recipe(self) -> Recipe:
@@ -158,7 +159,18 @@ class Studio:
                 f"{recipe.network_sha256}; this studio runs {self.network.describe().name}, sha256 "
                 f"{self.network_sha256}. To restore it, start the studio on that network: "
                 f"`python -m editor --network {name if name else 'FILE'}` (the file whose sha256 is the one above).")
-        if self.G.c_dim:
+        layout = self.network.label_layout
+        if layout is not None:
+            if recipe.class_idx is not None:
+                raise RecipeError(f"This network is conditioned on attributes ({', '.join(layout.names)}), "
+                                  f"not classes: the recipe's class_idx must be null.")
+            try:
+                layout.encode(recipe.attributes)
+            except LabelLayoutError as error:
+                raise RecipeError(str(error)) from None
+        elif recipe.attributes:
+            raise RecipeError("This network has no attributes; the recipe's attributes must be empty.")
+        elif self.G.c_dim:
             if recipe.class_idx is None or not 0 <= recipe.class_idx < self.G.c_dim:
                 raise RecipeError(f"Class must be between 0 and {self.G.c_dim - 1}, got {recipe.class_idx}.")
         elif recipe.class_idx is not None:
@@ -212,13 +224,16 @@ class Studio:
         return data
 
     # ------------------------------------------------------------------ rendering
-    def base_ws(self, seed: int, truncation_psi: float, class_idx: int | None) -> torch.Tensor:
-        """Unedited, truncated W+ of a seed; cached so slider moves only re-run synthesis."""
+    def base_ws(self, seed: int, truncation_psi: float, class_idx) -> torch.Tensor:
+        """Unedited, truncated W+ of a seed; cached so slider moves only re-run synthesis.
+        `class_idx`: a class index, or a recipe's attribute choices (Recipe.label) on a multi-attribute network."""
         key = (int(seed), float(truncation_psi), class_idx)
         with self._lock:
             ws = self._cache.get(key)
             if ws is None:
-                ws = seed_to_w(self.G, int(seed), float(truncation_psi), class_idx=class_idx).to(self.device)
+                layout = self.network.label_layout
+                label = class_idx if layout is None else layout.encode(dict(class_idx or ()))   # () = all "any"
+                ws = seed_to_w(self.G, int(seed), float(truncation_psi), class_idx=label).to(self.device)
                 self._cache[key] = ws
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
@@ -226,12 +241,19 @@ class Studio:
                 self._cache.move_to_end(key)
             return ws
 
+    def export_label(self, recipe: Recipe) -> dict:
+        """The ganspace exporter's label arguments for a recipe: its class, or its attributes' vector."""
+        layout = self.network.label_layout
+        if layout is None:
+            return {"class_idx": recipe.class_idx}
+        return {"class_idx": layout.encode(recipe.attributes), "attributes": dict(recipe.attributes)}
+
     def compose_ws(self, recipe: Recipe) -> torch.Tensor:
         """W+ of the recipe: base seed, style mix, then the slider edits."""
         self.check(recipe)
-        ws = self.base_ws(recipe.seed, recipe.truncation_psi, recipe.class_idx)
+        ws = self.base_ws(recipe.seed, recipe.truncation_psi, recipe.label)
         if recipe.mix is not None:
-            other = self.base_ws(recipe.mix.seed, recipe.truncation_psi, recipe.class_idx)
+            other = self.base_ws(recipe.mix.seed, recipe.truncation_psi, recipe.label)
             start, end = recipe.mix.layers
             ws = ws.clone()
             ws[:, start:end + 1] = torch.lerp(ws[:, start:end + 1], other[:, start:end + 1], recipe.mix.weight)
@@ -293,7 +315,7 @@ class Studio:
         group, scored with the hints statistics (1 = clearly visible). E.g. {"coarse": "size, length"}."""
         if self._mix_hints is None:
             seeds = range(2 * MIX_HINT_PAIRS)
-            class_idx = self.start_recipe().class_idx
+            class_idx = self.start_recipe().label
             with self._lock:
                 ws = torch.cat([self.base_ws(s, 0.7, class_idx) for s in seeds])
                 first, second = ws[0::2], ws[1::2]

@@ -82,6 +82,9 @@ def _check_spec(spec, source: str) -> None:
                 fail(f"{attr}.{key}.caption", "text", value_spec["caption"])
             if isinstance(value_spec.get("priority", 0), bool) or not isinstance(value_spec.get("priority", 0), int):
                 fail(f"{attr}.{key}.priority", "a whole number", value_spec["priority"])
+            if "rgb" in value_spec and not (isinstance(value_spec["rgb"], str)
+                                            and re.fullmatch(r"#[0-9a-fA-F]{6}", value_spec["rgb"])):
+                fail(f"{attr}.{key}.rgb", 'a colour like "#1f4fa0"', value_spec["rgb"])
     compounds = spec.get("compounds") or {}
     if not isinstance(compounds, dict):
         fail("compounds", "a mapping of phrase: {attribute: value}", compounds)
@@ -128,6 +131,7 @@ class Vocabulary:
         self.negators = frozenset(normalize_text(self._word(w)) for w in spec.get("negators", []))
         self.attributes: dict[str, dict[str, AttributeValue]] = {}
         self.combine: dict[str, str] = {}
+        self.rgb: dict[str, dict[str, tuple[int, int, int]]] = {}   # attribute -> value -> reference colour
         self._targets: dict[str, dict[str, str]] = {}   # phrase -> {attribute: value key}
         for attr, attr_spec in spec["attributes"].items():
             values = attr_spec["values"]
@@ -137,6 +141,9 @@ class Vocabulary:
                 self.attributes[attr][key] = AttributeValue(
                     key=key, caption=str(value_spec.get("caption", key)),
                     priority=int(value_spec.get("priority", 0)))
+                if "rgb" in value_spec:
+                    hex_rgb = value_spec["rgb"]
+                    self.rgb.setdefault(attr, {})[key] = tuple(int(hex_rgb[i:i + 2], 16) for i in (1, 3, 5))
                 for phrase in [key, *value_spec.get("synonyms", [])]:
                     self._add_phrase(phrase, {attr: key})
             if "combine" in attr_spec:

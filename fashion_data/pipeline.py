@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from stylegan2.labels import LabelLayout
 from stylegan2.shapes import parse_resolution
 
 from .attributes import load_vocabulary
 from .cleaning import CleanOptions, NearDuplicateIndex, Rejected, content_hash, decode_image, fingerprint
+from .colour import Palette, measure_colour, vocabulary_palette
 from .framing import TRANSFORMS, frame_image
 from .metadata import load_metadata
 from .parallel import ordered_map
@@ -28,7 +30,8 @@ from .writer import DatasetWriter, DestinationError, archive_name, inside
 
 FOLDER_ATTRIBUTE = "folder"      # pseudo-attribute: the photo's parent folder name
 UNKNOWN_CLASS = "unknown"
-CLASS_JOINER = " / "             # class name when --cond-attr combines attributes
+CLASS_JOINER = " / "             # class name when --cond-attr combines attributes (without --multi-hot)
+DERIVED_COLOUR = "colour"        # the one attribute --derive-colour measures on the image
 MIN_DECODE_SIZE = 64             # JPEGs decode at reduced scale, never below this: keeps the hash stable
 
 
@@ -57,6 +60,8 @@ class BuildOptions:
     cond_attr: tuple[str, ...] = ()
     label_from_folder: bool = False
     unlabelled: str = "drop"                 # or "unknown"
+    multi_hot: bool = False                  # one one-hot block per --cond-attr attribute instead of one class
+    derive_colour: bool = False              # measure the garment colour where the text names none
     workers: int = 1
     overwrite: bool = False
     exclude: str | None = None               # text file of source paths to leave out (a held-out split)
@@ -84,6 +89,8 @@ class BuildOptions:
                 raise ValueError(f"--cond-attr {name!r} is not an attribute; choose from {', '.join(sorted(allowed))}")
         if FOLDER_ATTRIBUTE in self.cond_attr and not self.label_from_folder:
             raise ValueError(f"--cond-attr {FOLDER_ATTRIBUTE} needs --label-from-folder")
+        if self.multi_hot and not self.cond_attr:
+            raise ValueError("--multi-hot needs --cond-attr, e.g. --cond-attr garment,fabric,colour")
         if self.max_images is not None and self.max_images < 1:
             raise ValueError("--max-images must be at least 1")
 
@@ -98,13 +105,14 @@ class Processed:
     content: str = ""
     phash: int = 0
     colour: bytes = b""
+    measured_colour: str | None = None       # --derive-colour: the garment colour seen on the framed image
 
 
 _worker: dict = {}
 
 
-def _init_worker(source: Source, clean: CleanOptions, options: BuildOptions) -> None:
-    _worker.update(source=source, clean=clean, options=options)
+def _init_worker(source: Source, clean: CleanOptions, options: BuildOptions, palette: Palette | None) -> None:
+    _worker.update(source=source, clean=clean, options=options, palette=palette)
 
 
 def process_file(rel_path: str) -> Processed:
@@ -125,7 +133,9 @@ def process_file(rel_path: str) -> Processed:
     buffer = io.BytesIO()
     framed.save(buffer, format="PNG", compress_level=options.png_compress_level)
     phash, colour = fingerprint(image)
-    return Processed(rel_path, png=buffer.getvalue(), content=content_hash(image), phash=phash, colour=colour)
+    palette = _worker["palette"]
+    return Processed(rel_path, png=buffer.getvalue(), content=content_hash(image), phash=phash, colour=colour,
+                     measured_colour=measure_colour(framed, palette) if palette is not None else None)
 
 
 class Labeller:
@@ -139,6 +149,10 @@ class Labeller:
         self.options = options
         self.unrecognised: dict[str, dict[str, int]] = {}
         self.photos_without_row = 0
+        self.palette = vocabulary_palette(self.vocabulary, DERIVED_COLOUR) if options.derive_colour else None
+        if self.palette is not None and not self.palette.names:
+            raise ValueError(f"--derive-colour needs reference colours: give the {DERIVED_COLOUR} values of "
+                             f"{self.vocabulary.source} an rgb: \"#rrggbb\" entry")
 
     @property
     def attribute_names(self) -> list[str]:
@@ -170,11 +184,26 @@ class Labeller:
         return attributes
 
     def class_name(self, attributes: dict[str, str]) -> str | None:
-        """The conditioning class; UNKNOWN_CLASS or None (drop) when an attribute is missing."""
+        """The conditioning class; UNKNOWN_CLASS or None (drop) when an attribute is missing.
+        With --multi-hot there is no class: None (drop) only when every --cond-attr attribute is missing."""
         values = [attributes.get(name) for name in self.options.cond_attr]
+        if self.options.multi_hot:
+            return UNKNOWN_CLASS if any(values) or self.options.unlabelled == "unknown" else None
         if all(values):
             return CLASS_JOINER.join(values)
         return UNKNOWN_CLASS if self.options.unlabelled == "unknown" else None
+
+    def layout(self, rows: list[dict[str, str | None]]) -> LabelLayout:
+        """One block per --cond-attr attribute with the values the written images have, in vocabulary order."""
+        blocks = []
+        for name in self.options.cond_attr:
+            seen = {row[name] for row in rows if row.get(name)}
+            known = self.vocabulary.attributes.get(name, {})
+            values = [key for key in known if key in seen] + sorted(seen - set(known))   # folder names: sorted
+            if not values:
+                raise ValueError(f"--multi-hot: no written image has a {name} value; leave {name} out of --cond-attr")
+            blocks.append((name, values, [known[v].caption if v in known else v for v in values]))
+        return LabelLayout.build(blocks)
 
     def metadata_summary(self) -> dict | None:
         if not self.metadata:
@@ -219,12 +248,14 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> Report:
     near_index = (NearDuplicateIndex(options.near_threshold, options.near_colour_tolerance)
                   if options.near_threshold >= 0 else None)
     labels: list[tuple[str, str]] = []
+    rows: list[dict[str, str | None]] = []   # --multi-hot: each written image's --cond-attr values
     processed = 0
     with DatasetWriter(options.dest, options.overwrite) as writer:
         sidecar_path = writer.scratch / "attributes.jsonl"
         with open(sidecar_path, "w", encoding="utf-8") as sidecar, \
                 tqdm(total=len(candidates), unit="img", disable=not progress, desc="dataset_tool") as bar:
-            for result in ordered_map(process_file, candidates, options.workers, _init_worker, (source, clean, options)):
+            for result in ordered_map(process_file, candidates, options.workers, _init_worker,
+                                      (source, clean, options, labeller.palette)):
                 processed += 1
                 bar.update(1)
                 if result.reason:
@@ -238,6 +269,10 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> Report:
                     report.duplicate(result.rel_path, near[0], exact=False, distance=near[1])
                     continue
                 attributes = labeller.describe(result.rel_path)
+                derived = []
+                if result.measured_colour and not attributes.get(DERIVED_COLOUR):
+                    attributes[DERIVED_COLOUR] = result.measured_colour
+                    derived.append(DERIVED_COLOUR)
                 class_name = labeller.class_name(attributes) if options.cond_attr else None
                 if options.cond_attr and class_name is None:
                     report.drop(result.rel_path, "no_label", f"no {' + '.join(options.cond_attr)} found")
@@ -249,18 +284,25 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> Report:
                     near_index.add(result.phash, result.colour, result.rel_path)
                 record = {"fname": fname, "source": result.rel_path, "attributes": attributes,
                           "caption": labeller.vocabulary.caption(attributes)}
-                if class_name is not None:
+                if derived:
+                    record["derived"] = derived   # measured on the image, not read from text
+                if options.multi_hot:
+                    rows.append({name: attributes.get(name) for name in options.cond_attr})
+                    labels.append((fname, ""))
+                    class_name = None
+                elif class_name is not None:
                     record["class"] = class_name
                     labels.append((fname, class_name))
                 sidecar.write(json.dumps(record, ensure_ascii=False) + "\n")
-                report.keep(attributes, class_name, labeller.attribute_names)
+                report.keep(attributes, class_name, labeller.attribute_names, derived)
                 if options.max_images and report.written >= options.max_images:
                     break
         for rel_path in candidates[processed:]:
             report.drop(rel_path, "max_images", f"--max-images {options.max_images} reached")
         writer.add_file("attributes.jsonl", sidecar_path)
-        writer.add("dataset.json", json.dumps(_dataset_json(labels, options.cond_attr, options.shape),
-                                              ensure_ascii=False).encode())
+        dataset_json = (_multi_hot_json(labels, rows, labeller.layout(rows), options.cond_attr, options.shape)
+                        if options.multi_hot else _dataset_json(labels, options.cond_attr, options.shape))
+        writer.add("dataset.json", json.dumps(dataset_json, ensure_ascii=False).encode())
         report.metadata = labeller.metadata_summary()
         report.seconds = time.perf_counter() - started
         writer.add("report.json", json.dumps(report.to_dict(), indent=1, ensure_ascii=False).encode())
@@ -300,7 +342,7 @@ def read_exclude_list(path: str) -> set[str]:
 def _dataset_json(labels: list[tuple[str, str]], cond_attr: tuple[str, ...], shape: tuple[int, int]) -> dict:
     """The official {"labels": [[fname, class_index], ...]} plus our class list and, when not square, the
     [height, width] of every image (the official loader ignores both; it cannot train non-square sets)."""
-    shape_entry = {} if shape[0] == shape[1] else {"image_shape": list(shape)}
+    shape_entry = _shape_entry(shape)
     if not cond_attr:
         return {"labels": None, **shape_entry}
     names = sorted({name for _, name in labels} - {UNKNOWN_CLASS})
@@ -309,3 +351,17 @@ def _dataset_json(labels: list[tuple[str, str]], cond_attr: tuple[str, ...], sha
     index = {name: i for i, name in enumerate(names)}
     return {"labels": [[fname, index[name]] for fname, name in labels],
             "class_names": names, "cond_attr": list(cond_attr), **shape_entry}
+
+
+def _shape_entry(shape: tuple[int, int]) -> dict:
+    """dataset.json records a non-square shape (square sets stay as the official tools write them)."""
+    return {} if shape[0] == shape[1] else {"image_shape": list(shape)}
+
+
+def _multi_hot_json(labels: list[tuple[str, str]], rows: list[dict], layout: LabelLayout, cond_attr,
+                    shape: tuple[int, int]) -> dict:
+    """{"labels": [[fname, [0., 1., ...]], ...]} plus the block layout. The official loader reads such rows as
+    float32 label vectors (np.array of the lists is 2-D) and ignores the layout."""
+    vectors = [layout.encode(row).tolist() for row in rows] if rows else []
+    return {"labels": [[fname, vector] for (fname, _), vector in zip(labels, vectors)],
+            "label_layout": layout.to_json(), "cond_attr": list(cond_attr), **_shape_entry(shape)}

@@ -31,6 +31,7 @@ class Report:
         self.duplicate_groups: dict[str, list[dict]] = {}
         self.coverage: dict[str, Counter[str]] = {}
         self.class_counts: Counter[str] = Counter()
+        self.derived: dict[str, Counter[str]] = {}   # attribute -> value -> images whose value was measured
         self.metadata: dict | None = None
         self.seconds = 0.0
 
@@ -46,8 +47,10 @@ class Report:
         self.duplicate_groups.setdefault(original, []).append(
             {"file": rel_path, "kind": "exact" if exact else "near", "distance": distance})
 
-    def keep(self, attributes: dict[str, str], class_name: str | None, attribute_names) -> None:
+    def keep(self, attributes: dict[str, str], class_name: str | None, attribute_names, derived=()) -> None:
         self.written += 1
+        for name in derived:
+            self.derived.setdefault(name, Counter())[attributes[name]] += 1
         for name in attribute_names:
             self.coverage.setdefault(name, Counter())[attributes.get(name, "(none)")] += 1
         if class_name is not None:
@@ -67,6 +70,7 @@ class Report:
             "duplicate_groups": [{"kept": kept, "duplicates": dups} for kept, dups in self.duplicate_groups.items()],
             "attribute_coverage": {name: dict(c.most_common()) for name, c in self.coverage.items()},
             "class_balance": dict(sorted(self.class_counts.items())) if self.class_counts else None,
+            "derived": {name: dict(c.most_common()) for name, c in self.derived.items()},
             "metadata": self.metadata,
             "seconds": round(self.seconds, 2),
         }
@@ -86,6 +90,8 @@ class Report:
             if len(counts) > 6:  # the rest are in report.json
                 top += f", ... ({len(counts) - 6} more)"
             lines.append(f"  {name}: {top}")
+        for name, counts in self.derived.items():
+            lines.append(f"  {name} measured on the image for {sum(counts.values())} images (marked 'derived')")
         if self.class_counts:
             lines.append("  classes: " + ", ".join(f"{name} {n}" for name, n in sorted(self.class_counts.items())))
         return "\n".join(lines)

@@ -7,6 +7,7 @@
   template  a commented starting directions YAML for a network and its components
   validate  check a directions YAML (line-numbered errors, network hash)
   export    PNGs with recipes, contact sheets, GIF sweeps and a manifest for labelled directions
+  attribute a supervised direction from labels (sleeve short -> long, dress -> skirt) into directions.yaml
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from ganspace.directions import DirectionsError, load_directions
 from ganspace.layers import GROUP_NAMES
 from stylegan2.compiled import COMPILE_HELP, MAPPINGS_PER_IMAGE, compile_generator
+from stylegan2.labels import LabelLayoutError, layout_from_meta
 from stylegan2.render import class_choices, parse_seeds, resolve_class
 
 NETWORK_HELP = "Network: .safetensors, official .pkl, URL or a known name (e.g. ffhq256)."
@@ -53,7 +55,7 @@ class FloatList(click.ParamType):
 
 
 def load_generator(network: str, device: str):
-    """(G_ema in eval mode on `device`, sha256 of the network file, class names it records or None)."""
+    """(G_ema in eval mode on `device`, sha256 of the network file, its metadata: class names, label layout)."""
     import torch
     from stylegan2.checkpoint import load_network
     if device == "auto":
@@ -62,7 +64,25 @@ def load_generator(network: str, device: str):
         bundle = load_network(network)
     except (OSError, ValueError, KeyError) as exc:
         raise click.ClickException(f"cannot load network {network!r}: {exc}") from None
-    return bundle.G_ema.eval().requires_grad_(False).to(device), bundle.sha256, bundle.meta.get("class_names")
+    return bundle.G_ema.eval().requires_grad_(False).to(device), bundle.sha256, bundle.meta or {}
+
+
+def check_label(G, class_value: str | None, attrs, meta, optional: bool = False):
+    """(label, attribute choices) from --class or --attr: a class index (or None, see check_class) and None for
+    one-hot networks; a label vector and the choices for multi-attribute ones (attributes not named are "any")."""
+    try:
+        layout = layout_from_meta(meta)
+        if layout is None:
+            if attrs:
+                raise LabelLayoutError("--attr needs a multi-attribute network; use --class for this one")
+            return check_class(G, class_value, meta.get("class_names"), optional), None
+        if class_value not in (None, "mix"):   # fit's default
+            raise LabelLayoutError(f"this network is conditioned on attributes ({layout.describe()}): "
+                                   f"use --attr NAME=VALUE instead of --class")
+        chosen = {k: v for k, v in layout.parse(attrs).items() if v is not None}
+        return layout.encode(chosen), chosen
+    except LabelLayoutError as exc:
+        raise click.BadParameter(str(exc), param_hint="--attr") from None
 
 
 def check_class(G, value: str | None, class_names, optional: bool = False) -> int | None:
@@ -107,6 +127,9 @@ compile_option = click.option("--compile/--no-compile", "compile_", default=None
 class_option = click.option("--class", "class_idx", default=None,
                             help="Class index or name (conditional networks only; sheets and hints default to "
                                  "seed % classes, so every class is shown).")
+attr_option = click.option("--attr", "attrs", multiple=True, metavar="NAME=VALUE",
+                           help="Multi-attribute networks, instead of --class: an attribute value, repeatable "
+                                "(--attr garment=dress); attributes not given are 'any'.")
 
 
 @click.group(help=__doc__)
@@ -130,19 +153,20 @@ def cli():
               help="Fresh samples used to measure each direction's sigma.")
 @click.option("--class", "class_idx", default="mix", show_default=True,
               help="Conditional networks: a class index or name, or 'mix' for a uniform class per sample.")
+@attr_option
 @click.option("--layers", "sefa_layers", default=None, help="SeFa only: layers whose affines to use (e.g. 0-3, coarse).")
 @device_option
 @compile_option
 def fit(network, out, method, estimator, samples, num_components, batch_size, seed, subsample, stdev_samples,
-        class_idx, sefa_layers, device, compile_):
+        class_idx, attrs, sefa_layers, device, compile_):
     """Principal directions of W -> components .npz (GANSpace keys lat_comp/lat_mean/lat_stdev/var_ratio)."""
     from ganspace.fit import fit_components, fit_sefa
     from ganspace.layers import parse_layers
-    G, sha, class_names = load_generator(network, device)
+    G, sha, meta = load_generator(network, device)
     mapped = stdev_samples + (0 if method == "sefa" else samples)
     compile_generator(G, compile_, images=mapped // MAPPINGS_PER_IMAGE, parts=("mapping",))
-    if class_idx != "mix":
-        class_idx = check_class(G, class_idx, class_names)
+    if class_idx != "mix" or layout_from_meta(meta) is not None:
+        class_idx, _ = check_label(G, class_idx, attrs, meta)
     if method == "sefa":
         layers = parse_layers(sefa_layers, G.num_ws) if sefa_layers else None
         comps = fit_sefa(G, num_components, layers, seed, batch_size, class_idx, stdev_samples, sha)
@@ -168,17 +192,18 @@ def fit(network, out, method, estimator, samples, num_components, batch_size, se
 @click.option("--groups", default=",".join(GROUP_NAMES), show_default=True, help="Layer groups, comma separated.")
 @trunc_option
 @class_option
+@attr_option
 @device_option
 @compile_option
 def sheets(network, components_path, out, num_components, seeds, columns, sigma_range, centre, groups,
-           truncation_psi, class_idx, device, compile_):
+           truncation_psi, class_idx, attrs, device, compile_):
     """One PNG per component and layer group: rows = seeds, columns = strengths."""
     from ganspace.components import load_components
     from ganspace.sheets import component_sheets
-    G, _, class_names = load_generator(network, device)
+    G, _, meta = load_generator(network, device)
     group_list = [g.strip() for g in groups.split(",")]
     compile_generator(G, compile_, images=num_components * len(group_list) * len(seeds) * columns)
-    class_idx = check_class(G, class_idx, class_names, optional=True)
+    class_idx, _ = check_label(G, class_idx, attrs, meta, optional=True)
     progress = TqdmProgress("sheets", "sheet")
     try:
         paths = component_sheets(G, load_components(components_path), out, num_components, seeds, columns,
@@ -201,16 +226,17 @@ def sheets(network, components_path, out, num_components, seeds, columns, sigma_
 @click.option("--strength", type=float, default=2.0, show_default=True, help="Compare -s and +s sigma.")
 @trunc_option
 @class_option
+@attr_option
 @device_option
 @compile_option
-def hints(network, components_path, out, num_components, seeds, strength, truncation_psi, class_idx, device,
+def hints(network, components_path, out, num_components, seeds, strength, truncation_psi, class_idx, attrs, device,
           compile_):
     """Measured image changes per component and layer group, with suggested labels."""
     from ganspace.components import load_components
     from ganspace.hints import format_table, measure_hints, write_hints
-    G, _, class_names = load_generator(network, device)
+    G, _, meta = load_generator(network, device)
     compile_generator(G, compile_, images=num_components * len(GROUP_NAMES) * len(seeds) * 2)
-    class_idx = check_class(G, class_idx, class_names, optional=True)
+    class_idx, _ = check_label(G, class_idx, attrs, meta, optional=True)
     progress = TqdmProgress("hints", "row")
     try:
         rows = measure_hints(G, load_components(components_path), num_components, seeds, strength,
@@ -272,14 +298,15 @@ def validate(directions_path, network, force):
 @click.option("--force", is_flag=True, help="Use a directions file made for another network.")
 @trunc_option
 @class_option
+@attr_option
 @device_option
 @compile_option
-def export(network, directions_path, seeds, strengths, out, gif, batch_size, force, truncation_psi, class_idx,
+def export(network, directions_path, seeds, strengths, out, gif, batch_size, force, truncation_psi, class_idx, attrs,
            device, compile_):
     """PNGs (with recipes), contact sheets and manifest.csv/json for every labelled direction. Resumable."""
     from ganspace.export import export_directions
-    G, sha, class_names = load_generator(network, device)
-    class_idx = check_class(G, class_idx, class_names)
+    G, sha, meta = load_generator(network, device)
+    class_idx, attributes = check_label(G, class_idx, attrs, meta)
     try:
         directions = load_directions(directions_path, network_sha256=sha, force=force)
     except DirectionsError as exc:
@@ -288,10 +315,101 @@ def export(network, directions_path, seeds, strengths, out, gif, batch_size, for
     progress = TqdmProgress("export", "img")
     try:
         rows = export_directions(G, directions, seeds, strengths, out, truncation_psi, class_idx, sha,
-                                 progress=progress, batch_size=batch_size, gif=gif)
+                                 progress=progress, batch_size=batch_size, gif=gif, attributes=attributes)
     finally:
         progress.close()
     click.echo(f"{len(rows)} images listed in {out}/manifest.csv")
+
+
+@cli.command()
+@network_option
+@click.option("--attr", "attribute", required=True,
+              help="The attribute to move (e.g. sleeve); 'class' on a network with one-hot classes.")
+@click.option("--from", "value_a", required=True, help="Start value, e.g. short (or a class: dress).")
+@click.option("--to", "value_b", required=True, help="End value, e.g. long (or a class: skirt).")
+@click.option("--directions", "directions_path", required=True, type=click.Path(dir_okay=False),
+              help="directions.yaml to add it to (created if missing; the old file is kept as .bak).")
+@click.option("--data", type=click.Path(exists=True), default=None,
+              help="The training set: the other attributes, and the labels σ is measured with, are drawn from its "
+                   "label rows. Without it they are 'any' (and classes uniform for σ).")
+@click.option("--samples", type=click.IntRange(min=2), default=10_000, show_default=True,
+              help="Pairs of w (and fresh w for σ).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--layers", default="all", show_default=True, help="Layers the direction acts on.")
+@click.option("--name", default=None, help="Direction name. [ATTR: FROM to TO, in the labels' own captions]")
+@device_option
+def attribute(network, attribute, value_a, value_b, directions_path, data, samples, seed, layers, name, device):
+    """Mean W difference between two values of one attribute (or two classes), as a vector direction."""
+    import pathlib
+
+    import numpy as np
+
+    from ganspace.attributes import attribute_direction, with_block
+    from ganspace.directions import Direction, append_direction
+    from ganspace.layers import parse_layers
+    G, sha, meta = load_generator(network, device)
+    if not G.c_dim:
+        raise click.UsageError("this network is unconditional: attribute directions need labels")
+    rng = np.random.RandomState([seed, 2])
+    data_rows = _data_labels(data, G.c_dim) if data else None
+    layout = layout_from_meta(meta)
+    try:
+        if layout is None:
+            if attribute != "class":
+                raise LabelLayoutError("this network has one-hot classes, not attributes: use --attr class "
+                                       "--from CLASS --to CLASS")
+            start, stop = 0, G.c_dim
+            ia, ib = (check_class(G, v, meta.get("class_names")) for v in (value_a, value_b))
+            captions = meta.get("class_names") or [f"class {i}" for i in range(G.c_dim)]
+            sigma_rows = np.eye(G.c_dim, dtype=np.float32)[rng.randint(G.c_dim, size=samples)]
+        else:
+            block = layout.block(attribute)
+            start, stop, captions = block.offset, block.stop, block.captions
+            ia, ib = (layout.value_index(block, v) for v in (value_a, value_b))
+            sigma_rows = np.zeros([samples, G.c_dim], np.float32)
+    except LabelLayoutError as exc:
+        raise click.BadParameter(str(exc), param_hint="--attr/--from/--to") from None
+    if ia == ib:
+        raise click.BadParameter("--from and --to are the same value", param_hint="--to")
+    if data_rows is not None:
+        sigma_rows = data_rows[rng.randint(len(data_rows), size=samples)]
+    context = data_rows[rng.randint(len(data_rows), size=samples)] if data_rows is not None else \
+        np.zeros([samples, G.c_dim], np.float32)
+    found = attribute_direction(G, with_block(context, start, stop, ia), with_block(context, start, stop, ib),
+                                sigma_rows, seed)
+    path = pathlib.Path(directions_path)
+    if path.exists():
+        try:
+            load_directions(path, network_sha256=sha)
+        except DirectionsError as exc:
+            raise click.ClickException(str(exc)) from None
+    reach = float(max(3.0, np.ceil(found.shift_sigmas)))
+    direction = Direction(
+        name=name or f"{attribute}: {captions[ia]} to {captions[ib]}",
+        description=f"{captions[ia]} to {captions[ib]} (attribute means over {found.samples} pairs"
+                    f"{', other attributes from the data' if data else ''}; the two means are "
+                    f"{found.shift_sigmas:.2f} sigma apart)",
+        vector=found.vector, layers=parse_layers(layers, G.num_ws), sigma=found.sigma,
+        slider_min=-reach, slider_max=reach, sign=f"+ = {captions[ib]}, - = {captions[ia]}")
+    try:
+        append_direction(path, direction, network_sha256=sha, num_ws=G.num_ws)
+    except DirectionsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"added '{direction.name}' to {path}: sigma {found.sigma:.4g}, {captions[ia]} -> {captions[ib]} "
+               f"is {found.shift_sigmas:.2f} sigma")
+
+
+def _data_labels(data: str, c_dim: int):
+    """The label rows of a training set, checked against the network's label length."""
+    from training.dataset import DatasetError, ImageDataset
+    try:
+        rows = ImageDataset(data, use_labels=True).labels
+    except DatasetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
+    if rows.shape[1] != c_dim:
+        raise click.BadParameter(f"{data} has labels of {rows.shape[1]} numbers, the network {c_dim}",
+                                 param_hint="--data")
+    return rows
 
 
 if __name__ == "__main__":

@@ -430,7 +430,7 @@ def _entry(direction: Direction, path: pathlib.Path) -> dict:
 
 
 def append_direction(path, direction: Direction, network_sha256: Optional[str] = None,
-                     components_path=None) -> None:
+                     components_path=None, num_ws: Optional[int] = None) -> None:
     """Add a direction to a directions file (creating it if needed), atomically, keeping FILE.bak.
 
     Appends text when the file's layout allows, so hand-written comments survive; otherwise
@@ -450,6 +450,7 @@ def append_direction(path, direction: Direction, network_sha256: Optional[str] =
         text = None
         data = {"network_sha256": network_sha256,
                 "components": None if components_path is None else str(components_path),
+                **({"num_ws": int(num_ws)} if num_ws is not None and components_path is None else {}),
                 "directions": []}
     entry = _entry(direction, path)
     data["directions"].append(entry)

@@ -47,7 +47,7 @@ def upscale_mark(scale: int, resample: str, resolution) -> dict:
 
 def image_name(direction: Direction, seed: int, strength: float, class_idx=None, scale: int = 1,
                resample: str = "") -> str:
-    cls = "" if class_idx is None else f"_c{class_idx}"
+    cls = "" if class_idx is None else f"_{class_idx}" if isinstance(class_idx, str) else f"_c{class_idx}"
     mark = f"-x{scale}{resample}" if scale > 1 else ""
     return f"{slug(direction.name)}/seed{seed:04d}{cls}_{slug(direction.name)}_s{strength:+.2f}{mark}.png"
 
@@ -73,13 +73,17 @@ def _up_to_date(path: pathlib.Path, recipe: dict) -> bool:
 def export_directions(G, directions_file, seeds: Sequence[int], strengths: Sequence[float], out_dir,
                       truncation_psi: float = 0.7, class_idx=None, network_sha256: Optional[str] = None,
                       progress: Optional[Callable] = None, batch_size: int = 8, gif: bool = False,
-                      max_cell: int = 256, scale: int = 1, resample: str = "") -> list[dict]:
+                      max_cell: int = 256, scale: int = 1, resample: str = "",
+                      attributes: Optional[dict] = None) -> list[dict]:
     """Render every (direction, seed, strength); return the manifest rows (also written to out_dir).
 
     `directions_file` is a DirectionsFile or a path (checked against network_sha256). `scale` > 1 enlarges
     every PNG (`resample` nearest or lanczos), marked in its file name and recipe.
     `progress((done, total))` is called as images are finished (tqdm wrappers and gr.Progress both fit).
+    Multi-attribute networks: `class_idx` is the label vector and `attributes` the choices it encodes
+    (names and recipes carry those; unnamed attributes are "any").
     """
+    tag = class_idx if attributes is None else "-".join(slug(v) for v in attributes.values()) or "any"
     if not isinstance(directions_file, DirectionsFile):
         directions_file = load_directions(directions_file, network_sha256=network_sha256)
     out_dir = pathlib.Path(out_dir)
@@ -92,10 +96,13 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
     for direction in directions_file.directions:
         for seed in seeds:
             for strength in strengths:
-                name = image_name(direction, seed, strength, class_idx, scale, resample)
-                recipe = make_recipe(direction, seed, strength, truncation_psi, class_idx, network_sha256, export)
+                name = image_name(direction, seed, strength, tag, scale, resample)
+                recipe = make_recipe(direction, seed, strength, truncation_psi,
+                                     class_idx if attributes is None else None, network_sha256, export)
+                if attributes is not None:
+                    recipe["attributes"] = dict(attributes)
                 jobs.append((direction, seed, strength, out_dir / name, recipe))
-                manifest.append(dict(seed=int(seed), **{"class": class_idx}, truncation=float(truncation_psi),
+                manifest.append(dict(seed=int(seed), **{"class": tag}, truncation=float(truncation_psi),
                                      direction=direction.name, component=direction.component,
                                      layers=format_layers(direction.layers), mode=direction.mode,
                                      sigma=float(direction.sigma), strength=strength, file=name,
@@ -119,7 +126,7 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
         if progress:
             progress((done, total))
     for direction in directions_file.directions:
-        _direction_summaries(direction, seeds, strengths, out_dir, class_idx, gif, max_cell, scale, resample)
+        _direction_summaries(direction, seeds, strengths, out_dir, tag, gif, max_cell, scale, resample)
     _write_manifest(out_dir, manifest)
     return manifest
 

@@ -66,7 +66,8 @@ def fit_components(G, num_samples: int, num_components: int, estimator: str = "p
         mean = samples.mean(axis=0)
     stdev, _ = projection_stats(G, comp, mean, stdev_samples, batch_size, seed, class_idx)
     meta = dict(method="ganspace", estimator=estimator, num_samples=int(used), seed=seed,
-                class_idx=class_idx, network_sha256=network_sha256, num_ws=int(G.num_ws), w_dim=int(G.w_dim),
+                class_idx=_json_label(class_idx), network_sha256=network_sha256,
+                num_ws=int(G.num_ws), w_dim=int(G.w_dim),
                 stdev_samples=stdev_samples, orthonormal=estimator in ("pca", "ipca"),
                 var_ratio_meaning="share of the total variance of W captured by each direction")
     return Components(comp, mean, stdev, var_ratio, meta)
@@ -81,8 +82,13 @@ def fit_sefa(G, num_components: int, layers: tuple[int, int] | None = None, seed
     if mean is None:
         _, mean = projection_stats(G, comp, np.zeros(G.w_dim), stdev_samples, batch_size, seed, class_idx)
     stdev, _ = projection_stats(G, comp, mean, stdev_samples, batch_size, seed, class_idx)
-    meta = dict(method="sefa", estimator="sefa", num_samples=0, seed=seed, class_idx=class_idx,
+    meta = dict(method="sefa", estimator="sefa", num_samples=0, seed=seed, class_idx=_json_label(class_idx),
                 network_sha256=network_sha256, num_ws=int(G.num_ws), w_dim=int(G.w_dim),
                 sefa_layers=list(layers) if layers else None, stdev_samples=stdev_samples, orthonormal=True,
                 var_ratio_meaning="share of the eigenvalues of A^T A (stacked, row-normalised style affines)")
     return Components(comp, mean, stdev, var_ratio, meta)
+
+
+def _json_label(class_idx):
+    """The label a fit used, as JSON: a class, 'mix', or a multi-attribute label vector as a list."""
+    return class_idx.tolist() if isinstance(class_idx, np.ndarray) else class_idx

@@ -15,8 +15,8 @@ def iter_w(G, num_samples: int, batch_size: int, seed, class_idx=CLASS_MIX) -> I
     """Yield float64 batches [B, w_dim] of untruncated w = mapping(z, c), num_samples in all.
 
     z comes from one RandomState(seed) stream (seed: an int or a list of ints), so the samples do not depend on the
-    batch size.  For conditional networks `class_idx` is an int (one class) or
-    'mix' (a uniformly drawn class per sample, from a separate seeded stream).
+    batch size.  For conditional networks `class_idx` is an int (one class), a label vector (multi-attribute
+    networks) or 'mix' (a uniformly drawn class per sample, from a separate seeded stream).
     """
     z_rng = np.random.RandomState(seed)
     c_rng = np.random.RandomState([*np.atleast_1d(seed).tolist(), 1])
@@ -28,7 +28,7 @@ def iter_w(G, num_samples: int, batch_size: int, seed, class_idx=CLASS_MIX) -> I
         z = torch.from_numpy(z_rng.randn(n, G.z_dim)).float().to(device)
         if not conditional:
             classes = None
-        elif class_idx == CLASS_MIX:
+        elif isinstance(class_idx, str) and class_idx == CLASS_MIX:   # not a label vector
             classes = c_rng.randint(0, G.c_dim, size=n)
         else:
             classes = class_idx

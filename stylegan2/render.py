@@ -73,8 +73,13 @@ def class_choices(c_dim: int, class_names: Sequence[str] | None = None, allow_al
 
 
 def class_labels(G, class_idx, n: int) -> torch.Tensor:
-    """One-hot labels [n, c_dim] ([n, 0] for unconditional networks); class_idx: one int or n ints."""
+    """Labels [n, c_dim] ([n, 0] for unconditional networks). class_idx: one int or n ints (one-hot rows), or a
+    float label vector [c_dim] (a multi-attribute label, stylegan2/labels.py) used for all n."""
     c_dim = int(getattr(G, "c_dim", 0))
+    if isinstance(class_idx, np.ndarray) and class_idx.dtype.kind == "f":
+        if class_idx.shape != (c_dim,):
+            raise ValueError(f"a label vector for this network has {c_dim} numbers, got shape {class_idx.shape}")
+        return torch.from_numpy(np.ascontiguousarray(class_idx, np.float32)).to(device_of(G)).expand(n, c_dim).clone()
     if c_dim == 0:
         if class_idx is not None:
             raise ValueError("this network is unconditional: do not pass a class")

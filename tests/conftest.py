@@ -103,6 +103,26 @@ def make_studio(folder: pathlib.Path, resolution: int = 16, base_shape=(4, 4)):
     return studio
 
 
+def attribute_layout():
+    """A small multi-attribute label layout (garment 3, fabric 2, sleeve 2 values: 7 numbers)."""
+    from stylegan2.labels import LabelLayout
+
+    return LabelLayout.build([("garment", ["dress", "skirt", "top"], None), ("fabric", ["ankara", "kente"], None),
+                              ("sleeve", ["short", "long"], ["short sleeves", "long sleeves"])])
+
+
+def make_attribute_studio(folder: pathlib.Path, resolution: int = 16):
+    """A random multi-attribute studio (attribute_layout's blocks) without directions."""
+    from editor.network import LoadedNetwork, build_random_generator
+    from editor.studio import Studio
+    from stylegan2.checkpoint import weights_sha256
+
+    layout = attribute_layout()
+    G = build_random_generator(resolution, c_dim=layout.dim)
+    network = LoadedNetwork(G=G, sha256=weights_sha256(G.state_dict()), label_layout=layout, source="attributes")
+    return Studio(network, folder / "directions.yaml")
+
+
 @pytest.fixture(scope="session")
 def inception_file() -> pathlib.Path:
     """The FID Inception-v3 archive, or a skip that says how to get it (CI fetches it first)."""

@@ -155,6 +155,7 @@ class TrainingOptions:
     fp32: bool = False
     allow_tf32: bool = False
     deterministic: bool = False
+    attr_dropout: float = 0.0    # share of label blocks zeroed in training, so "any" works at sampling
 
     @property
     def rounds(self) -> int:
@@ -229,7 +230,8 @@ class Overrides:
 
 
 def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim: int, dataset_name: str,
-                    cfg: str = "auto", gpus: int = 1, cond: bool = False, mirror: bool = False,
+                    cfg: str = "auto", gpus: int = 1, cond: bool = False, attr_dropout: float = 0.0,
+                    mirror: bool = False,
                     overrides: Overrides | None = None, tick: float = 4, snap: int = 50, keep: int = 5,
                     aug: str = "ada", augpipe: str = "bgc", target: float = 0.6, p: float | None = None,
                     resume: str | None = None, freezed: int = 0, metrics: list[str] | None = None,
@@ -245,6 +247,10 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
         raise ValueError("--gpus must be at least 1")
     if cond and label_dim == 0:
         raise ValueError("--cond needs labels: the dataset has no dataset.json labels (see dataset_tool.py)")
+    if attr_dropout and not cond:
+        raise ValueError("--attr-dropout drops label blocks: it needs --cond")
+    if not 0 <= attr_dropout < 1:
+        raise ValueError(f"--attr-dropout must be in [0, 1), got {attr_dropout}")
     height, width = image_shape(resolution, base_shape)
     spec = cfg_spec(cfg, resolution, gpus, pixels=height * width)
 
@@ -315,7 +321,7 @@ def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim:
         aug=aug, augpipe=augpipe, target=target, p=(p if p is not None else 0.0) if aug != "noaug" else 0.0,
         ada_kimg=ada_kimg,
         resume=resume, freezed=freezed, metrics=list(metrics or []), feature_net=feature_net, seed=seed, workers=workers, fp32=fp32,
-        allow_tf32=allow_tf32, deterministic=deterministic,
+        allow_tf32=allow_tf32, deterministic=deterministic, attr_dropout=attr_dropout,
     )
 
 

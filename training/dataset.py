@@ -14,6 +14,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from stylegan2.labels import LabelLayout, LabelLayoutError, layout_from_meta
 from stylegan2.shapes import network_shape
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
@@ -24,8 +25,9 @@ class DatasetError(ValueError):
 
 
 class ImageDataset:
-    """uint8 images [C, H, W] with optional one-hot class labels: square, or a portrait/landscape shape a
-    network can draw (`resolution` is the longer side, `base_shape` the network's (h0, w0))."""
+    """uint8 images [C, H, W]: square, or a portrait/landscape shape a network can draw (`resolution` is the
+    longer side, `base_shape` the network's (h0, w0)); with optional labels: one-hot classes (integer labels
+    in dataset.json) or float vectors (multi-hot attribute blocks, described by dataset.json's label_layout)."""
 
     def __init__(self, path, use_labels: bool = False, xflip: bool = False, max_size: int | None = None,
                  seed: int = 0):
@@ -62,6 +64,17 @@ class ImageDataset:
                                f"{self._fnames[0]} is {self.height}x{self.width}; rebuild it with dataset_tool.py")
         names = self._meta.get("class_names") if isinstance(self._meta, dict) else None
         self.class_names = list(names) if names and self.label_dim == len(names) else None
+        self.label_layout = self._layout() if use_labels else None
+
+    def _layout(self) -> LabelLayout | None:
+        try:
+            layout = layout_from_meta(self._meta if isinstance(self._meta, dict) else None)
+        except LabelLayoutError as exc:
+            raise DatasetError(f"dataset.json: {exc}") from None
+        if layout is not None and layout.dim != self.label_dim:
+            raise DatasetError(f"dataset.json: its label_layout has {layout.dim} entries but the labels "
+                               f"{self.label_dim}; rebuild with dataset_tool.py --multi-hot")
+        return layout
 
     # --- public properties (official names) ---------------------------------------------------
     @property
@@ -148,7 +161,8 @@ class ImageDataset:
             return None
 
     def _labels_for(self, fnames: list[str]) -> np.ndarray | None:
-        """One-hot rows from dataset.json (None when the dataset has no labels)."""
+        """Label rows from dataset.json (None when the dataset has no labels), read as the official loader does:
+        integers are class indices (one-hot rows), lists of numbers are label vectors used as they are."""
         pairs = self._meta.get("labels") if isinstance(self._meta, dict) else None
         if not pairs:
             return None
@@ -157,9 +171,15 @@ class ImageDataset:
         if missing:
             raise DatasetError(f"dataset.json has no label for {missing[0]} (and {len(missing) - 1} more); "
                                f"rebuild with dataset_tool.py --cond-attr or train without labels")
-        indices = np.array([by_name[f] for f in fnames])
+        try:
+            indices = np.array([by_name[f] for f in fnames])
+        except ValueError:   # ragged lists
+            indices = np.array([], dtype=object)
+        if indices.ndim == 2 and indices.shape[1] > 0 and np.issubdtype(indices.dtype, np.number) \
+                and np.isfinite(indices).all():
+            return indices.astype(np.float32)
         if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
-            raise DatasetError("dataset.json labels must be integer class indices")
+            raise DatasetError("dataset.json labels must be integer class indices or equally long lists of numbers")
         num_classes = max(int(indices.max()) + 1, len(self._meta.get("class_names") or []))
         return np.eye(num_classes, dtype=np.float32)[indices]
 

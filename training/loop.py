@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from stylegan2.checkpoint import load_network, save_checkpoint
+from stylegan2.labels import drop_blocks
 from stylegan2.networks import Discriminator, Generator
 from stylegan2.shapes import SQUARE, image_shape
 from training import distributed, snapshot
@@ -74,7 +75,9 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                          f"x{opts.num_channels} with {opts.label_dim} classes")
     batch_per_gpu = opts.batch // dist.world_size
     sampler = InfiniteSampler(len(dataset), rank=dist.rank, num_replicas=dist.world_size, seed=opts.seed)
-    labels = dataset.labels.astype(np.float32) if opts.cond else None  # G's classes follow the data's balance
+    labels = dataset.labels.astype(np.float32) if opts.cond else None  # fakes' labels: rows of the data (joint)
+    # --attr-dropout zeroes whole attribute blocks (the whole label of a one-hot dataset) of reals and fakes alike
+    label_blocks = dataset.label_layout.offsets if dataset.label_layout else [(0, dataset.label_dim)]
     log(f"Dataset: {dataset.name}, {len(dataset)} images{' (with mirrors)' if opts.mirror else ''}, "
         f"{height}x{width}px, {'labels ' + str(dataset.label_dim) if opts.cond else 'unconditional'}")
 
@@ -188,11 +191,14 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
         real_img, real_c = next(data_iter)
         sampler.position += batch_per_gpu
         real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(opts.batch_gpu)
+        if opts.attr_dropout:
+            real_c = torch.from_numpy(drop_blocks(real_c.numpy(), label_blocks, opts.attr_dropout, np.random))
         real_c = real_c.to(device).split(opts.batch_gpu)
         gen_z = torch.randn([len(phases), batch_per_gpu, G.z_dim], device=device)
         if labels is not None:
             picks = np.random.randint(len(labels), size=len(phases) * batch_per_gpu)
-            gen_c = torch.from_numpy(labels[picks]).to(device).reshape(len(phases), batch_per_gpu, -1)
+            gen_c = drop_blocks(labels[picks], label_blocks, opts.attr_dropout, np.random)
+            gen_c = torch.from_numpy(gen_c).to(device).reshape(len(phases), batch_per_gpu, -1)
         else:
             gen_c = torch.zeros([len(phases), batch_per_gpu, 0], device=device)
 
@@ -270,7 +276,9 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                             "augment_kwargs": AUGPIPE_PRESETS[opts.augpipe] if augment_pipe is not None else None,
                             "training_options": json.loads(opts.to_json()),
                             # The studio's class picker and generate.py --class show these names.
-                            "class_names": dataset.class_names if opts.cond else None}
+                            "class_names": dataset.class_names if opts.cond else None,
+                            "label_layout": dataset.label_layout.to_json()
+                            if opts.cond and dataset.label_layout else None}
                     snapshot.write_snapshot(
                         snapshot.Snapshot(run_dir, label), state,
                         lambda path: save_checkpoint(path, G=G, D=D, G_ema=G_ema, meta=meta),
@@ -494,9 +502,13 @@ def make_grid_inputs(G, dataset, labels, opts: TrainingOptions, device) -> GridI
     order = np.resize(order, n)
     reals = np.stack([dataset[int(i)][0] for i in order]).transpose(0, 2, 3, 1)
     z = torch.from_numpy(rnd.randn(n, G.z_dim).astype(np.float32)).to(device)
-    if labels is not None:  # one row per class, cycling
-        eye = np.eye(labels.shape[1], dtype=np.float32)
-        c = torch.from_numpy(eye[np.arange(n) // cols % labels.shape[1]]).to(device)
+    if labels is not None:  # one row per class (per distinct attribute combination of the data), cycling
+        if dataset.label_layout is None:
+            label_rows = np.eye(labels.shape[1], dtype=np.float32)
+        else:
+            label_rows = np.unique(labels, axis=0)
+            label_rows = label_rows[rnd.permutation(len(label_rows))]
+        c = torch.from_numpy(label_rows[np.arange(n) // cols % len(label_rows)]).to(device)
     else:
         c = torch.zeros([n, 0], device=device)
     return GridInputs((cols, rows), reals, z, c)
