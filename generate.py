@@ -7,6 +7,7 @@ Examples:
   python generate.py --network my.pkl --projected-w projected_w.npz --outdir out
   python generate.py --network attrs.safetensors --seeds 0-7 --attr garment=dress --attr fabric=kente --outdir out
   python generate.py --network attrs.safetensors --seeds 0-3 --attr garment=all --attr colour=all --outdir out --grid
+  python generate.py --network default --recipe design.png --outdir out     # a studio or export recipe
 """
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ import click
 import numpy as np
 import torch
 
+from design.model import LatentMissing, base_ws, design_ws
+from design.recipe import Recipe, RecipeError, portable_design, read_recipe_file
 from projection import latent
 from stylegan2.checkpoint import load_network
 from stylegan2.compiled import COMPILE_HELP, compile_generator
 from stylegan2.labels import LabelLayoutError, attribute_labels, layout_from_meta
 from stylegan2.legacy import NetworkLoadError
-from stylegan2.render import (class_choices, class_labels, image_grid, parse_seeds, resolve_class, seed_z, to_pil,
-                              to_uint8)
+from stylegan2.render import (class_choices, class_labels, image_grid, parse_seeds, resolve_class, seed_z,
+                              synthesize_uint8, to_pil, to_uint8)
 
 
 def _seeds_option(ctx, param, value):
@@ -53,16 +56,21 @@ def _seeds_option(ctx, param, value):
 @click.option("--projected-w", type=click.Path(exists=True, dir_okay=False),
               help="Render W+ codes from an .npz with key 'w' [N, num_ws, w_dim] instead of seeds "
                    "(project.py's noise maps in it are used too).")
+@click.option("--recipe", "recipes", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Render a design from a recipe (.json, or a PNG the studio or `ganspace export` wrote); repeatable. "
+                   "A photo design's latent is looked up as latents/<sha256>.npz beside the recipe, or in --latents.")
+@click.option("--latents", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A folder of latent files named <sha256>.npz (the studio's, or an unpacked export's latents/).")
 @click.option("--outdir", type=click.Path(file_okay=False), required=True, help="Where to write the PNGs.")
 @click.option("--grid", is_flag=True, help="Also write grid.png, a contact sheet of all images.")
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 @click.option("--compile/--no-compile", "compile_", default=None, help=COMPILE_HELP)
-def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, attrs, noise_mode, projected_w, outdir,
-         grid, device, compile_):
+def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, attrs, noise_mode, projected_w, recipes,
+         latents, outdir, grid, device, compile_):
     """Write OUTDIR/seedNNNN.png for each seed (seedNNNN-CLASS.png with --class all, seedNNNN-VALUE.png with
-    --attr NAME=all; projNN.png for each projected W+ code)."""
-    if seeds is None and projected_w is None:
-        raise click.UsageError("give --seeds or --projected-w")
+    --attr NAME=all; projNN.png for each projected W+ code; NAME.png for each --recipe NAME.json/.png)."""
+    if sum((seeds is not None, projected_w is not None, bool(recipes))) != 1:
+        raise click.UsageError("give one of --seeds, --projected-w or --recipe")
     try:
         net = load_network(network_spec, device=device)
     except NetworkLoadError as exc:
@@ -73,7 +81,12 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, attr
     written: list[np.ndarray] = []
     grid_cols = None  # image_grid's square default, or one row per class with --class all
 
-    if projected_w is not None:
+    if recipes:
+        for path in recipes:
+            pixels = _render_recipe(G, net.sha256, pathlib.Path(path), latents, layout_from_meta(net.meta))
+            to_pil(pixels).save(out / f"{pathlib.Path(path).name.split('.')[0]}.png")
+            written.append(pixels)
+    elif projected_w is not None:
         try:  # the noise maps project.py saved beside 'w' redraw its proj.png exactly (noise_mode const)
             projected = latent.load(projected_w)
             ws, G = projected.ws(G), projected.generator(G)
@@ -123,6 +136,31 @@ def _labels_to_render(G, class_value: str | None, attrs, meta) -> list[tuple[str
                 for suffix, label in attribute_labels(layout, attrs)]
     except LabelLayoutError as e:
         raise click.BadParameter(str(e), param_hint="--attr") from e
+
+
+def _render_recipe(G, network_sha256: str, path: pathlib.Path, latents: str | None, layout=None) -> np.ndarray:
+    """A recipe's image through the design model (`design.model.design_ws`), as the studio draws it."""
+    try:
+        data = read_recipe_file(path)
+        design = portable_design(data)
+        if isinstance(data, dict) and data.get("network_sha256") not in (None, network_sha256):
+            click.echo(f"warning: {path.name} was made with network sha256 {data['network_sha256'][:16]}…, "
+                       f"this is {network_sha256[:16]}…", err=True)
+        folders = [latent.LatentFolder(latents)] if latents else []
+        folders.append(latent.LatentFolder(path.parent / "latents"))
+
+        def stored(sha256: str) -> torch.Tensor:
+            for folder in folders:
+                if sha256 in folder:
+                    return folder.load(sha256).ws(G)[:1]
+            raise LatentMissing(sha256)
+
+        ws = design_ws(G, design, lambda base: base_ws(G, base, stored, layout=layout))
+        recipe = Recipe.from_dict(data)
+        torch.manual_seed(recipe.noise_seed)
+        return synthesize_uint8(G, ws, noise_mode=recipe.noise_mode)[0]
+    except (RecipeError, latent.LatentError, ValueError) as e:
+        raise click.ClickException(f"{path}: {e}") from None
 
 
 def _classes_to_render(G, value: str | None, class_names) -> list[tuple[str, torch.Tensor]]:

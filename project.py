@@ -30,6 +30,7 @@ from stylegan2.legacy import NetworkLoadError
 from stylegan2.download import DownloadError
 from stylegan2.render import resolve_class, synthesize_uint8, to_pil
 from fashion_data.framing import TRANSFORMS
+from training.inception import FETCH_HINT, find_inception, load_inception
 
 VIDEO_FRAMES = 100   # frames kept for --save-video, whatever the number of steps
 
@@ -50,6 +51,9 @@ VIDEO_FRAMES = 100   # frames kept for --save-video, whatever the number of step
               help="Optimise one w per layer (closer fit) or a single w (the official projector).")
 @click.option("--lpips", "lpips_source", default=None,
               help="VGG16/LPIPS weights (path or URL) for the official LPIPS distance; default: pixel pyramid.")
+@click.option("--inception", "use_inception", is_flag=True,
+              help="Inception-v3 perceptual distance (the FID network's maps, LPIPS-style, plus the pixel pyramid); "
+                   "needs `python -m training.inception fetch` once.")
 @click.option("--transform", type=click.Choice(TRANSFORMS), default="pad", show_default=True,
               help="Framing of the photo; use the one the network's dataset was built with.")
 @click.option("--tune", is_flag=True, help="Pivotal tuning: fine-tune a copy of G around the found code.")
@@ -57,7 +61,7 @@ VIDEO_FRAMES = 100   # frames kept for --save-video, whatever the number of step
 @click.option("--tune-lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 def main(network_spec, target_path, class_name, outdir, num_steps, seed, save_video, w_plus, lpips_source,
-         transform, tune, tune_steps, tune_lr, device):
+         use_inception, transform, tune, tune_steps, tune_lr, device):
     """Find the code whose image is closest to the photo TARGET; Ctrl-C keeps the best code so far."""
     try:
         bundle = load_network(network_spec, device=device)
@@ -69,9 +73,12 @@ def main(network_spec, target_path, class_name, outdir, num_steps, seed, save_vi
         target = read_target(target_path, G.img_resolution, G.img_channels, transform)
     except TargetError as exc:
         raise click.ClickException(str(exc)) from None
+    if use_inception and lpips_source:
+        raise click.UsageError("choose one distance: --lpips or --inception")
     try:
-        distance = make_distance(target.tensor.to(device), lpips=lpips_source)
-    except (LPIPSError, DownloadError) as exc:
+        inception = _inception(device) if use_inception else None
+        distance = make_distance(target.tensor.to(device), lpips=lpips_source, inception=inception)
+    except (LPIPSError, DownloadError, NetworkLoadError) as exc:
         raise click.ClickException(str(exc)) from None
     out = pathlib.Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,6 +117,13 @@ def _tune(G, bundle, result, distance, target, options: TuneOptions, out: pathli
     to_pil(pixels).save(out / "proj_tuned.png")
     click.echo(f"tuned {tuned.steps} steps: distance {tuned.distance_before:.4f} -> {tuned.distance_after:.4f}; "
                f"wrote tuned.safetensors (render projected_w.npz with it) and proj_tuned.png")
+
+
+def _inception(device):
+    path = find_inception()
+    if path is None or not path.is_file():
+        raise click.ClickException(f"--inception needs the Inception-v3 weights: {FETCH_HINT}")
+    return load_inception(path, device)
 
 
 def _bar(bar):

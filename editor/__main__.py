@@ -97,8 +97,9 @@ def main(network, directions, labels, components, host, port, share, auth, auth_
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
     from editor.network import companion_files, load_studio_network
-    from editor.recipe import RecipeError
-    from editor.store import SessionStore, labels_path
+    from design.recipe import RecipeError
+    from editor.store import SessionStore, labels_path, latents_path
+    from projection.latent import LatentFolder
     from editor.studio import Studio
     from ganspace.directions import DirectionsError
 
@@ -114,7 +115,8 @@ def main(network, directions, labels, components, host, port, share, auth, auth_
 
             directions, components = write_demo_files(loaded, tempfile.mkdtemp(prefix="afro-studio-demo-"))
         studio = Studio(loaded, directions_path=directions, components_path=components, device=device,
-                        labels_path=labels or labels_path(loaded.sha256), compile=compile_)
+                        labels_path=labels or labels_path(loaded.sha256), compile=compile_,
+                        latents=LatentFolder(latents_path(loaded.sha256)))
     except (OSError, ValueError, RecipeError, DirectionsError) as error:
         raise click.ClickException(str(error)) from None
     if loaded.banner:

@@ -20,11 +20,11 @@ import tempfile
 import gradio as gr
 
 from editor.exporting import EXPORT_SCALES, export_batch, export_favourites, export_image, image_name
-from editor.recipe import (MAX_UPLOAD_BYTES, NOISE_MODES, Recipe, RecipeError, parse_number, parse_seed,
-                           read_recipe_upload)
+from design.recipe import (MAX_UPLOAD_BYTES, NOISE_MODES, Recipe, RecipeError, is_latent_file, parse_number,
+                           parse_seed, read_recipe_upload)
 from editor.session import Session
 from editor.store import SessionStore, new_session_id
-from editor.studio import Studio
+from editor.studio import MAX_PROJECT_STEPS, PROJECT_STEPS, Studio
 from editor.typed_inputs import TypedNumber, TypedSlider
 from ganspace.directions import DirectionsError
 from ganspace.layers import format_layers
@@ -167,7 +167,8 @@ class StudioApp:
         }
         if full:
             updates.update({
-                self.seed: str(recipe.seed),
+                self.seed: "" if recipe.seed is None else str(recipe.seed),
+                self.base_info: self.base_markdown(recipe),
                 self.psi: recipe.truncation_psi,
                 self.class_idx: recipe.class_idx,
                 **{picker: recipe.attributes.get(block.name, ANY)
@@ -190,7 +191,7 @@ class StudioApp:
             return {self.parent_a: None, self.parent_b: None}
         base = recipe.replace(mix=None, sliders={}, components={}, layer_overrides={})
         return {self.parent_a: self.studio.render(base),
-                self.parent_b: self.studio.render(base.replace(seed=recipe.mix.seed))}
+                self.parent_b: self.studio.render(base.replace(seed=recipe.mix.seed, latent=None))}
 
     def commit(self, session: Session, recipe: Recipe, message: str = "", full: bool = False) -> dict:
         """Validate, then make the recipe current and show it: a failure changes nothing."""
@@ -222,10 +223,12 @@ class StudioApp:
         return {"class_idx": None, "attributes": chosen}
 
     def on_edit(self, session, seed, psi, class_idx, noise_mode, *attr_values):
+        """The base controls; an empty seed box keeps a photo's latent, a typed seed replaces it."""
         psi, note = parse_number(psi, "Truncation ψ", *PSI_RANGE)
-        recipe = self.current(session).replace(
-            seed=parse_seed(seed), truncation_psi=psi, **self._label(class_idx, attr_values),
-            noise_mode=noise_mode if noise_mode in NOISE_MODES else "const")
+        recipe = self.current(session)
+        base = {} if recipe.latent and not str(seed or "").strip() else {"seed": parse_seed(seed), "latent": None}
+        recipe = recipe.replace(**base, truncation_psi=psi, **self._label(class_idx, attr_values),
+                                noise_mode=noise_mode if noise_mode in NOISE_MODES else "const")
         return self.commit(session, recipe, note, full=True)
 
     def on_direction_slider(self, index, session, value):
@@ -288,10 +291,15 @@ class StudioApp:
         return self.commit(session, Recipe.from_json(text or ""), "Recipe restored.", full=True)
 
     def on_upload(self, session, path):
-        """Restore from a dropped file; the box is emptied either way, ready for the next file."""
+        """Restore from a dropped file (a recipe, an exported PNG, or the latent .npz of a photo design); the
+        box is emptied either way, ready for the next file."""
         try:
             if not path:
                 return {self.message: "Choose a recipe .json or an exported PNG.", self.upload: None}
+            if is_latent_file(path):
+                sha256 = self.studio.store_latent(pathlib.Path(path).read_bytes())
+                return {self.message: f"Latent {sha256[:16]}… kept: now drop the design's PNG or recipe.",
+                        self.upload: None}
             return {**self.commit(session, read_recipe_upload(path), "Recipe restored.", full=True), self.upload: None}
         except USER_ERRORS as error:
             return {self.message: f"⚠️ Not restored: {error}", self.upload: None}
@@ -363,8 +371,8 @@ class StudioApp:
 
     def _open_seed(self, session, seed, psi, label: dict):
         recipe = self.current(session).replace(
-            seed=parse_seed(seed), truncation_psi=parse_number(psi, "Truncation ψ", *PSI_RANGE)[0], mix=None,
-            **label)
+            seed=parse_seed(seed), latent=None, truncation_psi=parse_number(psi, "Truncation ψ", *PSI_RANGE)[0],
+            mix=None, **label)
         updates = self.commit(session, recipe, f"Opened seed {recipe.seed}.", full=True)
         updates[self.tabs] = gr.Tabs(selected="design")
         return updates
@@ -372,7 +380,7 @@ class StudioApp:
     # favourites and export
     def _tray(self, session, message=""):
         return {self.state: session, self.message: message,
-                self.tray: [(f.thumbnail, f"seed {f.recipe.seed}") for f in session.favourites]}
+                self.tray: [(f.thumbnail, self.base_caption(f.recipe)) for f in session.favourites]}
 
     def on_star(self, session):
         recipe = self.current(session)
@@ -380,8 +388,8 @@ class StudioApp:
         return self._tray(session, "Added to favourites." if added else "Already in favourites (or the tray is full).")
 
     def on_star_seed(self, session, seed):
-        recipe = self.current(session).replace(seed=parse_seed(seed), mix=None, sliders={}, components={},
-                                               layer_overrides={})
+        recipe = self.current(session).replace(seed=parse_seed(seed), latent=None, mix=None, sliders={},
+                                               components={}, layer_overrides={})
         added = session.star(recipe, self.studio.render(recipe))
         return self._tray(session, f"Seed {recipe.seed} starred." if added else "Already in favourites.")
 
@@ -410,6 +418,30 @@ class StudioApp:
         path = export_batch(self.studio, self.current(session), seeds, strengths, progress=report, scale=factor,
                             resample=resample)
         return {self.batch_file: str(path), self.message: f"Batch export finished ({path.name})."}
+
+    def on_project(self, session, photo, class_idx, steps, progress=gr.Progress()):
+        """Project the uploaded photo (queued: one at a time), then open it in the Design tab."""
+        steps, note = parse_number(steps, "Projection steps", 1, MAX_PROJECT_STEPS)
+        progress((0, int(steps)), desc="Finding your photo in the model", unit="steps")
+
+        def report(step, total, distance):
+            progress((step, total), desc="Finding your photo in the model", unit="steps")
+
+        recipe = self.studio.project_photo(photo, self._class(class_idx), int(steps), progress=report)
+        updates = self.commit(session, recipe, " ".join(t for t in (note, "Your photo is open: move the sliders, mix, "
+                                                                     "star or export it as any design.") if t),
+                              full=True)
+        updates[self.tabs] = gr.Tabs(selected="design")
+        updates[self.photo_result] = self.studio.render(recipe)
+        return updates
+
+    def base_markdown(self, recipe: Recipe) -> str:
+        return "" if recipe.latent is None else (
+            f"Starts from your projected photo (latent `{recipe.latent[:16]}…`); type a seed to start from a seed.")
+
+    @staticmethod
+    def base_caption(recipe: Recipe) -> str:
+        return f"seed {recipe.seed}" if recipe.latent is None else "your photo"
 
     def on_label(self, session, component, name, description, sign, layers):
         n = 0 if self.studio.components is None else self.studio.components.num_components
@@ -468,6 +500,21 @@ class StudioApp:
                                 for b in blocks]
                     self.gallery = gr.Gallery(label="Seeds: click one to design with it", columns=6,
                                               object_fit="contain", allow_preview=False, elem_id="browse-gallery")
+                with gr.Tab("Your photo", id="photo"):
+                    gr.Markdown("Upload a photo of a garment (PNG, JPEG or WebP, at most "
+                                f"{MAX_UPLOAD_BYTES >> 20} MB): the studio finds it in the model, then opens it in "
+                                "the Design tab, where the sliders, mixing, favourites and exports work as for a seed.")
+                    with gr.Row():
+                        photo = gr.File(label="Your photo (PNG, JPEG or WebP)", type="filepath",
+                                        elem_id="photo-upload")
+                        self.photo_result = gr.Image(label="Found in the model", interactive=False, height=240,
+                                                     elem_id="photo-result")
+                    with gr.Row():
+                        photo_class = gr.Dropdown(self.class_choices, value=start.class_idx, label="Its class",
+                                                  visible=conditional, elem_id="photo-class")
+                        photo_steps = TypedNumber(PROJECT_STEPS, label="Steps (more = closer, slower)", precision=0,
+                                                  elem_id="photo-steps")
+                        photo_btn = gr.Button("Find it in the model", variant="primary", elem_id="photo-project")
                 with gr.Tab("Design", id="design"):
                     with gr.Row():
                         with gr.Column(scale=3, elem_id="design-view"):
@@ -483,6 +530,7 @@ class StudioApp:
                                                            elem_id="export-scale")
                                 export_btn = gr.Button("⬇ Export PNG")
                             self.history = gr.Markdown()
+                            self.base_info = gr.Markdown(elem_id="base-info")
                             self.export_file = gr.File(label="Exported image", interactive=False, elem_id="export-file")
                         with gr.Column(scale=2):
                             with gr.Row():
@@ -560,7 +608,8 @@ class StudioApp:
                         apply_text_btn = gr.Button("Apply recipe text")
                         download_btn = gr.Button("Prepare recipe download")
                     self.recipe_file = gr.File(label="Recipe", interactive=False, elem_id="recipe-file")
-                    self.upload = gr.File(label="Restore: drop a recipe .json or an exported PNG",
+                    self.upload = gr.File(label="Restore: drop a recipe .json, an exported PNG, or a photo design's "
+                                                "latents/*.npz (first)",
                                           type="filepath", elem_id="recipe-upload")
                 with gr.Tab("Favourites & export", id="export"):
                     self.tray = gr.Gallery(label="Favourites (click to open)", columns=8, allow_preview=False,
@@ -584,8 +633,9 @@ class StudioApp:
             api_btn = gr.Button(visible=False)
 
             view = [self.state, self.message, self.image, self.recipe_text, self.history]
-            full = view + [self.seed, self.psi, self.class_idx, *self.attr_pickers, self.noise_mode, self.mix_seed,
-                           self.mix_layers, self.mix_weight, self.component_layers, self.parent_a, self.parent_b,
+            full = view + [self.base_info, self.seed, self.psi, self.class_idx, *self.attr_pickers, self.noise_mode,
+                           self.mix_seed, self.mix_layers, self.mix_weight, self.component_layers, self.parent_a,
+                           self.parent_b,
                            self.direction_choice, self.technical, *self.direction_sliders, *self.component_sliders]
             s = self.state
             edit_inputs = [s, self.seed, self.psi, self.class_idx, self.noise_mode, *self.attr_pickers]
@@ -645,6 +695,8 @@ class StudioApp:
             on(self.tray.select, self.on_tray_select, [s], full + [self.tabs])
             on(fav_btn.click, self.on_export_favourites, [s, favourites_scale], [self.favourites_file, self.message],
                api_name="export_favourites")
+            on(photo_btn.click, self.on_project, [s, photo, photo_class, photo_steps],
+               full + [self.tabs, self.photo_result], api_name="project_photo", concurrency_limit=1)
             on(batch_btn.click, self.on_export_batch, [s, batch_seeds, batch_strengths, favourites_scale],
                [self.batch_file, self.message], api_name="export_batch", concurrency_limit=1)
 

@@ -1,7 +1,8 @@
 """Everything the studio writes to disk: single PNGs, the favourites pack, batch exports.
 
-Every PNG embeds its recipe (ganspace.recipe), so dropping it back into the
-studio restores it. Each export goes to a fresh temporary folder: no fixed
+Every PNG embeds its recipe (design.recipe), so dropping it back into the
+studio restores it; a design that starts from a projected photo travels with its latent
+(`latents/<sha256>.npz` in a zip, since a PNG cannot hold it). Each export goes to a fresh temporary folder: no fixed
 file names, so concurrent users never overwrite each other's downloads.
 File names say what the image is (seed, class, ψ, mix, moved sliders); an
 upscaled export says so in its name and in its recipe (`export`), since its
@@ -13,16 +14,16 @@ import dataclasses
 import json
 import pathlib
 import re
+import shutil
 import tempfile
 import zipfile
 
 import numpy as np
 from PIL import Image
 
-from editor.recipe import Recipe, RecipeError
+from design.recipe import Recipe, RecipeError, save_png_with_recipe
 from editor.studio import Studio
 from ganspace.export import EXPORT_SCALES, export_directions, upscale, upscale_mark
-from ganspace.recipe import save_png_with_recipe
 from stylegan2.render import image_grid, to_pil
 
 CONTACT_SHEET_COLUMNS = 6
@@ -40,7 +41,7 @@ def _slug(text: str) -> str:
 
 def image_name(recipe: Recipe, class_names: list[str] | None = None, scale: int = 1, resample: str = "") -> str:
     """'seed16-longsleeve-psi0.7-mix5-slim+1.5-vivid-2-x4lanczos': what the image is, safe as a file name."""
-    parts = [f"seed{recipe.seed}"]
+    parts = [f"seed{recipe.seed}" if recipe.latent is None else f"photo{recipe.latent[:8]}"]
     if recipe.class_idx is not None:
         names = class_names or []
         parts.append(_slug(names[recipe.class_idx]) if recipe.class_idx < len(names) else f"class{recipe.class_idx}")
@@ -67,11 +68,25 @@ def _save(studio: Studio, recipe: Recipe, path: pathlib.Path, scale: int, resamp
 
 def export_image(studio: Studio, recipe: Recipe, out_dir: pathlib.Path | None = None, scale: int = 1,
                  resample: str = "nearest") -> pathlib.Path:
-    """The recipe's image (at the network's resolution, or upscaled), as a PNG carrying its recipe."""
+    """The recipe's image (at the network's resolution, or upscaled), as a PNG carrying its recipe; a zip of
+    the PNG and its latent when the design starts from a projected photo."""
     out_dir = out_dir or new_export_dir("image")
-    path = out_dir / f"{image_name(recipe, studio.network.class_names, scale, resample)}.png"
+    name = image_name(recipe, studio.network.class_names, scale, resample)
+    folder = out_dir / name if recipe.latent else out_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     _save(studio, recipe, path, scale, resample)
+    if recipe.latent:
+        _copy_latents(studio, [recipe], folder)
+        return zip_folder(folder)
     return path
+
+
+def _copy_latents(studio: Studio, recipes: list[Recipe], folder: pathlib.Path) -> None:
+    """The latents the recipes start from, as latents/<sha256>.npz beside them."""
+    for sha256 in sorted({r.latent for r in recipes if r.latent}):
+        (folder / "latents").mkdir(exist_ok=True)
+        shutil.copyfile(studio.latents.path(sha256), folder / "latents" / f"{sha256}.npz")
 
 
 def export_favourites(studio: Studio, recipes: list[Recipe], out_dir: pathlib.Path | None = None, scale: int = 1,
@@ -88,6 +103,7 @@ def export_favourites(studio: Studio, recipes: list[Recipe], out_dir: pathlib.Pa
         manifest.append({"file": name, "recipe": recipe.to_dict()})
     sheet = image_grid(images, cols=min(CONTACT_SHEET_COLUMNS, len(images)), pad=0)
     to_pil(sheet).save(folder / "contact_sheet.png")
+    _copy_latents(studio, recipes, folder)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return zip_folder(folder)
 

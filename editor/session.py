@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from editor.recipe import Recipe, RecipeError
+from design.recipe import Recipe, RecipeError
 
 HISTORY_LIMIT = 50
 FAVOURITES_LIMIT = 200

@@ -9,7 +9,9 @@ random session id (BrowserState). The store is bounded: per network at most MAX_
 file larger than MAX_SESSION_BYTES is ignored.
 
 User labels for a model they did not write (the bundled one) also live here (`labels_path`),
-layered over the model's own directions file, which stays untouched.
+layered over the model's own directions file, which stays untouched, and so do the latents of projected
+photos (`latents_path`: a recipe names its latent by sha256, so a session or favourite that starts from a
+photo still renders after a restart).
 """
 from __future__ import annotations
 
@@ -38,6 +40,11 @@ def user_data_dir() -> pathlib.Path:
 def labels_path(network_sha256: str, root: pathlib.Path | None = None) -> pathlib.Path:
     """The user's own directions file for one network (by weights hash)."""
     return (root or user_data_dir()) / "labels" / f"{network_sha256[:16]}.yaml"
+
+
+def latents_path(network_sha256: str, root: pathlib.Path | None = None) -> pathlib.Path:
+    """The user's projected photos for one network: latent files named by their sha256 (recipes refer to them)."""
+    return (root or user_data_dir()) / "latents" / network_sha256[:16]
 
 
 def new_session_id() -> str:

@@ -5,8 +5,9 @@ Gradio app stays thin wiring. One Studio per process holds the network, the
 directions, a per-seed cache of unedited W codes and a small cache of rendered
 recipes (undo, redo, parents and the tray show images already drawn); all
 inference runs under one lock so concurrent requests never interleave (seeded
-'random' noise included). Edits go through `ganspace.edits.apply_edits`, the
-single implementation of W(+) editing.
+'random' noise included). A recipe becomes a `design.model.Design` (`design`: sliders resolved to
+edits) and W+ through `design.model.design_ws`, the one implementation every tool shares. A design may
+start from a stored latent (a projected photo, `latents`, kept per user beside the sessions).
 
 Directions come in two layers: the model's own file (`directions_path`, never
 written when `labels_path` is given) and the user's labels (`labels_path`),
@@ -19,34 +20,43 @@ import copy
 import dataclasses
 import pathlib
 import random
+import tempfile
 import threading
 
 import numpy as np
 import torch
 
+from design.model import Base, Design, LatentMissing, base_ws, design_ws
+from design.recipe import MAX_SEED, Mix, Recipe, RecipeError, check_label, check_photo, edit_to_recipe
 from editor.network import LoadedNetwork
-from editor.recipe import MAX_SEED, Mix, Recipe, RecipeError, check_label
 from ganspace.components import Components, load_components
 from ganspace.directions import Direction, DirectionsError, DirectionsFile, append_direction, load_directions
-from ganspace.edits import Edit, apply_edits
+from ganspace.edits import Edit
 from ganspace.hints import STATISTICS, per_image_changes, visibility
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups, parse_layers
-from ganspace.recipe import edit_to_recipe
 from stylegan2.compiled import RENDER_BATCH, compile_generator, warm_up, warming_up
+from projection.distance import make_distance
+from projection.latent import LatentError, LatentFolder, ProjectedW, load as latent_load, to_bytes as latent_bytes
+from projection.projector import ProjectOptions, project
+from projection.target import TargetError, read_target
 from stylegan2.labels import LabelLayoutError
-from stylegan2.render import seed_to_w, synthesize_uint8
+from stylegan2.render import synthesize_uint8
 
 BROWSE_BATCH = RENDER_BATCH
 IMAGE_CACHE = 64        # rendered recipes kept (a 1024 px image is 3 MB)
 MIX_HINT_PAIRS = 8      # seed pairs mixed per layer group to measure what each group carries
+PROJECT_STEPS = 300     # a recognisable W+ fit of a 64 px photo in ~20 CPU seconds (README, benchmarks)
+MAX_PROJECT_STEPS = 1000
+PROJECT_W_AVG_SAMPLES = 4096   # w_avg to start from: the official 10,000 is a second more for no visible gain
 
 
 class Studio:
     def __init__(self, network: LoadedNetwork, directions_path: str | pathlib.Path | None = None,
                  components_path: str | pathlib.Path | None = None, device: str = "cpu",
                  cache_size: int = 1024, labels_path: str | pathlib.Path | None = None,
-                 compile: bool | None = None):
+                 compile: bool | None = None, latents: LatentFolder | None = None):
         self.device = torch.device(device)
+        self.latents = latents or LatentFolder(tempfile.mkdtemp(prefix="afro-studio-latents-"))
         self.G = network.G.eval().requires_grad_(False).to(self.device)
         self.network = network
         self.network_sha256 = network.sha256
@@ -58,6 +68,7 @@ class Studio:
         self.labels_path = pathlib.Path(labels_path) if labels_path else self.directions_path
         self.directions_file: DirectionsFile | None = None
         self._lock = threading.RLock()
+        self._projecting = threading.Lock()
         self._cache: collections.OrderedDict = collections.OrderedDict()
         self._cache_size = cache_size
         self._images: collections.OrderedDict = collections.OrderedDict()
@@ -175,6 +186,8 @@ class Studio:
                 raise RecipeError(f"Class must be between 0 and {self.G.c_dim - 1}, got {recipe.class_idx}.")
         elif recipe.class_idx is not None:
             raise RecipeError("This network has no classes; the recipe's class_idx must be null.")
+        if recipe.latent is not None and recipe.latent not in self.latents:
+            raise LatentMissing(recipe.latent)
         for name, value in recipe.sliders.items():
             direction = self.direction(name)
             if not direction.slider_min <= value <= direction.slider_max:
@@ -196,6 +209,11 @@ class Studio:
     def _check_layers(self, layers: tuple[int, int], what: str) -> None:
         if not 0 <= layers[0] <= layers[1] < self.num_ws:
             raise RecipeError(f"{what} must lie within 0-{self.num_ws - 1}, got {layers[0]}-{layers[1]}.")
+
+    def design(self, recipe: Recipe) -> Design:
+        """The recipe as a design: its base, mix and sliders resolved to edits (validated first)."""
+        self.check(recipe)
+        return Design(base=recipe.base, mix=recipe.mix, edits=tuple(self.edits(recipe)))
 
     def edits(self, recipe: Recipe) -> list[Edit]:
         """The recipe's sliders as ganspace edits: add-mode sliders sit at their default until moved,
@@ -224,16 +242,14 @@ class Studio:
         return data
 
     # ------------------------------------------------------------------ rendering
-    def base_ws(self, seed: int, truncation_psi: float, class_idx) -> torch.Tensor:
-        """Unedited, truncated W+ of a seed; cached so slider moves only re-run synthesis.
-        `class_idx`: a class index, or a recipe's attribute choices (Recipe.label) on a multi-attribute network."""
-        key = (int(seed), float(truncation_psi), class_idx)
+    def base_ws(self, base: Base) -> torch.Tensor:
+        """Unedited W+ of a base (a seed, or a stored latent); cached so slider moves only re-run synthesis.
+        On a multi-attribute network the base's class_idx holds the attribute choices (Recipe.label)."""
+        key = base if base.latent is None else Base(latent=base.latent)
         with self._lock:
             ws = self._cache.get(key)
             if ws is None:
-                layout = self.network.label_layout
-                label = class_idx if layout is None else layout.encode(dict(class_idx or ()))   # () = all "any"
-                ws = seed_to_w(self.G, int(seed), float(truncation_psi), class_idx=label).to(self.device)
+                ws = base_ws(self.G, key, self.latent_ws, layout=self.network.label_layout).to(self.device)
                 self._cache[key] = ws
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
@@ -249,16 +265,17 @@ class Studio:
         return {"class_idx": layout.encode(recipe.attributes), "attributes": dict(recipe.attributes)}
 
     def compose_ws(self, recipe: Recipe) -> torch.Tensor:
-        """W+ of the recipe: base seed, style mix, then the slider edits."""
-        self.check(recipe)
-        ws = self.base_ws(recipe.seed, recipe.truncation_psi, recipe.label)
-        if recipe.mix is not None:
-            other = self.base_ws(recipe.mix.seed, recipe.truncation_psi, recipe.label)
-            start, end = recipe.mix.layers
-            ws = ws.clone()
-            ws[:, start:end + 1] = torch.lerp(ws[:, start:end + 1], other[:, start:end + 1], recipe.mix.weight)
-        edits = self.edits(recipe)
-        return apply_edits(ws, edits) if edits else ws
+        """W+ of the recipe: base, style mix, then the slider edits (`design.model.design_ws`)."""
+        return design_ws(self.G, self.design(recipe), self.base_ws)
+
+    def latent_ws(self, sha256: str) -> torch.Tensor:
+        """The stored latent's W+ [1, num_ws, w_dim]; LatentMissing when this studio does not have it."""
+        try:
+            return self.latents.load(sha256).ws(self.G)[:1]
+        except FileNotFoundError:
+            raise LatentMissing(sha256) from None
+        except LatentError as error:
+            raise RecipeError(f"The stored latent {sha256[:16]}… cannot be used: {error}") from None
 
     def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", noise_seed: int = 0) -> np.ndarray:
         """uint8 [N, H, W, C]; 'random' noise is seeded so a recipe always gives the same image."""
@@ -272,7 +289,7 @@ class Studio:
         with self._lock:
             image = self._images.get(key)
             if image is None:
-                image = self.synthesize(self.compose_ws(recipe), recipe.noise_mode, recipe.seed)[0]
+                image = self.synthesize(self.compose_ws(recipe), recipe.noise_mode, recipe.noise_seed)[0]
                 image.flags.writeable = False  # shared by every caller of the cache
                 self._images[key] = image
                 if len(self._images) > IMAGE_CACHE:
@@ -288,7 +305,7 @@ class Studio:
         for start in range(0, len(seeds), BROWSE_BATCH):
             chunk = seeds[start:start + BROWSE_BATCH]
             with self._lock:
-                ws = torch.cat([self.base_ws(s, truncation_psi, class_idx) for s in chunk])
+                ws = torch.cat([self.base_ws(Base(s, truncation_psi, class_idx)) for s in chunk])
                 images.extend(self.synthesize(ws, noise_mode, chunk[0]))
         return images
 
@@ -317,7 +334,7 @@ class Studio:
             seeds = range(2 * MIX_HINT_PAIRS)
             class_idx = self.start_recipe().label
             with self._lock:
-                ws = torch.cat([self.base_ws(s, 0.7, class_idx) for s in seeds])
+                ws = torch.cat([self.base_ws(Base(s, 0.7, class_idx)) for s in seeds])
                 first, second = ws[0::2], ws[1::2]
                 plain = self.synthesize(first)
                 hints = {}
@@ -332,6 +349,49 @@ class Studio:
                         f" (layers {format_layers((start, end))})"
             self._mix_hints = hints
         return self._mix_hints
+
+    # ------------------------------------------------------------------ your photo
+    def project_photo(self, photo: str | pathlib.Path, class_idx: int | None = None,
+                      num_steps: int = PROJECT_STEPS, progress=None) -> Recipe:
+        """A new recipe whose base is the photo projected into W+ (stored in `latents`, named by its hash).
+
+        The photo gets the studio's upload checks (size, PNG/JPEG/WebP) and the dataset tool's framing. The
+        search keeps the network's own noise maps (`optimize_noise=False`), so the stored W+ alone redraws the
+        result and every edit, mix and export works on it as on a seed. One projection runs at a time per
+        process (the others wait on `_projecting`); it works on a private copy of G, so designing goes on
+        meanwhile. `progress(step, num_steps, distance)` is called after every step.
+        """
+        check_photo(photo)
+        if self.G.c_dim:
+            if class_idx is None or not 0 <= int(class_idx) < self.G.c_dim:
+                raise RecipeError(f"Choose the photo's class (0-{self.G.c_dim - 1}) first.")
+            class_idx = int(class_idx)
+        else:
+            class_idx = None
+        if not 1 <= int(num_steps) <= MAX_PROJECT_STEPS:
+            raise RecipeError(f"Projection steps must be between 1 and {MAX_PROJECT_STEPS}, got {num_steps}.")
+        try:
+            target = read_target(photo, self.G.img_resolution, self.G.img_channels)
+        except TargetError as error:
+            raise RecipeError(f"This photo cannot be used: {error}.") from None
+        with self._projecting:
+            options = ProjectOptions(num_steps=int(num_steps), w_plus=True, optimize_noise=False,
+                                     w_avg_samples=PROJECT_W_AVG_SAMPLES)
+            found = project(self.private_generator(), target.tensor, make_distance(target.tensor.to(self.device)),
+                            options, class_idx=class_idx, progress=progress)
+        projected = ProjectedW(w=found.ws.unsqueeze(0).cpu().numpy(), meta=dict(
+            network_sha256=self.network_sha256, target_sha256=target.sha256,
+            class_idx=-1 if class_idx is None else class_idx, distance=found.distance))
+        sha256 = self.latents.put(latent_bytes(projected))
+        return self.new_recipe(class_idx=class_idx).replace(seed=None, latent=sha256)
+
+    def store_latent(self, data: bytes) -> str:
+        """Keep a latent file (from an exported zip) so recipes naming it render here; returns its sha256."""
+        try:
+            latent_load(data).ws(self.G)
+            return self.latents.put(data)
+        except LatentError as error:
+            raise RecipeError(f"This latent file cannot be used with this network: {error}.") from None
 
     def mix_recipe(self, recipe: Recipe, seed: int | None, layers, weight: float) -> Recipe:
         """The recipe with its style mix set (seed None removes it)."""

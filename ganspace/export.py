@@ -1,7 +1,8 @@
 """Batch export of labelled directions: PNGs with recipes, contact sheets, GIF sweeps, manifest.
 
-Resumable: a PNG already on disk whose embedded recipe equals the one it would get is
-skipped, so an interrupted export continues where it stopped, and a changed setting
+Every image is a `design.model.Design` (seed base, one edit) drawn by `design_ws` and carries the one
+recipe format (`design.recipe`: the slider by name and its edit with the vector). Resumable: a PNG
+already on disk whose embedded recipe equals the one it would get is skipped, so an interrupted export continues where it stopped, and a changed setting
 (truncation, direction, network) re-renders instead of silently keeping stale files.
 """
 from __future__ import annotations
@@ -15,12 +16,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from design.model import Base, Design, base_ws, design_ws, label_key
+from design.recipe import Recipe, edit_to_recipe, read_recipe, save_png_with_recipe
 from ganspace.contact_sheet import contact_sheet, fit_cell
 from ganspace.directions import Direction, DirectionsFile, load_directions, slug
-from ganspace.edits import apply_edits
 from ganspace.layers import format_layers
-from ganspace.recipe import edit_to_recipe, read_recipe, save_png_with_recipe
-from stylegan2.render import seed_to_w, synthesize_uint8, to_pil
+from stylegan2.render import synthesize_uint8, to_pil
 from stylegan2.atomic import atomic_write, atomic_write_text
 
 MANIFEST_COLUMNS = ("seed", "class", "truncation", "direction", "component", "layers", "mode", "sigma",
@@ -54,10 +55,12 @@ def image_name(direction: Direction, seed: int, strength: float, class_idx=None,
 
 def make_recipe(direction: Direction, seed: int, strength: float, truncation_psi: float, class_idx,
                 network_sha256: Optional[str], export: Optional[dict] = None) -> dict:
-    edit = direction.edit(strength)
-    recipe = dict(version=1, network_sha256=network_sha256, seed=int(seed), class_idx=class_idx,
-                  truncation_psi=float(truncation_psi), noise_mode="const",
-                  edits=[edit_to_recipe(edit, direction=direction.name, component=direction.component)])
+    """The recipe of one exported image: the slider by name (what the studio restores) and its edit."""
+    recipe = Recipe(network_sha256=network_sha256, seed=int(seed), truncation_psi=float(truncation_psi),
+                    class_idx=class_idx, sliders={direction.name: float(strength)},
+                    layer_overrides={direction.name: tuple(direction.layers)}).to_dict()
+    recipe["edits"] = [edit_to_recipe(direction.edit(strength), direction=direction.name,
+                                      component=direction.component)]
     return recipe if export is None else {**recipe, "export": export}
 
 
@@ -112,13 +115,17 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
     done = total - len(todo)
     if progress:
         progress((done, total))
-    base_ws: dict[int, torch.Tensor] = {}
+    bases: dict[Base, torch.Tensor] = {}
+
+    def cached(base: Base) -> torch.Tensor:
+        if base not in bases:
+            bases[base] = base_ws(G, base)
+        return bases[base]
+
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
-        for _, seed, _, _, _ in chunk:
-            if seed not in base_ws:
-                base_ws[seed] = seed_to_w(G, seed, truncation_psi, class_idx)
-        ws = torch.cat([apply_edits(base_ws[seed], [direction.edit(strength)])
+        ws = torch.cat([design_ws(G, Design(Base(int(seed), float(truncation_psi), label_key(class_idx)),
+                                            edits=(direction.edit(strength),)), cached)
                         for direction, seed, strength, _, _ in chunk])
         for pixels, (_, _, _, path, recipe) in zip(synthesize_uint8(G, ws), chunk):
             save_png_with_recipe(path, upscale(pixels, scale, resample), recipe)

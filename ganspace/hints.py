@@ -17,7 +17,7 @@ import numpy as np
 from ganspace.components import Components
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups
 from stylegan2.compiled import RENDER_BATCH
-from stylegan2.render import classes_for_seeds, seed_to_w
+from design.model import seed_bases
 from ganspace.sheets import render_sweep, sweep_edit
 
 # statistic -> (label it suggests, change that counts as clearly visible)
@@ -118,14 +118,14 @@ def measure_hints(G, comps: Components, num_components: int = 10, seeds: Sequenc
                   class_idx=None, batch_size: int = RENDER_BATCH, progress: Optional[Callable] = None) -> list[dict]:
     """One row per (component, group): the change of every statistic from -strength σ to +strength σ."""
     all_groups = layer_groups(G.num_ws)
-    base_ws = seed_to_w(G, seeds, truncation_psi, classes_for_seeds(G, seeds, class_idx))
+    bases = seed_bases(G, list(seeds), truncation_psi, class_idx)
     num_components = min(num_components, comps.num_components)
     rows, total = [], num_components * len(groups)
     for index in range(num_components):
         for group in groups:
             layers = all_groups[group]
             edits = [sweep_edit(comps, index, layers, s, "sample") for s in (-strength, strength)]
-            images = render_sweep(G, base_ws, edits, batch_size)
+            images = render_sweep(G, bases, edits, batch_size)
             per_image = per_image_changes(images[:, 0], images[:, 1])
             changes = mean_changes(per_image)
             rows.append(dict(component=index, group=group, layers=format_layers(layers),

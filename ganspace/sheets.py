@@ -12,12 +12,13 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from design.model import Base, Design, base_ws, design_ws, seed_bases
 from ganspace.components import Components
 from ganspace.contact_sheet import contact_sheet
-from ganspace.edits import Edit, apply_edits
+from ganspace.edits import Edit
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups
 from stylegan2.compiled import RENDER_BATCH
-from stylegan2.render import classes_for_seeds, seed_to_w, synthesize_uint8
+from stylegan2.render import synthesize_uint8
 
 CENTRES = ("sample", "mean")
 
@@ -28,16 +29,18 @@ def sweep_edit(comps: Components, index: int, layers: tuple[int, int], strength:
                 mode="add" if centre == "sample" else "absolute", mean=comps.mean)
 
 
-def render_sweep(G, base_ws: torch.Tensor, edits: Sequence[Edit], batch_size: int = RENDER_BATCH) -> np.ndarray:
-    """Images [len(base_ws), len(edits), H, W, C]: every seed under every single edit.
+def render_sweep(G, bases: Sequence[Base], edits: Sequence[Edit], batch_size: int = RENDER_BATCH) -> np.ndarray:
+    """Images [len(bases), len(edits), H, W, C]: every base under every single edit (`design_ws`).
 
     Batches are near-equal (35 codes in 12, 12, 11, not 16, 16, 3), so a compiled G pads the last one
     instead of compiling another shape.
     """
-    codes = torch.cat([apply_edits(base_ws, [edit]) for edit in edits])        # edit-major order
+    unedited = {base: base_ws(G, base) for base in bases}
+    codes = torch.cat([design_ws(G, Design(base, edits=(edit,)), unedited.__getitem__)
+                       for edit in edits for base in bases])                  # edit-major order
     step = math.ceil(len(codes) / math.ceil(len(codes) / batch_size))
     images = np.concatenate([synthesize_uint8(G, codes[i:i + step]) for i in range(0, len(codes), step)])
-    return images.reshape(len(edits), len(base_ws), *images.shape[1:]).swapaxes(0, 1)
+    return images.reshape(len(edits), len(bases), *images.shape[1:]).swapaxes(0, 1)
 
 
 def component_sheets(G, comps: Components, out_dir, num_components: int = 10, seeds: Sequence[int] = range(5),
@@ -56,7 +59,7 @@ def component_sheets(G, comps: Components, out_dir, num_components: int = 10, se
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds = list(seeds)
-    base_ws = seed_to_w(G, seeds, truncation_psi, classes_for_seeds(G, seeds, class_idx))
+    bases = seed_bases(G, seeds, truncation_psi, class_idx)
     strengths = np.linspace(-sigma_range, sigma_range, columns)
     col_labels = [f"{s:+.1f}" for s in strengths]
     if centre == "mean":
@@ -66,7 +69,7 @@ def component_sheets(G, comps: Components, out_dir, num_components: int = 10, se
         for group in groups:
             layers = all_groups[group]
             edits = [sweep_edit(comps, index, layers, float(s), centre) for s in strengths]
-            cells = render_sweep(G, base_ws, edits, batch_size)
+            cells = render_sweep(G, bases, edits, batch_size)
             title = (f"component {index} | layers {format_layers(layers)} ({group}) | "
                      f"{comps.var_ratio[index]:.1%} of variance | sigma {comps.stdev[index]:.3g} | "
                      f"columns in sigma, centred on {centre}")

@@ -10,8 +10,14 @@ otherwise build the same kind of distance from what we have:
 * ``FeatureDistance``: LPIPS's recipe on any feature network: each layer's feature vector is normalised
   to unit length at every position, the squared differences are (optionally channel-weighted, as LPIPS's
   learned "lin" layers do) averaged over positions and summed over layers, plus ``pixel_weight`` times
-  the pyramid term.  With Inception-v3 (``training.inception``, the FID network) its early and middle
-  maps serve as the features; with a supplied VGG16/LPIPS file it is LPIPS itself.
+  the pyramid term.  With a supplied VGG16/LPIPS file it is LPIPS itself.
+* ``InceptionFeatures`` (``--inception``): the same recipe on the FID Inception-v3 (``training.inception``,
+  weights fetched once, read as data), tapped after ``conv_2`` (147 px, 64 ch), ``conv_4`` (71 px,
+  192 ch) and ``mixed_2`` (35 px, 288 ch): three depths like LPIPS's five VGG taps, from edges to
+  texture and parts.  Why these: the deeper maps (17 px and below) are nearly blind to where a 64 px
+  garment's edges lie, and stopping at ``mixed_2`` costs about a third of the whole network.  Unit-length
+  normalisation makes the features ignore overall brightness, so the pixel pyramid stays in the sum
+  (weight 1) to hold colour.  No learned channel weights exist for Inception, so channels weigh equally.
 
 A feature network here is any callable ``images in [-1, 1] [N, 3, H, W] -> list of [N, C, h, w] maps``.
 """
@@ -23,6 +29,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from training.inception import preprocess
 from training.vgg16 import VGG16Error as LPIPSError, VGG16Features, read_vgg16_tensors, vgg16_lpips_from_tensors
 
 FeatureMaps = Callable[[torch.Tensor], Sequence[torch.Tensor]]
@@ -78,6 +85,31 @@ class FeatureDistance(Distance):
         return total
 
 
+class InceptionFeatures(torch.nn.Module):
+    """Inception-v3's maps at ``taps`` for images in [-1, 1]; the network beyond the last tap never runs."""
+
+    TAPS = ("conv_2", "conv_4", "mixed_2")
+
+    def __init__(self, inception: torch.nn.Module, taps: Sequence[str] = TAPS):
+        super().__init__()
+        names = [name for name, _ in inception.layers.named_children()]
+        unknown = [t for t in taps if t not in names]
+        if unknown:
+            raise ValueError(f"Inception-v3 has no layer {unknown[0]!r} (layers: {', '.join(names)})")
+        last = max(names.index(t) for t in taps)
+        self.layers = torch.nn.Sequential(*list(inception.layers.children())[:last + 1])
+        self.taps = {names.index(t) for t in taps}
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = preprocess((images + 1) * 127.5)   # the FID network's own input: 299 px, (x - 128) / 128
+        maps = []
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index in self.taps:
+                maps.append(x)
+        return maps
+
+
 def load_lpips(source: str | os.PathLike) -> tuple[VGG16Features, list[torch.Tensor] | None]:
     """VGG16 (+ LPIPS lin weights) from a path or an http(s) URL (downloaded once into the cache)."""
     tensors, what = read_vgg16_tensors(source)
@@ -85,15 +117,16 @@ def load_lpips(source: str | os.PathLike) -> tuple[VGG16Features, list[torch.Ten
 
 
 def make_distance(target: torch.Tensor, lpips: str | os.PathLike | None = None,
-                  feature_maps: FeatureMaps | None = None) -> Distance:
-    """The projector's distance to ``target``: LPIPS when a source is given, else features, else pixels."""
+                  inception: torch.nn.Module | None = None) -> Distance:
+    """The projector's distance to ``target``: LPIPS when a source is given, else Inception-v3 features
+    (plus the pixel pyramid) when a loaded network is given, else the pixel pyramid alone."""
+    if inception is not None:
+        return FeatureDistance(target, InceptionFeatures(inception).to(target.device), "Inception-v3 + pixel pyramid")
     if lpips is not None:
         net, weights = load_lpips(lpips)
         net = net.to(target.device)
         weights = None if weights is None else [w.to(target.device) for w in weights]
         return FeatureDistance(target, net, "LPIPS (VGG16)", weights, pixel_weight=0.0)
-    if feature_maps is not None:
-        return FeatureDistance(target, feature_maps, "features + pixel pyramid")
     return Distance(target)
 
 

@@ -13,7 +13,7 @@ from editor.network import build_random_generator
 from ganspace.__main__ import cli
 from ganspace.attributes import attribute_direction, with_block
 from ganspace.directions import load_directions
-from ganspace.recipe import RECIPE_KEY
+from design.recipe import RECIPE_KEY
 from stylegan2.checkpoint import load_network, save_checkpoint
 from stylegan2.render import seed_z, to_uint8
 from tests.conftest import attribute_layout

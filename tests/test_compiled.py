@@ -148,7 +148,7 @@ def test_the_studio_compiles_in_the_background_and_renders_meanwhile(one_thread,
 
     import editor.studio
     from editor.network import random_demo_network
-    from editor.recipe import Recipe
+    from design.recipe import Recipe
 
     monkeypatch.setattr(compiled, "BACKEND", "eager")  # the thread's work without inductor: fast
     go = threading.Event()

@@ -13,7 +13,7 @@ from gradio_client import Client  # noqa: E402
 
 from editor.app import StudioApp, launch  # noqa: E402
 from editor.exporting import image_name  # noqa: E402
-from editor.recipe import Recipe, RecipeError  # noqa: E402
+from design.recipe import Recipe, RecipeError  # noqa: E402
 from stylegan2.render import seed_to_w, synthesize_uint8  # noqa: E402
 from tests.conftest import free_port, make_attribute_studio  # noqa: E402
 

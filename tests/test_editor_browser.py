@@ -62,6 +62,19 @@ def shipped_hashes() -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(DEFAULT.iterdir())}
 
 
+def photo_file(studio, tmp_path) -> pathlib.Path:
+    """A real long-sleeve photo from ../shared when present, else a design of the model saved as JPEG."""
+    from PIL import Image
+
+    from tests.conftest import CLOTHING
+
+    photos = sorted((CLOTHING / "validation" / "longsleeve").glob("*.jpg"))[:1]
+    if photos:
+        return photos[0]
+    Image.fromarray(studio.render(studio.start_recipe().replace(seed=3))).save(tmp_path / "photo.jpg")
+    return tmp_path / "photo.jpg"
+
+
 def test_a_stylist_session_on_a_laptop_screen(default_studio, browser, tmp_path):
     from playwright.sync_api import expect
 
@@ -157,6 +170,16 @@ def test_a_stylist_session_on_a_laptop_screen(default_studio, browser, tmp_path)
             timeout=20_000)                                                   # one named download
         assert page.locator("#recipe-text").get_by_label("Download").count() == 0
         page.screenshot(path=str(shots / "studio-recipe.png"))
+
+        # Your photo: upload, project (a few steps: the path, not the quality), land on the Design tab.
+        page.get_by_role("tab", name="Your photo").click()
+        page.locator("#photo-upload input[type=file]").set_input_files(str(photo_file(studio, tmp_path)))
+        page.locator("#photo-steps input").fill("15")
+        page.locator("#photo-project").click()
+        expect(message).to_contain_text("Your photo is open", timeout=60_000)
+        expect(page.locator("#base-info")).to_contain_text("projected photo")
+        expect(page.locator("#seed-box textarea, #seed-box input").first).to_have_value("")
+        page.screenshot(path=str(shots / "studio-photo.png"))
 
         # Point 5: labelling writes the user's file, never the bundled model.
         page.get_by_role("tab", name="Design").click()

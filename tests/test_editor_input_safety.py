@@ -14,13 +14,13 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 import editor.__main__ as studio_cli
-import editor.recipe as recipe_module
+import design.recipe as recipe_module
 from editor.app import launch, parse_strengths
 from editor.exporting import export_batch
-from editor.recipe import MAX_UPLOAD_BYTES, RecipeError, read_recipe_upload
+from design.recipe import MAX_UPLOAD_BYTES, RecipeError, read_recipe_upload
 from editor.session import Session
 from ganspace.export import export_directions
-from ganspace.recipe import RECIPE_KEY
+from design.recipe import RECIPE_KEY
 
 
 def message_of(app, handler, *args):

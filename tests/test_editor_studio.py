@@ -10,10 +10,11 @@ from PIL import Image
 
 from editor.exporting import export_batch, export_favourites, export_image
 from editor.network import random_demo_network
-from editor.recipe import MAX_SEED, Mix, Recipe, RecipeError, parse_seed
+from design.model import Base
+from design.recipe import MAX_SEED, Mix, Recipe, RecipeError, parse_seed
 from editor.session import Session
 from editor.studio import Studio
-from ganspace.recipe import read_recipe
+from design.recipe import read_recipe
 from stylegan2.render import seed_to_w
 from tests.conftest import make_studio
 
@@ -76,7 +77,7 @@ def test_render_matches_g_directly_and_slider_is_the_ganspace_edit(studio):
 def test_layer_override_and_components_act_only_on_their_layers(studio):
     recipe = studio.new_recipe(seed=3).replace(sliders={"colour": 1.0}, layer_overrides={"colour": (2, 2)},
                                                components={3: -1.0}, component_layers=(5, 5))
-    base = studio.base_ws(3, 0.7, None)
+    base = studio.base_ws(Base(3, 0.7, None))
     ws = studio.compose_ws(recipe)
     changed = (ws - base).abs().amax(dim=2)[0]
     assert changed[2] > 0 and changed[5] > 0
@@ -89,7 +90,7 @@ def test_layer_override_and_components_act_only_on_their_layers(studio):
 def test_mix_blends_only_the_chosen_layers(studio):
     recipe = studio.mix_recipe(studio.new_recipe(seed=1), 2, "middle", 0.25)
     assert recipe.mix == Mix(2, (2, 3), 0.25)
-    a, b = studio.base_ws(1, 0.7, None), studio.base_ws(2, 0.7, None)
+    a, b = studio.base_ws(Base(1, 0.7, None)), studio.base_ws(Base(2, 0.7, None))
     ws = studio.compose_ws(recipe)
     torch.testing.assert_close(ws[:, 2:4], 0.75 * a[:, 2:4] + 0.25 * b[:, 2:4])
     torch.testing.assert_close(ws[:, [0, 1, 4, 5]], a[:, [0, 1, 4, 5]])
@@ -201,7 +202,7 @@ def test_seed_pages_stay_within_the_seed_range():
 
 
 def test_base_ws_equals_ganspace_seed_to_w(studio):
-    torch.testing.assert_close(studio.base_ws(77, 0.5, None), seed_to_w(studio.G, 77, 0.5))
+    torch.testing.assert_close(studio.base_ws(Base(77, 0.5, None)), seed_to_w(studio.G, 77, 0.5))
 
 
 def test_png_from_a_batch_export_restores_its_image_in_the_studio(studio, tmp_path):

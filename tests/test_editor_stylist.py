@@ -11,11 +11,11 @@ from PIL import Image
 from editor.app import StudioApp, parse_scale, split_description
 from editor.exporting import export_batch, export_image, image_name
 from editor.network import ModelCard, companion_files, load_studio_network
-from editor.recipe import Mix, Recipe, RecipeError, parse_number
+from design.recipe import Mix, Recipe, RecipeError, parse_number
 from editor.session import Session
 from editor.store import SessionStore, labels_path, new_session_id, user_data_dir
 from editor.studio import Studio
-from ganspace.recipe import read_recipe
+from design.recipe import read_recipe
 from stylegan2.checkpoint import REPO_ROOT
 from tests.conftest import assert_within_one_level
 

@@ -10,7 +10,7 @@ from PIL import Image
 from ganspace.components import Components
 from ganspace.directions import Direction, DirectionsError, append_direction, load_directions
 from ganspace.edits import Edit, apply_edits, orthogonalize
-from ganspace.recipe import edit_to_recipe, edits_from_recipe, read_recipe, save_png_with_recipe
+from design.recipe import edit_to_recipe, edits_from_recipe, read_recipe, save_png_with_recipe
 
 W_DIM, NUM_WS = 8, 6
 HASH = "ab" * 32

@@ -16,7 +16,8 @@ from ganspace.edits import apply_edits
 from ganspace.export import export_directions
 from ganspace.hints import (STATISTICS, agreement, image_stats, mean_changes, measure_hints, per_image_changes,
                             strongest_statistic, suggest_labels, write_hints)
-from ganspace.recipe import edits_from_recipe, read_recipe
+from design.model import Base, seed_bases
+from design.recipe import edits_from_recipe, read_recipe
 from stylegan2.render import seed_to_w, synthesize_uint8
 from ganspace.sheets import component_sheets, render_sweep, sweep_edit
 from stylegan2.checkpoint import load_network, save_checkpoint
@@ -91,11 +92,12 @@ def test_export_resumes_and_rerenders_only_what_changed(G, directions, tmp_path)
 
 
 def test_sweep_columns_and_sheets(G, comps, tmp_path):
-    base = seed_to_w(G, [0, 1], 0.7)
+    bases = [Base(0, 0.7), Base(1, 0.7)]
     edits = [sweep_edit(comps, 0, (0, 5), s, "sample") for s in (-2.0, 0.0, 2.0)]
-    images = render_sweep(G, base, edits, batch_size=4)
+    images = render_sweep(G, bases, edits, batch_size=4)
     assert images.shape == (2, 3, 16, 16, 3)
-    np.testing.assert_array_equal(images[:, 1], synthesize_uint8(G, base))      # centre column = the sample
+    plain = synthesize_uint8(G, torch.cat([seed_to_w(G, b.seed, 0.7) for b in bases]))
+    np.testing.assert_array_equal(images[:, 1], plain)                          # centre column = the sample
     assert not np.array_equal(images[:, 0], images[:, 2])
     paths = component_sheets(G, comps, tmp_path, num_components=1, seeds=[0, 1], columns=3)
     assert sorted(p.name for p in paths) == sorted(f"comp000_{g}.png" for g in ("all", "coarse", "middle", "fine"))
@@ -223,12 +225,13 @@ def test_cli_sheets_and_hints_on_a_conditional_network_show_one_class_per_seed(t
 
     asked = []
 
-    def spy(G, seeds, psi, classes):
-        asked.append(classes)
-        return seed_to_w(G, seeds, psi, classes)
+    def spy(G, seeds, psi, class_idx=None):
+        bases = seed_bases(G, seeds, psi, class_idx)
+        asked.append([base.class_idx for base in bases])
+        return bases
 
-    monkeypatch.setattr(ganspace.sheets, "seed_to_w", spy)
-    monkeypatch.setattr(ganspace.hints, "seed_to_w", spy)
+    monkeypatch.setattr(ganspace.sheets, "seed_bases", spy)
+    monkeypatch.setattr(ganspace.hints, "seed_bases", spy)
     run = CliRunner().invoke
     result = run(cli, ["sheets", "--network", str(network), "--components", str(tmp_path / "c.npz"), "--num", "1",
                        "--seeds", "0-2", "--columns", "3", "--groups", "all", "--out", str(tmp_path / "sheets")])
@@ -245,7 +248,7 @@ def test_cli_sheets_and_hints_on_a_conditional_network_show_one_class_per_seed(t
                        "--seeds", "0-1", "--columns", "3", "--groups", "all", "--class", "hat",
                        "--out", str(tmp_path / "named")])
     assert result.exit_code == 0, result.output
-    assert asked[-1] == 1  # the recorded name 'hat' is class 1, for every seed
+    assert asked[-1] == [1, 1]  # the recorded name 'hat' is class 1, for every seed
     result = run(cli, ["hints", "--network", str(network), "--components", str(tmp_path / "c.npz"),
                        "--class", "kaftan", "--out", str(tmp_path / "h.csv")])
     assert result.exit_code == 2 and "one of dress, hat, shoes" in result.output

@@ -156,7 +156,7 @@ def test_train_notebook_end_to_end(ci_kernel):
 def test_directions_notebook_end_to_end(ci_kernel):
     from ganspace.components import load_components
     from ganspace.directions import load_directions
-    from ganspace.recipe import read_recipe
+    from design.recipe import read_recipe
     from stylegan2.checkpoint import load_network
 
     nb = execute("directions_colab.ipynb")

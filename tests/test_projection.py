@@ -393,3 +393,26 @@ def test_lpips_file_with_code_in_it_is_refused_without_running_it(tmp_path, caps
     assert "must never run" not in capsys.readouterr().out
     with pytest.raises(LPIPSError, match="not found"):
         load_lpips(tmp_path / "missing.pth")
+
+
+def test_inception_distance_is_zero_on_itself_symmetric_and_sees_shifts_and_blur_more_than_noise(inception):
+    """The real FID Inception-v3 (skips without its weights; ~3 s: five 299 px images through mixed_2)."""
+    from projection.distance import InceptionFeatures
+
+    rng = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 6, generator=rng), size=32, mode="bilinear") * 2 - 1
+    noisy = (a + 0.02 * torch.randn(a.shape, generator=rng)).clamp(-1, 1)
+    shifted = torch.roll(a, 4, dims=3)
+    blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.avg_pool2d(a, 5, 1, 2, count_include_pad=False),
+                                             5, 1, 2, count_include_pad=False)
+    with torch.no_grad():
+        to_a = make_distance(a, inception=inception)
+        assert to_a.name.startswith("Inception")
+        assert abs(float(to_a(a)[0])) < 1e-6
+        assert float(to_a(shifted)[0]) == pytest.approx(float(make_distance(shifted, inception=inception)(a)[0]),
+                                                        rel=1e-4)
+        small = float(to_a(noisy)[0])
+        assert 0 < small < float(to_a(shifted)[0]) and small < float(to_a(blurred)[0])
+        assert [m.shape[1] for m in InceptionFeatures(inception)(a)] == [64, 192, 288]
+        with pytest.raises(ValueError, match="no layer"):
+            InceptionFeatures(inception, taps=("conv_99",))

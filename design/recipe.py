@@ -1,24 +1,38 @@
-"""The recipe: a small JSON document that defines one studio image exactly.
+"""The recipe: the one written form of a design, a small JSON document that defines one image exactly.
 
-Everything the stylist chose (network, seeds, truncation, class, noise mode,
-style mix, every slider) lives here, so an image can be restored from a
-download or from the PNG it was exported as. Recipes are immutable values:
-an edit makes a new recipe, which is what makes undo/redo trivial.
+Everything the stylist chose (network, base: a seed with ψ and class or a stored latent by sha256, noise
+mode, style mix, every slider by direction name) lives here; exported files also carry the resolved edits
+with their vectors (`edits`), so tools without the directions file reproduce the image. Recipes ride in
+PNG text chunks under the key "afro-fashion-recipe", which is also their `format` string. Recipes are
+immutable values: an edit makes a new recipe, which is what makes undo/redo trivial.
+
+Read as well: version 1 (before stored latents: always a seed) and the old batch-export form (no
+`format`, edits with vectors and direction names), both mapped onto this one.
 """
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
+import pathlib
+import re
 import struct
 import zlib
 from typing import Any
 
-from ganspace.recipe import RECIPE_KEY
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
-RECIPE_FORMAT = "afro-fashion-recipe"
-RECIPE_VERSION = 1
+from design.model import Base, Design, Mix, RecipeError
+from ganspace.edits import Edit
+from stylegan2.atomic import atomic_write
+
+RECIPE_FORMAT = RECIPE_KEY = "afro-fashion-recipe"   # the JSON's "format" and the PNG text chunk's key
+RECIPE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAX_SEED = 2**32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
 NOISE_MODES = ("const", "random", "none")
 MAX_RECIPE_BYTES = 1_000_000  # a recipe is a few kB; anything bigger is not one
@@ -26,10 +40,7 @@ MAX_UPLOAD_BYTES = 16 << 20  # an exported PNG of a 1024 px design is ~3 MB; als
 MAX_LABEL_CHARS = {"name": 80, "description": 500, "sign": 120}
 MAX_LABELLED_DIRECTIONS = 64
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class RecipeError(ValueError):
-    """Bad user input in a recipe or a control; the message says what to fix."""
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def parse_seed(value: Any, what: str = "Seed") -> int:
@@ -97,20 +108,12 @@ def _layer_range(value: Any, what: str) -> tuple[int, int]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Mix:
-    """Style mixing: layers start..end (inclusive) blend towards a second seed's W."""
-
-    seed: int
-    layers: tuple[int, int]
-    weight: float = 1.0
-
-
-@dataclasses.dataclass(frozen=True)
 class Recipe:
-    """One image. Sliders are in sigma units, keyed by direction name."""
+    """One image. Sliders are in sigma units, keyed by direction name; `latent` (a sha256) replaces the
+    seed as the base when set (a projected photo), and `seed` is then None."""
 
     network_sha256: str
-    seed: int = 0
+    seed: int | None = 0
     truncation_psi: float = 0.7
     class_idx: int | None = None
     noise_mode: str = "const"
@@ -121,6 +124,7 @@ class Recipe:
     components: dict[int, float] = dataclasses.field(default_factory=dict)
     component_layers: tuple[int, int] | None = None
     network_name: str = ""  # informative only (e.g. "default"): says which network to open when hashes differ
+    latent: str | None = None
 
     def replace(self, **changes: Any) -> "Recipe":
         return dataclasses.replace(self, **changes)
@@ -129,6 +133,15 @@ class Recipe:
     def label(self):
         """What the seed is mapped with: the class index, or the attribute choices as sorted pairs (hashable)."""
         return tuple(sorted(self.attributes.items())) if self.attributes else self.class_idx
+
+    @property
+    def base(self) -> Base:
+        return Base(seed=self.seed, truncation_psi=self.truncation_psi, class_idx=self.label, latent=self.latent)
+
+    @property
+    def noise_seed(self) -> int:
+        """What seeds 'random' noise: the base seed, 0 for a latent."""
+        return self.seed if self.seed is not None else 0
 
     def to_dict(self) -> dict:
         return {
@@ -147,6 +160,7 @@ class Recipe:
             "components": {str(k): v for k, v in sorted(self.components.items()) if v != 0},
             "component_layers": None if self.component_layers is None else list(self.component_layers),
             **({"network_name": self.network_name} if self.network_name else {}),
+            **({"latent": self.latent} if self.latent else {}),
         }
 
     def to_json(self) -> str:
@@ -159,8 +173,9 @@ class Recipe:
             data = studio_dict_from_export(data)
         if not isinstance(data, dict) or data.get("format") != RECIPE_FORMAT:
             raise RecipeError(f"This is not an Afro Fashion recipe (expected \"format\": \"{RECIPE_FORMAT}\").")
-        if data.get("version") != RECIPE_VERSION:
-            raise RecipeError(f"Recipe version {data.get('version')!r} is not supported (expected {RECIPE_VERSION}).")
+        if data.get("version") not in READABLE_VERSIONS:
+            raise RecipeError(f"Recipe version {data.get('version')!r} is not supported "
+                              f"(this studio reads {', '.join(map(str, READABLE_VERSIONS))}).")
         sha = data.get("network_sha256")
         if not isinstance(sha, str) or not sha:
             raise RecipeError("Recipe field network_sha256 must be the network's hash (text).")
@@ -188,9 +203,13 @@ class Recipe:
         attributes = _mapping(data.get("attributes"), "attributes")
         if not all(isinstance(k, str) and isinstance(v, str) and len(k) + len(v) < 200 for k, v in attributes.items()):
             raise RecipeError("Recipe field attributes must map attribute names to value names (text).")
+        latent = data.get("latent") if data.get("version") != 1 else None
+        if latent is not None and (not isinstance(latent, str) or not SHA256.fullmatch(latent)):
+            raise RecipeError("Recipe field latent must be the sha256 (64 hex digits) of a stored latent.")
         return cls(
             network_sha256=sha,
-            seed=parse_seed(data.get("seed")),
+            seed=None if latent is not None else parse_seed(data.get("seed")),
+            latent=latent,
             truncation_psi=_finite(data.get("truncation_psi", 0.7), "Truncation psi", -2.0, 2.0),
             class_idx=class_idx,
             noise_mode=noise_mode,
@@ -205,19 +224,28 @@ class Recipe:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Recipe":
-        if len(text) > MAX_RECIPE_BYTES:
-            raise RecipeError("This file is too large to be a recipe.")
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise RecipeError(f"The recipe is not valid JSON ({error}).") from None
-        except RecursionError:
-            raise RecipeError("The recipe is nested too deeply to be a studio recipe.") from None
-        return cls.from_dict(data)
+        return cls.from_dict(decode_recipe(text))
+
+
+def decode_recipe(text: str | bytes) -> Any:
+    """The JSON of a recipe, bounded in size and nesting; any problem is a RecipeError."""
+    if len(text) > MAX_RECIPE_BYTES:
+        raise RecipeError("This file is too large to be a recipe.")
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RecipeError(f"The recipe is not valid JSON ({error}).") from None
+    except RecursionError:
+        raise RecipeError("The recipe is nested too deeply to be a studio recipe.") from None
 
 
 def read_recipe_upload(path) -> Recipe:
-    """A recipe from an uploaded .json or studio-exported .png, or a clear reason why not.
+    """A recipe from an uploaded .json or studio-exported .png, or a clear reason why not."""
+    return Recipe.from_dict(read_recipe_file(path))
+
+
+def read_recipe_file(path) -> Any:
+    """The decoded recipe of a .json or exported .png (the dict, edits with vectors included).
 
     Sizes are checked before anything is read, and a PNG's recipe is read from its text chunks
     without decoding a pixel (a 13000x13000 or 3000-frame PNG costs nothing).
@@ -234,13 +262,38 @@ def read_recipe_upload(path) -> Recipe:
                 if text is None:
                     raise RecipeError("This PNG carries no studio recipe: "
                                       "only PNGs exported by the studio can be restored.")
-                return Recipe.from_json(text)
+                return decode_recipe(text)
             if (head + f.read(16)).lstrip()[:1] == b"{":
                 f.seek(0)
-                return Recipe.from_json(f.read(MAX_RECIPE_BYTES + 1))
+                return decode_recipe(f.read(MAX_RECIPE_BYTES + 1))
     except (OSError, zlib.error, UnicodeDecodeError):
         raise RecipeError("This file could not be read (is it damaged?).") from None
     raise RecipeError("Upload a recipe (.json) or a PNG exported by the studio; this file is neither.")
+
+
+def is_latent_file(path) -> bool:
+    """A .npz (a zip) dropped into the restore box: the latent of a photo design, not a recipe."""
+    try:
+        with open(path, "rb") as f:
+            return str(path).lower().endswith(".npz") and f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def check_photo(path) -> None:
+    """The studio's upload checks for a photo to project: size first, then a PNG, JPEG or WebP signature."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except (OSError, TypeError):
+        raise RecipeError("Choose a photo (PNG, JPEG or WebP) first.") from None
+    if size > MAX_UPLOAD_BYTES:
+        raise RecipeError(f"This photo is {size / 2**20:.0f} MB; the studio takes photos of at most "
+                          f"{MAX_UPLOAD_BYTES >> 20} MB.")
+    if not (head.startswith(PNG_MAGIC) or head.startswith(b"\xff\xd8\xff")
+            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")):
+        raise RecipeError("Upload a photo as PNG, JPEG or WebP; this file is none of those.")
 
 
 def png_text(f, key: str) -> str | None:
@@ -282,11 +335,8 @@ def _inflate(data: bytes) -> bytes:
 
 
 def studio_dict_from_export(data: dict) -> dict:
-    """A `ganspace export` PNG recipe (seed, psi, class, edits by direction) as a studio recipe dict.
-
-    Batch exports from the studio are written by the ganspace exporter; mapping their edits back onto
-    the sliders of the same names lets a stylist drop any exported PNG into the studio.
-    """
+    """An old `ganspace export` PNG recipe (no "format"; seed, psi, class, edits by direction) as a recipe
+    dict: its edits map back onto the sliders of the same names."""
     sliders, overrides = {}, {}
     for edit in data["edits"]:
         name = edit.get("direction") if isinstance(edit, dict) else None
@@ -297,7 +347,7 @@ def studio_dict_from_export(data: dict) -> dict:
             raise RecipeError(f"This PNG's recipe moves direction {name!r} twice; the studio has one slider each.")
         sliders[name] = edit.get("strength")
         overrides[name] = edit.get("layers")
-    return {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, "network_sha256": data.get("network_sha256"),
+    return {"format": RECIPE_FORMAT, "version": 1, "network_sha256": data.get("network_sha256"),
             "seed": data.get("seed"), "truncation_psi": data.get("truncation_psi", 0.7),
             "class_idx": data.get("class_idx"), "noise_mode": data.get("noise_mode", "const"),
             **({"attributes": data["attributes"]} if data.get("attributes") else {}),
@@ -310,3 +360,65 @@ def _mapping(value: Any, field: str) -> dict:
     if not isinstance(value, dict):
         raise RecipeError(f"Recipe field {field} must be an object (name: value).")
     return value
+
+
+# ------------------------------------------------------------------------- PNG files and portable edits
+def save_png_with_recipe(path, pixels: np.ndarray, recipe: dict) -> None:
+    """Write a uint8 HWC image with its recipe, atomically (no half-written PNGs on interrupt)."""
+    path = pathlib.Path(path)
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected uint8 HWC pixels with 1, 3 or 4 channels, got {pixels.dtype} {pixels.shape}")
+    info = PngInfo()
+    info.add_text(RECIPE_KEY, json.dumps(recipe, sort_keys=True))
+    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+
+
+def read_recipe(source) -> dict | None:
+    """The recipe dict of a PNG given as a path, bytes or PIL image; None when it has none."""
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, (bytes, bytearray)):
+        image = Image.open(io.BytesIO(source))
+    else:
+        image = Image.open(source)
+    text = getattr(image, "text", {}).get(RECIPE_KEY) or image.info.get(RECIPE_KEY)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def edit_to_recipe(edit: Edit, **labels) -> dict:
+    """JSON-ready form of an edit; `labels` (direction name, component...) are kept alongside."""
+    return dict(labels, vector=edit.vector.tolist(), sigma=float(edit.sigma), layers=list(edit.layers),
+                strength=float(edit.strength), mode=edit.mode,
+                mean=None if edit.mean is None else edit.mean.tolist())
+
+
+def edits_from_recipe(recipe: dict) -> list[Edit]:
+    """The edits a recipe dict carries with their vectors, ready for apply_edits."""
+    try:
+        return [Edit(vector=np.asarray(e["vector"]), sigma=e["sigma"], layers=tuple(e["layers"]),
+                     strength=e["strength"], mode=e.get("mode", "add"),
+                     mean=None if e.get("mean") is None else np.asarray(e["mean"]))
+                for e in recipe.get("edits", [])]
+    except (KeyError, TypeError, ValueError) as error:
+        raise RecipeError(f"The recipe's edits are malformed ({error}).") from None
+
+
+def portable_design(data: dict) -> Design:
+    """The design of a recipe dict from its own contents (edits with vectors), no directions file needed.
+
+    A recipe that moves sliders but carries no vectors (one copied from the studio's Recipe tab) is refused:
+    only the studio, which has the directions, can resolve those names.
+    """
+    recipe = Recipe.from_dict(data)
+    edits = edits_from_recipe(data)
+    if (recipe.sliders or recipe.components) and not edits:
+        raise RecipeError("This recipe names sliders but carries no edit vectors; open it in the studio "
+                          "(which has the directions), or use a recipe exported from it (PNG or downloaded JSON).")
+    return Design(base=recipe.base, mix=recipe.mix, edits=tuple(edits))

@@ -1,0 +1,163 @@
+"""The one design model (design.model) and recipe format (design.recipe) under studio, export, sheets and generate.py.
+
+Old formats are written here with the old code's literal layout (version-1 studio recipes, the old
+`ganspace export` PNG recipe without "format"), so a change that stops reading them fails here.
+"""
+import dataclasses
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+import generate
+from design.model import Base, Design, LatentMissing, Mix, base_ws, design_ws
+from design.recipe import RECIPE_KEY, Recipe, RecipeError, portable_design, read_recipe, read_recipe_upload
+from editor.exporting import export_favourites, export_image
+from ganspace.edits import apply_edits
+from ganspace.export import export_directions
+from projection.latent import LatentFolder, ProjectedW, to_bytes
+from stylegan2.checkpoint import save_checkpoint
+from stylegan2.render import seed_to_w, synthesize_uint8
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def network_file(studio, tmp_path_factory):
+    path = save_checkpoint(tmp_path_factory.mktemp("net") / "tiny.safetensors", G_ema=studio.G)
+    return path
+
+
+def run_generate(network_file, *args):
+    result = CliRunner().invoke(generate.main, ["--network", str(network_file), *map(str, args)])
+    return result
+
+
+def test_design_ws_is_base_then_mix_then_edits_by_hand(studio):
+    """float64 by hand: lerp of the mixed layers, then w + s·σ·v on the edit's layers only."""
+    G = studio.G
+    sleeves = studio.direction("sleeves")
+    design = Design(Base(7, 0.6), Mix(3, (2, 5), 0.25), edits=(sleeves.edit(1.5),))
+    ours = design_ws(G, design).double().numpy()
+    a, b = (seed_to_w(G, s, 0.6).double().numpy() for s in (7, 3))
+    expected = a.copy()
+    expected[:, 2:6] = a[:, 2:6] + 0.25 * (b[:, 2:6] - a[:, 2:6])
+    v = sleeves.vector / np.linalg.norm(sleeves.vector)
+    start, end = sleeves.layers
+    expected[:, start:end + 1] += 1.5 * sleeves.sigma * v
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+    assert not np.allclose(ours, a, atol=1e-3)
+
+
+def test_a_latent_base_is_used_as_stored_and_a_missing_one_says_so(studio):
+    G = studio.G
+    stored = torch.randn(1, G.num_ws, G.w_dim)
+    ws = base_ws(G, Base(seed=None, latent="ab" * 32), lambda sha: stored)
+    assert torch.equal(ws, stored)
+    with pytest.raises(LatentMissing, match="latents/abab.*npz"):
+        base_ws(G, Base(seed=None, latent="ab" * 32))
+    with pytest.raises(RecipeError, match="shape"):
+        base_ws(G, Base(seed=None, latent="ab" * 32), lambda sha: stored[:, :2])
+
+
+def test_version_1_studio_recipes_still_restore(studio, tmp_path):
+    old = {"format": "afro-fashion-recipe", "version": 1, "network_sha256": studio.network_sha256, "seed": 11,
+           "truncation_psi": 0.6, "class_idx": None, "noise_mode": "const",
+           "mix": {"seed": 4, "layers": [4, 5], "weight": 1.0}, "sliders": {"sleeves": 1.0},
+           "layer_overrides": {}, "components": {"2": -1.5}, "component_layers": None}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    recipe = read_recipe_upload(tmp_path / "old.json")
+    assert recipe == studio.new_recipe(seed=11, truncation_psi=0.6).replace(
+        mix=Mix(4, (4, 5), 1.0), sliders={"sleeves": 1.0}, components={2: -1.5}, network_name="")
+    assert recipe.latent is None and recipe.to_dict()["version"] == 2
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+    with pytest.raises(RecipeError, match="version 3"):
+        Recipe.from_dict({**old, "version": 3})
+
+
+def test_old_batch_export_pngs_restore_in_the_studio_and_render_in_generate(studio, network_file, tmp_path):
+    """The old exporter's recipe (no "format", edits with vectors and the direction's name), written literally."""
+    sleeves = studio.direction("sleeves")
+    edit = sleeves.edit(2.0)
+    old = dict(version=1, network_sha256=studio.network_sha256, seed=5, class_idx=None, truncation_psi=0.7,
+               noise_mode="const", edits=[dict(direction="sleeves", component=0, vector=edit.vector.tolist(),
+                                               sigma=float(edit.sigma), layers=list(edit.layers), strength=2.0,
+                                               mode="add", mean=None)])
+    expected = studio.render(studio.new_recipe(seed=5).replace(sliders={"sleeves": 2.0}))
+    info = PngInfo()
+    info.add_text(RECIPE_KEY, json.dumps(old, sort_keys=True))
+    Image.fromarray(expected).save(tmp_path / "old.png", pnginfo=info)
+    restored = read_recipe_upload(tmp_path / "old.png")
+    assert restored.sliders == {"sleeves": 2.0} and restored.seed == 5
+    np.testing.assert_array_equal(studio.render(restored), expected)
+    result = run_generate(network_file, "--recipe", tmp_path / "old.png", "--outdir", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(pixels(tmp_path / "out" / "old.png"), expected)
+
+
+def test_studio_export_and_generate_draw_one_design_the_same(studio, network_file, tmp_path):
+    """The batch exporter's PNG, the studio's render of its recipe and generate.py --recipe agree to the pixel."""
+    chosen = dataclasses.replace(studio.directions_file, directions=[studio.direction("colour")])
+    export_directions(studio.G, chosen, [2], [1.5], tmp_path / "batch", network_sha256=studio.network_sha256)
+    png = next((tmp_path / "batch").glob("*/*.png"))
+    data = read_recipe(png)
+    assert data["format"] == RECIPE_KEY and data["version"] == 2 and data["sliders"] == {"colour": 1.5}
+    recipe = read_recipe_upload(png)
+    np.testing.assert_array_equal(studio.render(recipe), pixels(png))
+    result = run_generate(network_file, "--recipe", png, "--outdir", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(pixels(tmp_path / "out" / f"{png.name.split('.')[0]}.png"), pixels(png))
+    design = portable_design(data)
+    assert design.base == Base(2, 0.7, None) and len(design.edits) == 1
+
+
+def test_a_photo_design_travels_with_its_latent_and_says_when_it_is_missing(studio, network_file, tmp_path):
+    G = studio.G
+    w = seed_to_w(G, 9, 0.5) + 0.3 * torch.randn(1, G.num_ws, G.w_dim, generator=torch.Generator().manual_seed(0))
+    sha = studio.latents.put(to_bytes(ProjectedW(w=w.numpy())))
+    recipe = studio.new_recipe().replace(seed=None, latent=sha, sliders={"sleeves": -1.0})
+    image = studio.render(recipe)
+    np.testing.assert_array_equal(image, synthesize_uint8(G, apply_edits(w, [studio.direction("sleeves").edit(-1.0)]))[0])
+    archive = export_favourites(studio, [recipe], tmp_path / "fav")
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+        assert f"latents/{sha}.npz" in names
+        zf.extractall(tmp_path / "unpacked")
+    png = next(p for p in (tmp_path / "unpacked").glob("*.png") if p.name != "contact_sheet.png")
+    single = export_image(studio, recipe, tmp_path / "one")
+    assert single.suffix == ".zip" and f"latents/{sha}.npz" in zipfile.ZipFile(single).namelist()
+
+    result = run_generate(network_file, "--recipe", png, "--outdir", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(pixels(next((tmp_path / "out").glob("*.png"))), image)
+    (tmp_path / "unpacked" / "latents" / f"{sha}.npz").unlink()
+    result = run_generate(network_file, "--recipe", png, "--outdir", tmp_path / "out2")
+    assert result.exit_code == 1 and "not on this machine" in result.output and "Traceback" not in result.output
+
+    other = LatentFolder(tmp_path / "empty")   # a studio without the latent: refuses with the reason
+    saved, studio.latents = studio.latents, other
+    try:
+        with pytest.raises(LatentMissing, match="projected photo"):
+            studio.check(read_recipe_upload(png))
+        (tmp_path / "wrong.npz").write_bytes(b"PK\x03\x04 not a zip")
+        with pytest.raises(RecipeError, match="cannot be used"):
+            studio.store_latent((tmp_path / "wrong.npz").read_bytes())
+        studio.store_latent(saved.path(sha).read_bytes())
+        np.testing.assert_array_equal(studio.render(read_recipe_upload(png)), image)
+    finally:
+        studio.latents = saved
+
+
+def test_recipe_latent_field_is_checked(studio):
+    base = studio.new_recipe().to_dict()
+    with pytest.raises(RecipeError, match="64 hex"):
+        Recipe.from_dict({**base, "latent": "../../etc/passwd"})
+    recipe = Recipe.from_dict({**base, "seed": None, "latent": "0f" * 32})
+    assert recipe.seed is None and recipe.noise_seed == 0 and recipe.base == Base(None, 0.7, None, "0f" * 32)
