@@ -16,52 +16,36 @@ import click
 import numpy as np
 import torch
 
+from fashion_models import load_model
 from projection import latent
-from stylegan2.checkpoint import load_network
 from stylegan2.compiled import COMPILE_HELP, compile_generator
-from stylegan2.legacy import NetworkLoadError
-from stylegan2.render import (class_choices, class_labels, image_grid, parse_seeds, resolve_class, seed_z, to_pil,
-                              to_uint8)
+from stylegan2.render import class_choices, class_labels, image_grid, resolve_class, seed_z, to_pil, to_uint8
+from toolkit import cli
 
 
-def _seeds_option(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return parse_seeds(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from e
-
-
-@click.command(context_settings=dict(help_option_names=["-h", "--help"]))
-@click.option("--network", "network_spec", required=True,
-              help="Network: .safetensors or official .pkl path, http(s) URL, or a registered name such as ffhq256.")
-@click.option("--seeds", callback=_seeds_option, help="Seeds, e.g. '0-3,7' (inclusive ranges).")
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
-              help="Truncation psi: 1 = full variety, lower = closer to the average image.")
+@cli.command()
+@cli.network_option()
+@cli.seeds_option()
+@cli.trunc_option(default=1.0)
 @click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None,
               help="Truncate only the first N W+ layers.")
-@click.option("--class", "class_idx", default=None,
-              help="Class index or name, e.g. 2 or dress, or 'all' for every class (conditional networks).")
+@cli.class_option(help="Class index or name, e.g. 2 or dress, or 'all' for every class (conditional networks).")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--projected-w", type=click.Path(exists=True, dir_okay=False),
               help="Render W+ codes from an .npz with key 'w' [N, num_ws, w_dim] instead of seeds "
                    "(project.py's noise maps in it are used too).")
-@click.option("--outdir", type=click.Path(file_okay=False), required=True, help="Where to write the PNGs.")
+@cli.outdir_option("Where to write the PNGs.")
 @click.option("--grid", is_flag=True, help="Also write grid.png, a contact sheet of all images.")
-@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
+@cli.device_option()
 @click.option("--compile/--no-compile", "compile_", default=None, help=COMPILE_HELP)
-def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode, projected_w, outdir, grid,
+def main(network, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode, projected_w, outdir, grid,
          device, compile_):
     """Write OUTDIR/seedNNNN.png for each seed (seedNNNN-CLASS.png with --class all; projNN.png for each
     projected W+ code)."""
     if seeds is None and projected_w is None:
         raise click.UsageError("give --seeds or --projected-w")
-    try:
-        net = load_network(network_spec, device=device)
-    except NetworkLoadError as exc:
-        raise click.ClickException(str(exc)) from None
-    G = net.G_ema
+    model = load_model(network, device=device)
+    G = model.generator()
     out = pathlib.Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[np.ndarray] = []
@@ -80,7 +64,7 @@ def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, nois
             to_pil(pixels).save(out / f"proj{idx:02d}.png")
             written.append(pixels)
     else:
-        classes = _classes_to_render(G, class_idx, net.meta.get("class_names"))
+        classes = _classes_to_render(G, class_idx, model.class_names)
         compile_generator(G, compile_, images=len(classes) * len(seeds))
         for suffix, label in classes:
             for seed in seeds:

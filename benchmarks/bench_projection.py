@@ -16,7 +16,7 @@ import click
 import numpy as np
 import torch
 
-from editor.network import companion_files
+from fashion_models import load_model
 from ganspace.directions import load_directions
 from ganspace.edits import apply_edits
 from projection.distance import make_distance, pyramid_mse
@@ -24,7 +24,6 @@ from projection.latent import ProjectedW
 from projection.projector import ProjectOptions, project
 from projection.target import read_target
 from projection.tuning import TuneOptions, tune
-from stylegan2.checkpoint import load_network
 from stylegan2.render import synthesize_uint8, to_pil
 
 PHOTOS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "clothing-dataset-small" / "validation"
@@ -53,11 +52,11 @@ def pick_photos(folder: pathlib.Path, per_class: int) -> list[tuple[str, pathlib
               help="NAME:STRENGTH of the network's directions.yaml for the strip's last column.")
 def main(network, photos, per_class, num_steps, tune_steps, threads, strip, edit):
     torch.set_num_threads(threads)
-    bundle = load_network(network)
-    G = bundle.G_ema.eval().requires_grad_(False)
-    names = bundle.meta.get("class_names") or []
+    model = load_model(network)
+    G = model.generator()
+    names = model.class_names or []
     edit_name, edit_strength = edit.rsplit(":", 1)
-    directions = load_directions(companion_files(bundle.source)[0], network_sha256=bundle.sha256)
+    directions = load_directions(model.directions_path, network_sha256=model.sha256)
     direction = next(d for d in directions.directions if d.name == edit_name).edit(float(edit_strength))
     rows, tiles = [], []
     for cls, path in pick_photos(pathlib.Path(photos), per_class):
@@ -91,7 +90,7 @@ def main(network, photos, per_class, num_steps, tune_steps, threads, strip, edit
         print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rows[-2]), flush=True)
         print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rows[-1]), flush=True)
 
-    print(f"\n{bundle.source}, {G.img_resolution} px, {num_steps} steps (+{tune_steps} tuning), "
+    print(f"\n{model.source}, {G.img_resolution} px, {num_steps} steps (+{tune_steps} tuning), "
           f"{threads} threads, {len(tiles)} photos")
     print("(seconds: wall clock, and CPU time of this process, which a busy shared machine does not inflate)")
     print(f"{'space':<10} {'PSNR dB (median)':>17} {'pyramid MSE (median)':>21} {'wall s (median)':>16} "

@@ -24,8 +24,8 @@ import threading
 import numpy as np
 import torch
 
-from editor.network import LoadedNetwork
 from editor.recipe import MAX_SEED, Mix, Recipe, RecipeError, check_label
+from fashion_models import Model
 from ganspace.components import Components, load_components
 from ganspace.directions import Direction, DirectionsError, DirectionsFile, append_direction, load_directions
 from ganspace.edits import Edit, apply_edits
@@ -41,12 +41,12 @@ MIX_HINT_PAIRS = 8      # seed pairs mixed per layer group to measure what each 
 
 
 class Studio:
-    def __init__(self, network: LoadedNetwork, directions_path: str | pathlib.Path | None = None,
+    def __init__(self, network: Model, directions_path: str | pathlib.Path | None = None,
                  components_path: str | pathlib.Path | None = None, device: str = "cpu",
                  cache_size: int = 1024, labels_path: str | pathlib.Path | None = None,
                  compile: bool | None = None):
         self.device = torch.device(device)
-        self.G = network.G.eval().requires_grad_(False).to(self.device)
+        self.G = network.generator().to(self.device)
         self.network = network
         self.network_sha256 = network.sha256
         self.num_ws = int(self.G.num_ws)

@@ -93,9 +93,9 @@ def make_studio(folder: pathlib.Path, resolution: int = 16):
 
     network = random_demo_network(resolution)
     rng = np.random.RandomState(0)
-    comp = np.linalg.qr(rng.randn(network.G.w_dim, 6))[0].T
-    components = Components(comp, rng.randn(network.G.w_dim) * 0.1, np.linspace(2.0, 1.0, 6), np.full(6, 1 / 6),
-                            {"num_ws": int(network.G.num_ws)})
+    comp = np.linalg.qr(rng.randn(network.G_ema.w_dim, 6))[0].T
+    components = Components(comp, rng.randn(network.G_ema.w_dim) * 0.1, np.linspace(2.0, 1.0, 6), np.full(6, 1 / 6),
+                            {"num_ws": int(network.G_ema.num_ws)})
     components.save(folder / "components.npz")
     studio = Studio(network, folder / "directions.yaml", folder / "components.npz")
     studio.label_component(0, "sleeves", "short to long", "+ = longer", "coarse")
