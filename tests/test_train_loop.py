@@ -147,7 +147,7 @@ def test_transfer_learning_uses_the_published_ada_speed_and_no_ema_rampup(tmp_pa
 
     monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(stylegan2.download, "download", no_download)
-    monkeypatch.setattr("stylegan2.checkpoint.download", no_download)
+    monkeypatch.setattr("fashion_models.registry.download", no_download)
     data = make_dataset(tmp_path / "data", res=256, n=2)
     base = ["--outdir", tmp_path / "runs", "--data", data, "--dry-run"]
     result = run_cli(base + ["--resume", "ffhq256"])

@@ -57,7 +57,7 @@ def resolve_device(spelling: str) -> str:
     """auto -> cuda when a GPU is present, else cpu; an unavailable device is a UserError (torch loads late)."""
     text = spelling.strip().lower()
     if not _DEVICE.fullmatch(text):
-        raise UserError(f"--device {spelling!r} is not a device: use {DEVICE_SPELLINGS}")
+        raise UserError(f"{spelling!r} is not a device: use {DEVICE_SPELLINGS}")
     import torch
 
     if text == "auto":
@@ -67,9 +67,9 @@ def resolve_device(spelling: str) -> str:
         index = int(text.partition(":")[2] or 0)
         if index >= count:
             found = f"only {count} CUDA device(s) (cuda:0-{count - 1})" if count else "no CUDA device"
-            raise UserError(f"--device {text} was asked for but this machine has {found}; use --device auto or cpu")
+            raise UserError(f"{text} was asked for but this machine has {found}; use auto or cpu")
     if text == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device mps was asked for but this machine has no Apple GPU; use --device auto or cpu")
+        raise UserError("mps was asked for but this machine has no Apple GPU; use auto or cpu")
     return text
 
 
@@ -85,7 +85,7 @@ def network_option(required: bool = True, help: str = NETWORK_HELP):
 
 
 def device_option(default: str = "auto"):
-    return click.option("--device", default=default, show_default=True, callback=_device_callback,
+    return click.option("--device", default=default, show_default=True, callback=_device_callback, metavar="DEVICE",
                         help=f"Where to run: {DEVICE_SPELLINGS}. auto = cuda when a GPU is present, else cpu.")
 
 
