@@ -82,12 +82,6 @@ def main(network, data, reference, halves, names, mirror, num_gen, truncation_ps
         raise click.UsageError("give --network (a generator vs --data), --reference (two image sets) or --halves")
     if network is not None and (reference is not None or halves):
         raise click.UsageError("--network measures a generator; --reference and --halves compare real images")
-    G = network_file = None
-    if network is not None:  # first: a wrong --network fails before the feature networks load
-        from fashion_models import load_model
-        model = load_model(network, device=device)
-        network_file = pathlib.Path(model.source) if model.source else None
-        G = model.generator()
     vgg16 = None
     if any(METRICS[n].network == 'vgg16' for n in names):
         if not vgg16_source:
@@ -97,6 +91,12 @@ def main(network, data, reference, halves, names, mirror, num_gen, truncation_ps
             vgg16 = load_vgg16_fc7(vgg16_source, device=device)
         except (VGG16Error, DownloadError, OSError) as exc:
             raise click.ClickException(f"cannot use --vgg16 {vgg16_source}: {exc}") from exc
+    G = network_file = None
+    if network is not None:  # before Inception loads: a wrong --network fails in a second
+        from fashion_models import load_model
+        model = load_model(network, device=device)
+        network_file = pathlib.Path(model.source) if model.source else None
+        G = model.generator()
     net = None
     if any(METRICS[n].network == 'inception' for n in names):
         net = load_feature_net(feature_net, device=device)
