@@ -27,11 +27,11 @@ import pathlib
 import time
 
 import click
-import torch
 
 from training.dataset import DatasetError, ImageDataset
 from training.feature_net import HOW_TO, load_feature_net
 from training.metrics import METRICS, VGG16_HOW_TO, compare_datasets, compare_halves, compute_metrics
+from toolkit import cli
 from training.vgg16 import VGG16_ENV, VGG16Error, load_vgg16_fc7
 
 
@@ -59,8 +59,8 @@ def _jsonl_folder(outdir: str | None, network_file: pathlib.Path | None) -> path
     return None
 
 
-@click.command(help=__doc__, context_settings=dict(max_content_width=110, help_option_names=['-h', '--help']))
-@click.option('--network', 'network_spec', help="Network: .safetensors/.pkl path, URL, or a name such as 'default'.")
+@cli.command(help=__doc__, context_settings=dict(max_content_width=110))
+@cli.network_option(required=False)
 @click.option('--data', type=click.Path(exists=True), required=True, help="Dataset (zip or folder) the reals come from.")
 @click.option('--reference', type=click.Path(exists=True), help="Compare --data against this image set (no network).")
 @click.option('--halves', is_flag=True, help="Compare one random half of --data with the other (no network).")
@@ -68,19 +68,19 @@ def _jsonl_folder(outdir: str | None, network_file: pathlib.Path | None) -> path
               help=f"Comma-separated: {', '.join(METRICS)}.")
 @click.option('--mirror', is_flag=True, help="Add x-flipped reals, as a run trained with --mirror saw them.")
 @click.option('--num-gen', type=click.IntRange(min=2), help="Fakes per metric instead of its own count (not comparable).")
-@click.option('--trunc', 'truncation_psi', type=float, default=1.0, show_default=True, help="Truncation psi of the fakes.")
+@cli.trunc_option(default=1.0, why=" Of the fakes; the published metrics use 1.")
 @click.option('--seed', type=int, default=0, show_default=True, help="Seed of the fakes' z and classes.")
-@click.option('--outdir', type=click.Path(file_okay=False), help="Folder for metric-<name>.jsonl.")
+@cli.outdir_option("Folder for metric-<name>.jsonl.", required=False)
 @click.option('--feature-net', help="Inception-v3 archive (path or URL). [$AFRO_FASHION_INCEPTION, then the fetched file]")
 @click.option('--vgg16', 'vgg16_source', envvar=VGG16_ENV, show_envvar=True,
               help="VGG16 state dict (torchvision layout, .pth/.safetensors; path or URL) for pr50k3_full.")
 @click.option('--batch', type=click.IntRange(min=1), default=32, show_default=True, help="Images per feature batch.")
-@click.option('--device', default='cuda' if torch.cuda.is_available() else 'cpu', show_default=True)
-def main(network_spec, data, reference, halves, names, mirror, num_gen, truncation_psi, seed, outdir, feature_net,
+@cli.device_option()
+def main(network, data, reference, halves, names, mirror, num_gen, truncation_psi, seed, outdir, feature_net,
          vgg16_source, batch, device):
-    if network_spec is None and reference is None and not halves:
+    if network is None and reference is None and not halves:
         raise click.UsageError("give --network (a generator vs --data), --reference (two image sets) or --halves")
-    if network_spec is not None and (reference is not None or halves):
+    if network is not None and (reference is not None or halves):
         raise click.UsageError("--network measures a generator; --reference and --halves compare real images")
     vgg16 = None
     if any(METRICS[n].network == 'vgg16' for n in names):
@@ -91,6 +91,12 @@ def main(network_spec, data, reference, halves, names, mirror, num_gen, truncati
             vgg16 = load_vgg16_fc7(vgg16_source, device=device)
         except (VGG16Error, DownloadError, OSError) as exc:
             raise click.ClickException(f"cannot use --vgg16 {vgg16_source}: {exc}") from exc
+    G = network_file = None
+    if network is not None:  # before Inception loads: a wrong --network fails in a second
+        from fashion_models import load_model
+        model = load_model(network, device=device)
+        network_file = pathlib.Path(model.source) if model.source else None
+        G = model.generator()
     net = None
     if any(METRICS[n].network == 'inception' for n in names):
         net = load_feature_net(feature_net, device=device)
@@ -98,16 +104,7 @@ def main(network_spec, data, reference, halves, names, mirror, num_gen, truncati
             raise click.ClickException(f"no Inception-v3 weights: {HOW_TO}")
     start = time.time()
     common = dict(feature_net=net, vgg16=vgg16, batch_size=batch, device=device)
-    network_file = None
-    if network_spec is not None:
-        from stylegan2.checkpoint import CheckpointError, load_network
-        from stylegan2.legacy import NetworkLoadError
-        try:
-            bundle = load_network(network_spec, device=device)
-        except (CheckpointError, NetworkLoadError, OSError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        network_file = pathlib.Path(bundle.source) if bundle.source else None
-        G = bundle.G_ema.eval().requires_grad_(False)
+    if G is not None:
         dataset = _open_dataset(data, use_labels=G.c_dim > 0, xflip=mirror)
         try:
             results = compute_metrics(names, G, dataset, num_gen=num_gen, seed=seed, truncation_psi=truncation_psi,
@@ -122,7 +119,7 @@ def main(network_spec, data, reference, halves, names, mirror, num_gen, truncati
     folder = _jsonl_folder(outdir, network_file)
     for name in names:
         mine = {k: v for k, v in results.items() if k == name or k.startswith(f'{name}_')}
-        line = dict(results=mine, metric=name, total_time=elapsed, network=str(network_file or network_spec or ''),
+        line = dict(results=mine, metric=name, total_time=elapsed, network=str(network_file or network or ''),
                     data=str(data), reference=str(reference or ('halves' if halves else '')), mirror=mirror,
                     num_gen=num_gen, truncation_psi=truncation_psi, seed=seed, timestamp=time.time())
         if folder is not None:

@@ -20,6 +20,7 @@ from fashion_data.pipeline import BuildOptions, build_dataset
 from fashion_data.sources import SourceError
 from fashion_data.writer import DestinationError
 from stylegan2.shapes import parse_resolution
+from toolkit import cli
 
 
 def _parse_background(ctx, param, value):
@@ -44,7 +45,7 @@ def _parse_attrs(ctx, param, value):
     return tuple(a.strip() for a in value.replace("+", ",").split(",") if a.strip()) if value else ()
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@cli.command()
 @click.option("--source", required=True, type=click.Path(exists=True), help="Folder (searched recursively) or .zip of photos. Never modified.")
 @click.option("--dest", required=True, type=click.Path(), help="Output: a path ending in .zip writes a zip, anything else a folder.")
 @click.option("--resolution", default="256", show_default=True, callback=_parse_resolution,

@@ -21,34 +21,22 @@ import torch
 
 from design.model import LatentMissing, base_ws, design_ws
 from design.recipe import Recipe, RecipeError, portable_design, read_recipe_file
+from fashion_models import load_model
 from projection import latent
-from stylegan2.checkpoint import load_network
 from stylegan2.compiled import COMPILE_HELP, compile_generator
 from stylegan2.labels import LabelLayoutError, attribute_labels, layout_from_meta
-from stylegan2.legacy import NetworkLoadError
-from stylegan2.render import (class_choices, class_labels, image_grid, parse_seeds, resolve_class, seed_z,
-                              synthesize_uint8, to_pil, to_uint8)
+from stylegan2.render import (class_choices, class_labels, image_grid, resolve_class, seed_z, synthesize_uint8,
+                              to_pil, to_uint8)
+from toolkit import cli
 
 
-def _seeds_option(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return parse_seeds(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from e
-
-
-@click.command(context_settings=dict(help_option_names=["-h", "--help"]))
-@click.option("--network", "network_spec", required=True,
-              help="Network: .safetensors or official .pkl path, http(s) URL, or a registered name such as ffhq256.")
-@click.option("--seeds", callback=_seeds_option, help="Seeds, e.g. '0-3,7' (inclusive ranges).")
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
-              help="Truncation psi: 1 = full variety, lower = closer to the average image.")
+@cli.command()
+@cli.network_option()
+@cli.seeds_option()
+@cli.trunc_option(default=1.0)
 @click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None,
               help="Truncate only the first N W+ layers.")
-@click.option("--class", "class_idx", default=None,
-              help="Class index or name, e.g. 2 or dress, or 'all' for every class (conditional networks).")
+@cli.class_option(help="Class index or name, e.g. 2 or dress, or 'all' for every class (conditional networks).")
 @click.option("--attr", "attrs", multiple=True, metavar="NAME=VALUE",
               help="Multi-attribute networks: an attribute value, repeatable (--attr garment=dress --attr "
                    "fabric=kente); NAME=all renders every value; attributes not given are left 'any' (zeros).")
@@ -61,21 +49,18 @@ def _seeds_option(ctx, param, value):
                    "A photo design's latent is looked up as latents/<sha256>.npz beside the recipe, or in --latents.")
 @click.option("--latents", type=click.Path(exists=True, file_okay=False), default=None,
               help="A folder of latent files named <sha256>.npz (the studio's, or an unpacked export's latents/).")
-@click.option("--outdir", type=click.Path(file_okay=False), required=True, help="Where to write the PNGs.")
+@cli.outdir_option("Where to write the PNGs.")
 @click.option("--grid", is_flag=True, help="Also write grid.png, a contact sheet of all images.")
-@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
+@cli.device_option()
 @click.option("--compile/--no-compile", "compile_", default=None, help=COMPILE_HELP)
-def main(network_spec, seeds, truncation_psi, truncation_cutoff, class_idx, attrs, noise_mode, projected_w, recipes,
+def main(network, seeds, truncation_psi, truncation_cutoff, class_idx, attrs, noise_mode, projected_w, recipes,
          latents, outdir, grid, device, compile_):
     """Write OUTDIR/seedNNNN.png for each seed (seedNNNN-CLASS.png with --class all, seedNNNN-VALUE.png with
     --attr NAME=all; projNN.png for each projected W+ code; NAME.png for each --recipe NAME.json/.png)."""
     if sum((seeds is not None, projected_w is not None, bool(recipes))) != 1:
         raise click.UsageError("give one of --seeds, --projected-w or --recipe")
-    try:
-        net = load_network(network_spec, device=device)
-    except NetworkLoadError as exc:
-        raise click.ClickException(str(exc)) from None
-    G = net.G_ema
+    net = load_model(network, device=device)
+    G = net.generator()
     out = pathlib.Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[np.ndarray] = []

@@ -17,31 +17,30 @@ import sys
 import time
 
 import click
-import torch
 from tqdm import tqdm
 
+from fashion_data.framing import TRANSFORMS
+from fashion_models import load_model
 from projection import latent
 from projection.distance import LPIPSError, make_distance
 from projection.projector import ProjectOptions, project
 from projection.target import TargetError, read_target
 from projection.tuning import TuneOptions, save_tuned, tune
-from stylegan2.checkpoint import load_network
-from stylegan2.legacy import NetworkLoadError
 from stylegan2.download import DownloadError
+from stylegan2.legacy import NetworkLoadError
 from stylegan2.render import resolve_class, synthesize_uint8, to_pil
-from fashion_data.framing import TRANSFORMS
+from toolkit import cli
 from training.inception import FETCH_HINT, find_inception, load_inception
 
 VIDEO_FRAMES = 100   # frames kept for --save-video, whatever the number of steps
 
 
-@click.command(context_settings=dict(help_option_names=["-h", "--help"]))
-@click.option("--network", "network_spec", required=True,
-              help="Network: .safetensors or official .pkl path, http(s) URL, or a registered name such as default.")
+@cli.command()
+@cli.network_option()
 @click.option("--target", "target_path", required=True, type=click.Path(dir_okay=False),
               help="The photo to project (PNG, JPEG, WebP...).")
-@click.option("--class", "class_name", default=None, help="Class index or name (conditional networks), e.g. dress.")
-@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where to write the results.")
+@cli.class_option()
+@cli.outdir_option("Where to write the results.")
 @click.option("--num-steps", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Optimisation steps.")
 @click.option("--seed", type=int, default=303, show_default=True, help="Random seed (noise maps, w noise).")
@@ -59,16 +58,13 @@ VIDEO_FRAMES = 100   # frames kept for --save-video, whatever the number of step
 @click.option("--tune", is_flag=True, help="Pivotal tuning: fine-tune a copy of G around the found code.")
 @click.option("--tune-steps", type=click.IntRange(min=1), default=350, show_default=True)
 @click.option("--tune-lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
-@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(network_spec, target_path, class_name, outdir, num_steps, seed, save_video, w_plus, lpips_source,
+@cli.device_option()
+def main(network, target_path, class_idx, outdir, num_steps, seed, save_video, w_plus, lpips_source,
          use_inception, transform, tune, tune_steps, tune_lr, device):
     """Find the code whose image is closest to the photo TARGET; Ctrl-C keeps the best code so far."""
-    try:
-        bundle = load_network(network_spec, device=device)
-    except (NetworkLoadError, DownloadError) as exc:
-        raise click.ClickException(str(exc)) from None
-    G = bundle.G_ema.eval().requires_grad_(False)
-    class_idx = _class_index(G, class_name, bundle.meta.get("class_names"))
+    model = load_model(network, device=device)
+    G = model.generator()
+    class_idx = _class_index(G, class_idx, model.class_names)
     try:
         target = read_target(target_path, G.img_resolution, G.img_channels, transform)
     except TargetError as exc:
@@ -85,7 +81,7 @@ def main(network_spec, target_path, class_name, outdir, num_steps, seed, save_vi
     target.image.save(out / "target.png")
 
     options = ProjectOptions(num_steps=num_steps, w_plus=w_plus, seed=seed)
-    click.echo(f"projecting {target_path} into {'W+' if w_plus else 'W'} of {bundle.source} "
+    click.echo(f"projecting {target_path} into {'W+' if w_plus else 'W'} of {model.source} "
                f"({G.img_resolution} px, distance: {distance.name}, {num_steps} steps)")
     start = time.perf_counter()
     with tqdm(total=num_steps, unit="step", dynamic_ncols=True) as bar:
@@ -96,7 +92,7 @@ def main(network_spec, target_path, class_name, outdir, num_steps, seed, save_vi
         click.echo(f"interrupted at step {result.steps}: keeping the best code so far", err=True)
     projected = latent.ProjectedW(
         w=result.ws.unsqueeze(0).cpu().numpy(), noise={k: v.cpu().numpy() for k, v in result.noise.items()},
-        meta=dict(network_sha256=bundle.sha256, target_sha256=target.sha256,
+        meta=dict(network_sha256=model.sha256, target_sha256=target.sha256,
                   class_idx=-1 if class_idx is None else class_idx, distance=result.distance))
     latent.save(out / "projected_w.npz", projected)
     pixels = synthesize_uint8(projected.generator(G), projected.ws(G))[0]
@@ -106,13 +102,13 @@ def main(network_spec, target_path, class_name, outdir, num_steps, seed, save_vi
     click.echo(f"distance {result.distance:.4f} after {result.steps} steps in {seconds:.1f} s; "
                f"wrote target.png, proj.png, projected_w.npz{', proj.gif' if save_video else ''} to {out}")
     if tune and not result.interrupted:
-        _tune(G, bundle, result, distance, target, TuneOptions(num_steps=tune_steps, learning_rate=tune_lr), out)
+        _tune(G, model, result, distance, target, TuneOptions(num_steps=tune_steps, learning_rate=tune_lr), out)
 
 
-def _tune(G, bundle, result, distance, target, options: TuneOptions, out: pathlib.Path) -> None:
+def _tune(G, model, result, distance, target, options: TuneOptions, out: pathlib.Path) -> None:
     with tqdm(total=options.num_steps, unit="step", dynamic_ncols=True, desc="tuning") as bar:
         tuned = tune(G, result.ws, result.noise, distance, options, progress=_bar(bar))
-    save_tuned(out / "tuned.safetensors", tuned, bundle, target.sha256, options)
+    save_tuned(out / "tuned.safetensors", tuned, model, target.sha256, options)
     pixels = synthesize_uint8(tuned.G, result.ws.unsqueeze(0))[0]
     to_pil(pixels).save(out / "proj_tuned.png")
     click.echo(f"tuned {tuned.steps} steps: distance {tuned.distance_before:.4f} -> {tuned.distance_after:.4f}; "

@@ -70,7 +70,7 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
-@click.command(help=__doc__, context_settings=dict(max_content_width=110))
+@click.command(help=__doc__, context_settings=dict(max_content_width=110, help_option_names=["-h", "--help"]))
 @click.pass_context
 # where
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Folder for numbered run folders.")
@@ -358,7 +358,7 @@ def options_for_new_run(*, data, resume, fetch=True, **kwargs):
 
 def load_transfer_source(resume: str, fetch: bool):
     """The network to fine-tune from; None when it would have to be downloaded and `fetch` is off (--dry-run)."""
-    from stylegan2.checkpoint import NAMED_NETWORKS, load_network
+    from fashion_models import NAMED_NETWORKS, load_model
     from stylegan2.download import cached_path
     from stylegan2.legacy import NetworkLoadError
 
@@ -366,7 +366,7 @@ def load_transfer_source(resume: str, fetch: bool):
     if not fetch and target.startswith(("http://", "https://")) and not cached_path(target).is_file():
         return None
     try:
-        return load_network(resume)
+        return load_model(resume)
     except NetworkLoadError as exc:
         raise click.ClickException(f"--resume {resume}: {exc}") from None
 

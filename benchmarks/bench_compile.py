@@ -28,13 +28,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_generator import CONFIGS, build  # noqa: E402
 
 from stylegan2 import compiled  # noqa: E402
-from stylegan2.checkpoint import load_network  # noqa: E402
+from fashion_models import load_model  # noqa: E402
 
 CASES = ("g64-b1", "g64-b8", "g256-b1", "map64-10k", "sheets", "start")
 
 
 def default_G():
-    return load_network("default").G_ema.eval().requires_grad_(False)
+    return load_model("default").G_ema.eval().requires_grad_(False)
 
 
 def paper256_G():

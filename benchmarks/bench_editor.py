@@ -24,7 +24,7 @@ def main(network, resolution, repeats, device):
     from ganspace.directions import Direction, append_direction
 
     loaded = random_demo_network(resolution) if resolution else load_studio_network(network)
-    G = loaded.G
+    G = loaded.G_ema
     folder = tempfile.mkdtemp()
     vector = torch.randn(G.w_dim).numpy()
     append_direction(f"{folder}/d.yaml", Direction(name="bench", vector=vector, layers=(0, G.num_ws - 1)),

@@ -18,7 +18,7 @@ import click
 import numpy as np
 import torch
 
-from editor.network import companion_files
+from fashion_models import load_model
 from ganspace.directions import load_directions
 from ganspace.edits import apply_edits
 from projection.distance import FeatureDistance, InceptionFeatures, make_distance, pyramid_mse
@@ -26,7 +26,6 @@ from projection.latent import ProjectedW
 from projection.projector import ProjectOptions, project
 from projection.target import read_target
 from projection.tuning import TuneOptions, tune
-from stylegan2.checkpoint import load_network
 from stylegan2.render import synthesize_uint8, to_pil
 from training.inception import find_inception, load_inception
 
@@ -82,11 +81,11 @@ def main(network, photos, heldout, per_class, num_steps, tune_steps, threads, st
             return float(FeatureDistance(image_tensor(reference), features, "inception", pixel_weight=0.0)(
                 image_tensor(pixels))[0])
 
-    bundle = load_network(network)
-    G = bundle.G_ema.eval().requires_grad_(False)
-    names = bundle.meta.get("class_names") or []
+    model = load_model(network)
+    G = model.generator()
+    names = model.class_names or []
     edit_name, edit_strength = edit.rsplit(":", 1)
-    directions = load_directions(companion_files(bundle.source)[0], network_sha256=bundle.sha256)
+    directions = load_directions(model.directions_path, network_sha256=model.sha256)
     direction = next(d for d in directions.directions if d.name == edit_name).edit(float(edit_strength))
     rows, tiles = [], []
     for cls, path in pick_photos(pathlib.Path(photos), pathlib.Path(heldout), per_class):
@@ -121,7 +120,7 @@ def main(network, photos, heldout, per_class, num_steps, tune_steps, threads, st
         print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rows[-2]), flush=True)
         print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rows[-1]), flush=True)
 
-    print(f"\n{bundle.source}, {G.img_resolution} px, {num_steps} steps (+{tune_steps} tuning), "
+    print(f"\n{model.source}, {G.img_resolution} px, {num_steps} steps (+{tune_steps} tuning), "
           f"{threads} threads, {len(tiles)} photos")
     print("(seconds: wall clock, and CPU time of this process, which a busy shared machine does not inflate)")
     print(f"{'space':<10} {'PSNR dB (median)':>17} {'pyramid MSE (median)':>21} {'Inception dist (median)':>24} "

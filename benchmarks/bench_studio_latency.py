@@ -58,12 +58,11 @@ def main(moves, slider, viewport):
     from playwright.sync_api import sync_playwright
 
     from editor import app
-    from editor.network import companion_files, load_studio_network
+    from editor.network import load_studio_network
     from editor.studio import Studio
 
     loaded = load_studio_network(None)
-    directions, components = companion_files(loaded.source)
-    studio = Studio(loaded, directions, components)
+    studio = Studio(loaded, loaded.directions_path, loaded.components_path)
     kwargs = {}
     if "store" in inspect.signature(app.launch).parameters:  # newer trees persist every move: count that too
         from editor.store import SessionStore

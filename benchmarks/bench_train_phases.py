@@ -26,7 +26,7 @@ import PIL.Image
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from stylegan2.checkpoint import load_network  # noqa: E402
+from fashion_models import load_model  # noqa: E402
 from training.augment import AUGPIPE_PRESETS, AugmentPipe  # noqa: E402
 from training.dataset import ImageDataset  # noqa: E402
 from training.loss import StyleGAN2Loss  # noqa: E402
@@ -38,7 +38,7 @@ LAZY_SHARE = {"Gmain": 1, "Dmain": 1, "Greg": 1 / 4, "Dreg": 1 / 16}
 
 def build(variant: str, batch: int):
     from stylegan2.networks import Discriminator, Generator
-    bundle = load_network("default")
+    bundle = load_model("default")
     opts = bundle.meta["training_options"]
     torch.manual_seed(0)
     G = Generator(**bundle.G_ema.init_kwargs)

@@ -8,6 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import click  # noqa: E402
 
+from toolkit import cli  # noqa: E402
+
 
 AUTH_ENV = "AFRO_STUDIO_AUTH"
 MAX_FAILED_LOGINS, FAILED_LOGIN_WINDOW_S, FAILED_LOGIN_DELAY_S = 5, 60.0, 1.0
@@ -64,10 +66,9 @@ def throttled_login(user: str, password: str, clock=None):
     return check
 
 
-@click.command()
-@click.option("--network", default=None, metavar="PATH|URL|NAME",
-              help="Network to design with (.safetensors, .pkl, URL or registered name). "
-                   "Default: the bundled model (models/default), or a random demo network when it is missing.")
+@cli.command()
+@cli.network_option(required=False, help=cli.NETWORK_HELP + " Default: the bundled model, or a random demo network "
+                    "when it is missing.")
 @click.option("--directions", type=click.Path(dir_okay=False), default=None,
               help="Directions YAML with the model's labelled sliders (read only when --labels is elsewhere).")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None,
@@ -83,7 +84,7 @@ def throttled_login(user: str, password: str, clock=None):
               help="Ask for this login (visible in the process list: prefer --auth-file or $AFRO_STUDIO_AUTH).")
 @click.option("--auth-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A file whose first line is user:password, for the login.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@cli.device_option()
 @click.option("--no-browser", is_flag=True, default=False, help="Do not open a browser tab at start.")
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="Compile the generator (torch.compile) in the background; designs render uncompiled until it is "
@@ -91,13 +92,9 @@ def throttled_login(user: str, password: str, clock=None):
 def main(network, directions, labels, components, host, port, share, auth, auth_file, device, no_browser,
          compile_):
     """Open the studio: browse seeds, move labelled sliders, mix styles, save recipes and export."""
-    import torch
-
     credentials = read_credentials(auth, auth_file)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.UsageError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
-    from editor.network import companion_files, load_studio_network
     from design.recipe import RecipeError
+    from editor.network import load_studio_network
     from editor.store import SessionStore, labels_path, latents_path
     from projection.latent import LatentFolder
     from editor.studio import Studio
@@ -105,9 +102,8 @@ def main(network, directions, labels, components, host, port, share, auth, auth_
 
     try:
         loaded = load_studio_network(network)
-        sibling_directions, sibling_components = companion_files(loaded.source)
-        directions = directions or sibling_directions
-        components = components or sibling_components
+        directions = directions or loaded.directions_path
+        components = components or loaded.components_path
         if loaded.banner and directions is None and components is None:
             import tempfile
 

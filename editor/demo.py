@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pathlib
 
-from editor.network import LoadedNetwork
+from fashion_models import Model
 from ganspace.directions import Direction, append_direction
 from ganspace.fit import fit_components
 from ganspace.layers import parse_layers
@@ -20,14 +20,14 @@ DEMO_DIRECTIONS = (  # (component, name, group, sign)
 )
 
 
-def write_demo_files(network: LoadedNetwork, folder: str | pathlib.Path, num_components: int = 12,
+def write_demo_files(network: Model, folder: str | pathlib.Path, num_components: int = 12,
                      num_samples: int = 4000) -> tuple[pathlib.Path, pathlib.Path]:
     """Fit components of `network` into folder/components.npz and label three of them in
     folder/directions.yaml; returns (directions_path, components_path)."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     components_path, directions_path = folder / "components.npz", folder / "directions.yaml"
-    G = network.G
+    G = network.G_ema
     components = fit_components(G, num_samples, min(num_components, G.w_dim), seed=0, batch_size=1000,
                                 stdev_samples=num_samples, network_sha256=network.sha256)
     components.save(components_path)

@@ -28,7 +28,7 @@ import torch
 
 from design.model import Base, Design, LatentMissing, base_ws, design_ws
 from design.recipe import MAX_SEED, Mix, Recipe, RecipeError, check_label, check_photo, edit_to_recipe
-from editor.network import LoadedNetwork
+from fashion_models import Model
 from ganspace.components import Components, load_components
 from ganspace.directions import Direction, DirectionsError, DirectionsFile, append_direction, load_directions
 from ganspace.edits import Edit
@@ -51,13 +51,13 @@ PROJECT_W_AVG_SAMPLES = 4096   # w_avg to start from: the official 10,000 is a s
 
 
 class Studio:
-    def __init__(self, network: LoadedNetwork, directions_path: str | pathlib.Path | None = None,
+    def __init__(self, network: Model, directions_path: str | pathlib.Path | None = None,
                  components_path: str | pathlib.Path | None = None, device: str = "cpu",
                  cache_size: int = 1024, labels_path: str | pathlib.Path | None = None,
                  compile: bool | None = None, latents: LatentFolder | None = None):
         self.device = torch.device(device)
         self.latents = latents or LatentFolder(tempfile.mkdtemp(prefix="afro-studio-latents-"))
-        self.G = network.G.eval().requires_grad_(False).to(self.device)
+        self.G = network.generator().to(self.device)
         self.network = network
         self.network_sha256 = network.sha256
         self.num_ws = int(self.G.num_ws)

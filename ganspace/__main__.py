@@ -17,13 +17,13 @@ import sys
 import click
 from tqdm import tqdm
 
+from fashion_models import load_model
 from ganspace.directions import DirectionsError, load_directions
 from ganspace.layers import GROUP_NAMES
 from stylegan2.compiled import COMPILE_HELP, MAPPINGS_PER_IMAGE, compile_generator
 from stylegan2.labels import LabelLayoutError, layout_from_meta
-from stylegan2.render import class_choices, parse_seeds, resolve_class
-
-NETWORK_HELP = "Network: .safetensors, official .pkl, URL or a known name (e.g. ffhq256)."
+from stylegan2.render import class_choices, resolve_class
+from toolkit import cli as kit  # `cli` is this module's group (tests and scripts import it)
 
 
 def parse_float_list(text: str) -> list[float]:
@@ -37,34 +37,11 @@ def parse_float_list(text: str) -> list[float]:
     return values
 
 
-class SeedList(click.ParamType):
-    name = "SEEDS"
-
-    def convert(self, value, param, ctx):
-        try:
-            return parse_seeds(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
 class FloatList(click.ParamType):
     name = "LIST"
 
     def convert(self, value, param, ctx):
         return value if isinstance(value, list) else parse_float_list(value)
-
-
-def load_generator(network: str, device: str):
-    """(G_ema in eval mode on `device`, sha256 of the network file, its metadata: class names, label layout)."""
-    import torch
-    from stylegan2.checkpoint import load_network
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        bundle = load_network(network)
-    except (OSError, ValueError, KeyError) as exc:
-        raise click.ClickException(f"cannot load network {network!r}: {exc}") from None
-    return bundle.G_ema.eval().requires_grad_(False).to(device), bundle.sha256, bundle.meta or {}
 
 
 def check_label(G, class_value: str | None, attrs, meta, optional: bool = False):
@@ -119,20 +96,19 @@ class TqdmProgress:
         self.bar.close()
 
 
-network_option = click.option("--network", "network", required=True, help=NETWORK_HELP)
-device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
-trunc_option = click.option("--trunc", "truncation_psi", type=float, default=0.7, show_default=True,
-                            help="Truncation psi of the seeds' codes.")
+network_option = kit.network_option()
+device_option = kit.device_option()
+trunc_option = kit.trunc_option(default=0.7, why=" 0.7 here (official generate.py: 1), so sheets and exports show "
+                                "typical designs rather than the rare extremes.")
 compile_option = click.option("--compile/--no-compile", "compile_", default=None, help=COMPILE_HELP)
-class_option = click.option("--class", "class_idx", default=None,
-                            help="Class index or name (conditional networks only; sheets and hints default to "
-                                 "seed % classes, so every class is shown).")
+class_option = kit.class_option(help="Class index or name (conditional networks only; sheets and hints default to "
+                                     "seed % classes, so every class is shown).")
 attr_option = click.option("--attr", "attrs", multiple=True, metavar="NAME=VALUE",
                            help="Multi-attribute networks, instead of --class: an attribute value, repeatable "
                                 "(--attr garment=dress); attributes not given are 'any'.")
 
 
-@click.group(help=__doc__)
+@kit.group(help=__doc__)
 def cli():
     pass
 
@@ -162,7 +138,8 @@ def fit(network, out, method, estimator, samples, num_components, batch_size, se
     """Principal directions of W -> components .npz (GANSpace keys lat_comp/lat_mean/lat_stdev/var_ratio)."""
     from ganspace.fit import fit_components, fit_sefa
     from ganspace.layers import parse_layers
-    G, sha, meta = load_generator(network, device)
+    model = load_model(network, device)
+    G, sha, meta = model.generator(), model.sha256, model.meta or {}
     mapped = stdev_samples + (0 if method == "sefa" else samples)
     compile_generator(G, compile_, images=mapped // MAPPINGS_PER_IMAGE, parts=("mapping",))
     if class_idx != "mix" or layout_from_meta(meta) is not None:
@@ -182,9 +159,9 @@ def fit(network, out, method, estimator, samples, num_components, batch_size, se
 @cli.command()
 @network_option
 @click.option("--components", "components_path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the sheets.")
+@kit.outdir_option("Folder for the sheets. [--out: older spelling]", True, "--out")
 @click.option("--num", "num_components", type=int, default=10, show_default=True, help="First K components.")
-@click.option("--seeds", type=SeedList(), default="0-4", show_default=True, help="Rows, e.g. 0-4 or 1,5,9.")
+@kit.seeds_option(default="0-4", help="Rows, e.g. 0-4 or 1,5,9.")
 @click.option("--columns", type=int, default=7, show_default=True, help="Strengths from -k to +k sigma.")
 @click.option("--sigma-range", type=float, default=3.0, show_default=True, help="k, in sigma units.")
 @click.option("--centre", "--center", "centre", type=click.Choice(["sample", "mean"]), default="sample",
@@ -195,25 +172,26 @@ def fit(network, out, method, estimator, samples, num_components, batch_size, se
 @attr_option
 @device_option
 @compile_option
-def sheets(network, components_path, out, num_components, seeds, columns, sigma_range, centre, groups,
+def sheets(network, components_path, outdir, num_components, seeds, columns, sigma_range, centre, groups,
            truncation_psi, class_idx, attrs, device, compile_):
     """One PNG per component and layer group: rows = seeds, columns = strengths."""
     from ganspace.components import load_components
     from ganspace.sheets import component_sheets
-    G, _, meta = load_generator(network, device)
+    model = load_model(network, device)
+    G, meta = model.generator(), model.meta or {}
     group_list = [g.strip() for g in groups.split(",")]
     compile_generator(G, compile_, images=num_components * len(group_list) * len(seeds) * columns)
     class_idx, _ = check_label(G, class_idx, attrs, meta, optional=True)
     progress = TqdmProgress("sheets", "sheet")
     try:
-        paths = component_sheets(G, load_components(components_path), out, num_components, seeds, columns,
+        paths = component_sheets(G, load_components(components_path), outdir, num_components, seeds, columns,
                                  sigma_range, centre, group_list, truncation_psi,
                                  class_idx, progress=progress)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         progress.close()
-    click.echo(f"wrote {len(paths)} sheets to {out}")
+    click.echo(f"wrote {len(paths)} sheets to {outdir}")
 
 
 @cli.command()
@@ -222,7 +200,7 @@ def sheets(network, components_path, out, num_components, seeds, columns, sigma_
 @click.option("--out", default="hints.csv", show_default=True, type=click.Path(dir_okay=False),
               help="CSV table (a .md copy is written beside it).")
 @click.option("--num", "num_components", type=int, default=10, show_default=True)
-@click.option("--seeds", type=SeedList(), default="0-15", show_default=True)
+@kit.seeds_option(default="0-15")
 @click.option("--strength", type=float, default=2.0, show_default=True, help="Compare -s and +s sigma.")
 @trunc_option
 @class_option
@@ -234,7 +212,8 @@ def hints(network, components_path, out, num_components, seeds, strength, trunca
     """Measured image changes per component and layer group, with suggested labels."""
     from ganspace.components import load_components
     from ganspace.hints import format_table, measure_hints, write_hints
-    G, _, meta = load_generator(network, device)
+    model = load_model(network, device)
+    G, meta = model.generator(), model.meta or {}
     compile_generator(G, compile_, images=num_components * len(GROUP_NAMES) * len(seeds) * 2)
     class_idx, _ = check_label(G, class_idx, attrs, meta, optional=True)
     progress = TqdmProgress("hints", "row")
@@ -257,7 +236,7 @@ def template(network, components_path, count):
     """Print a commented directions YAML to start from (python -m ganspace template ... > directions.yaml)."""
     from ganspace.components import load_components
     from ganspace.directions import template_text
-    _, sha, _ = load_generator(network, "cpu")
+    sha = load_model(network).sha256
     try:
         comps = load_components(components_path)
     except (OSError, ValueError) as exc:
@@ -270,11 +249,11 @@ def template(network, components_path, count):
 
 @cli.command()
 @click.option("--directions", "directions_path", required=True, type=click.Path(dir_okay=False))
-@click.option("--network", default=None, help=NETWORK_HELP + " Optional: checks the file's network_sha256.")
+@kit.network_option(required=False, help=kit.NETWORK_HELP + " Optional: checks the file's network_sha256.")
 @click.option("--force", is_flag=True, help="Accept a file made for another network.")
 def validate(directions_path, network, force):
     """Check a directions YAML; errors name the line and what to fix."""
-    sha = load_generator(network, "cpu")[1] if network else None
+    sha = load_model(network).sha256 if network else None
     try:
         loaded = load_directions(directions_path, network_sha256=sha, force=force)
     except DirectionsError as exc:
@@ -290,9 +269,9 @@ def validate(directions_path, network, force):
 @cli.command()
 @network_option
 @click.option("--directions", "directions_path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--seeds", type=SeedList(), default="0-99", show_default=True)
+@kit.seeds_option(default="0-99")
 @click.option("--strengths", type=FloatList(), default="-3,-1.5,0,1.5,3", show_default=True, help="In sigma units.")
-@click.option("--out", required=True, type=click.Path(file_okay=False))
+@kit.outdir_option("Folder for the PNGs, sheets and manifest. [--out: older spelling]", True, "--out")
 @click.option("--gif", is_flag=True, help="Also write an animated GIF sweep per direction.")
 @click.option("--batch", "batch_size", type=int, default=8, show_default=True, help="Images per generator call.")
 @click.option("--force", is_flag=True, help="Use a directions file made for another network.")
@@ -301,11 +280,12 @@ def validate(directions_path, network, force):
 @attr_option
 @device_option
 @compile_option
-def export(network, directions_path, seeds, strengths, out, gif, batch_size, force, truncation_psi, class_idx, attrs,
-           device, compile_):
+def export(network, directions_path, seeds, strengths, outdir, gif, batch_size, force, truncation_psi, class_idx,
+           attrs, device, compile_):
     """PNGs (with recipes), contact sheets and manifest.csv/json for every labelled direction. Resumable."""
     from ganspace.export import export_directions
-    G, sha, meta = load_generator(network, device)
+    model = load_model(network, device)
+    G, sha, meta = model.generator(), model.sha256, model.meta or {}
     class_idx, attributes = check_label(G, class_idx, attrs, meta)
     try:
         directions = load_directions(directions_path, network_sha256=sha, force=force)
@@ -314,11 +294,11 @@ def export(network, directions_path, seeds, strengths, out, gif, batch_size, for
     compile_generator(G, compile_, images=len(directions.directions) * len(seeds) * len(strengths))
     progress = TqdmProgress("export", "img")
     try:
-        rows = export_directions(G, directions, seeds, strengths, out, truncation_psi, class_idx, sha,
+        rows = export_directions(G, directions, seeds, strengths, outdir, truncation_psi, class_idx, sha,
                                  progress=progress, batch_size=batch_size, gif=gif, attributes=attributes)
     finally:
         progress.close()
-    click.echo(f"{len(rows)} images listed in {out}/manifest.csv")
+    click.echo(f"{len(rows)} images listed in {outdir}/manifest.csv")
 
 
 @cli.command()
@@ -347,7 +327,8 @@ def attribute(network, attribute, value_a, value_b, directions_path, data, sampl
     from ganspace.attributes import attribute_direction, with_block
     from ganspace.directions import Direction, append_direction
     from ganspace.layers import parse_layers
-    G, sha, meta = load_generator(network, device)
+    model = load_model(network, device)
+    G, sha, meta = model.generator(), model.sha256, model.meta or {}
     if not G.c_dim:
         raise click.UsageError("this network is unconditional: attribute directions need labels")
     rng = np.random.RandomState([seed, 2])

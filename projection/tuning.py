@@ -79,7 +79,7 @@ def tune(G, ws: torch.Tensor, noise: dict[str, torch.Tensor], distance: Callable
 
 
 def save_tuned(path: str | os.PathLike, tuned: Tuned, parent, target_sha256: str, options: TuneOptions):
-    """Write the tuned generator as our checkpoint; ``parent`` is the NetworkBundle it was tuned from."""
+    """Write the tuned generator as our checkpoint; ``parent`` is the Model it was tuned from."""
     from stylegan2.checkpoint import save_checkpoint
 
     meta = {key: parent.meta[key] for key in ("class_names",) if key in (parent.meta or {})}
@@ -94,11 +94,11 @@ def save_tuned(path: str | os.PathLike, tuned: Tuned, parent, target_sha256: str
 def copy_parent_directions(parent_path: str | os.PathLike, tuned_path: pathlib.Path) -> pathlib.Path | None:
     """Give the tuned network its parent's sliders: the parent's directions.yaml, made for the tuned file.
 
-    Tools find a network's directions beside it (``editor.network.companion_files``) and refuse a file
+    Tools find a network's directions beside it (``fashion_models.companion_files``) and refuse a file
     made for another network's sha256; the copy names the tuned file's sha256 and points at the
     parent's components and vector files by absolute path.  None when the parent has no directions.
     """
-    from editor.network import companion_files
+    from fashion_models import companion_files
     from stylegan2.atomic import atomic_write_text
     from stylegan2.download import file_sha256
 

@@ -1,11 +1,11 @@
-"""Our checkpoint format (safetensors + JSON metadata) and ``load_network`` for every network source.
+"""Our checkpoint format (safetensors + JSON metadata) and ``load_network_file`` for a local network file.
 
 A checkpoint is one ``.safetensors`` file: the weights of G, D and G_ema under the prefixes
 ``G.``, ``D.``, ``G_ema.`` and, in the safetensors header, one JSON document (key
 ``afro_fashion_gan``) saying how to construct each network and what training state came with
 it.  Loading it never unpickles anything, so a checkpoint from a stranger cannot run code.
-``load_network`` also accepts official ``.pkl`` snapshots (read safely by ``legacy.py``),
-http(s) URLs (cached by ``download.py``) and short names from :data:`NAMED_NETWORKS`.
+``load_network_file`` also reads official ``.pkl`` snapshots (safely, by ``legacy.py``); names and URLs
+are resolved by ``fashion_models.load_model``, the loader every entry point uses.
 """
 from __future__ import annotations
 
@@ -20,26 +20,13 @@ import safetensors.torch
 import torch
 
 from stylegan2.atomic import atomic_write_bytes
-from stylegan2.download import DownloadError, download, file_sha256
+from stylegan2.download import file_sha256
 from stylegan2.legacy import NetworkLoadError, check_roles, construct_network, load_official_snapshot, to_plain
 
 FORMAT = "afro-fashion-gan/1"
 METADATA_KEY = "afro_fashion_gan"
 NET_NAMES = ("G", "D", "G_ema")
 MAX_HEADER_BYTES = 100 << 20  # safetensors caps its JSON header at 100 MB
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-_TRANSFER_BASE = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/"
-OFFICIAL_TRANSFER_NETWORKS = {  # the official StyleGAN2-ADA --resume shortcuts
-    "ffhq256": _TRANSFER_BASE + "ffhq-res256-mirror-paper256-noaug.pkl",
-    "ffhq512": _TRANSFER_BASE + "ffhq-res512-mirror-stylegan2-noaug.pkl",
-    "ffhq1024": _TRANSFER_BASE + "ffhq-res1024-mirror-stylegan2-noaug.pkl",
-    "celebahq256": _TRANSFER_BASE + "celebahq-res256-mirror-paper256-kimg100000-ada-target0.5.pkl",
-    "lsundog256": _TRANSFER_BASE + "lsundog-res256-paper256-kimg100000-noaug.pkl",
-}
-# Short name -> URL or path (relative paths are taken from the repository root).  `default` is the
-# bundled demonstration model (models/default/README.md), which the studio opens without arguments.
-NAMED_NETWORKS: dict[str, str] = {"default": "models/default/network.safetensors", **OFFICIAL_TRANSFER_NETWORKS}
 
 
 class CheckpointError(NetworkLoadError):
@@ -192,29 +179,6 @@ def load_official_pickle(path: str | os.PathLike, device: str | torch.device = "
     )
 
 
-def resolve_network(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
-    """A short name, URL or path -> a local file (downloading into the cache when needed)."""
-    text = os.fspath(spec)
-    if text in NAMED_NETWORKS:
-        target = NAMED_NETWORKS[text]
-        if target.startswith(("http://", "https://")):
-            return download(target, cache_dir=cache_dir)
-        path = pathlib.Path(target).expanduser()
-        path = path if path.is_absolute() else REPO_ROOT / path
-        if not path.is_file():
-            raise CheckpointError(f"network '{text}' is registered as {path}, but that file does not exist")
-        return path
-    if text.startswith(("http://", "https://")):
-        return download(text, cache_dir=cache_dir)
-    path = pathlib.Path(text).expanduser()
-    if path.is_file():
-        return path
-    raise CheckpointError(
-        f"cannot find network '{text}': give a .safetensors/.pkl path, an http(s) URL, "
-        f"or one of the names {', '.join(sorted(NAMED_NETWORKS))}"
-    )
-
-
 def sniff_format(path: str | os.PathLike) -> str:
     """'safetensors' or 'pickle' from the file's first bytes (extensions can lie)."""
     with open(path, "rb") as f:
@@ -229,19 +193,11 @@ def sniff_format(path: str | os.PathLike) -> str:
     )
 
 
-def load_network(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-                 device: str | torch.device = "cpu") -> NetworkBundle:
-    """Load networks from a .safetensors/.pkl path, an http(s) URL or a name in NAMED_NETWORKS.
-
-    Every failure is a NetworkLoadError with a message (a download that failed, an unreadable file
-    included), so command-line tools print one line instead of a traceback.
-    """
+def load_network_file(path: str | os.PathLike, device: str | torch.device = "cpu") -> NetworkBundle:
+    """Our checkpoint or an official pickle, told apart by content; an unreadable file is a CheckpointError."""
     try:
-        path = resolve_network(spec, cache_dir)
         if sniff_format(path) == "safetensors":
             return load_checkpoint(path, device)
         return load_official_pickle(path, device)
-    except DownloadError as exc:
-        raise CheckpointError(str(exc)) from exc
     except OSError as exc:
-        raise CheckpointError(f"cannot read network {os.fspath(spec)!r}: {exc}") from exc
+        raise CheckpointError(f"cannot read network {os.fspath(path)!r}: {exc}") from exc

@@ -13,12 +13,14 @@ import pathlib
 import click
 import torch
 
-from stylegan2.checkpoint import load_network, save_checkpoint
+from fashion_models import load_model
+from stylegan2.checkpoint import save_checkpoint
 from stylegan2.download import file_sha256
 from stylegan2.legacy import NetworkLoadError
+from toolkit import cli
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@cli.command()
 @click.argument("source")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=pathlib.Path))
 @click.option("--fp16", is_flag=True, help="Store weights as float16 (half the size; loads back as float32).")
@@ -34,7 +36,7 @@ def main(source: str, out: pathlib.Path, fp16: bool, g_ema_only: bool, overwrite
     if out.exists() and not overwrite:
         raise click.ClickException(f"{out} already exists; pass --overwrite to replace it")
     try:
-        bundle = load_network(source, cache_dir=cache_dir)
+        bundle = load_model(source, cache_dir=cache_dir)
     except (NetworkLoadError, OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     nets = {"G_ema": bundle.G_ema} if g_ema_only else {"G": bundle.G, "D": bundle.D, "G_ema": bundle.G_ema}

@@ -25,11 +25,14 @@ from typing import Any, BinaryIO, NamedTuple
 import numpy as np
 import torch
 
+from toolkit.cli import UserError
+
 NETWORK_CLASSES = ("Generator", "Discriminator")  # top-level networks we can rebuild
 
 
-class NetworkLoadError(ValueError):
-    """A network file cannot be turned into our modules; base of every loading error here."""
+class NetworkLoadError(UserError, ValueError):
+    """A network file cannot be turned into our modules; base of every loading error here (its message is
+    for the user: CLIs print it as one line)."""
 
 
 class UnsafePickleError(NetworkLoadError, pickle.UnpicklingError):

@@ -93,9 +93,9 @@ def make_studio(folder: pathlib.Path, resolution: int = 16, base_shape=(4, 4)):
 
     network = random_demo_network(resolution, base_shape)
     rng = np.random.RandomState(0)
-    comp = np.linalg.qr(rng.randn(network.G.w_dim, 6))[0].T
-    components = Components(comp, rng.randn(network.G.w_dim) * 0.1, np.linspace(2.0, 1.0, 6), np.full(6, 1 / 6),
-                            {"num_ws": int(network.G.num_ws)})
+    comp = np.linalg.qr(rng.randn(network.G_ema.w_dim, 6))[0].T
+    components = Components(comp, rng.randn(network.G_ema.w_dim) * 0.1, np.linspace(2.0, 1.0, 6), np.full(6, 1 / 6),
+                            {"num_ws": int(network.G_ema.num_ws)})
     components.save(folder / "components.npz")
     studio = Studio(network, folder / "directions.yaml", folder / "components.npz")
     studio.label_component(0, "sleeves", "short to long", "+ = longer", "coarse")
@@ -113,13 +113,15 @@ def attribute_layout():
 
 def make_attribute_studio(folder: pathlib.Path, resolution: int = 16):
     """A random multi-attribute studio (attribute_layout's blocks) without directions."""
-    from editor.network import LoadedNetwork, build_random_generator
+    from editor.network import build_random_generator
     from editor.studio import Studio
+    from fashion_models import Model
     from stylegan2.checkpoint import weights_sha256
 
     layout = attribute_layout()
     G = build_random_generator(resolution, c_dim=layout.dim)
-    network = LoadedNetwork(G=G, sha256=weights_sha256(G.state_dict()), label_layout=layout, source="attributes")
+    network = Model(G_ema=G, sha256=weights_sha256(G.state_dict()), meta={"label_layout": layout.to_json()},
+                    source="attributes")
     return Studio(network, folder / "directions.yaml")
 
 

@@ -14,7 +14,7 @@ from ganspace.__main__ import cli
 from ganspace.attributes import attribute_direction, with_block
 from ganspace.directions import load_directions
 from design.recipe import RECIPE_KEY
-from stylegan2.checkpoint import load_network, save_checkpoint
+from stylegan2.checkpoint import load_network_file, save_checkpoint
 from stylegan2.render import seed_z, to_uint8
 from tests.conftest import attribute_layout
 
@@ -94,7 +94,7 @@ def test_generate_attr_renders_the_chosen_label_and_all_spreads_values(networks,
     result = run(generate.main, ["--network", attrs, "--seeds", "0-1", "--attr", "garment=skirt",
                                  "--attr", "sleeve=long sleeves", "--outdir", tmp_path / "one"])
     assert result.exit_code == 0, result.output
-    G = load_network(attrs).G_ema
+    G = load_network_file(attrs).G_ema
     c = torch.from_numpy(LAYOUT.encode({"garment": "skirt", "sleeve": "long"}))[None]
     with torch.no_grad():
         expected = to_uint8(G(seed_z(G, 1), c, noise_mode="const"))[0]
@@ -130,12 +130,12 @@ def test_ganspace_attribute_writes_a_labelled_vector_direction_beside_others(net
     result = run(cli, ["attribute", "--network", attrs, "--attr", "garment", "--from", "dress", "--to", "top",
                        "--directions", directions, "--samples", "300", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    sha = load_network(attrs).sha256
+    sha = load_network_file(attrs).sha256
     loaded = load_directions(directions, network_sha256=sha)
     sleeve = loaded.by_name("sleeve: short sleeves to long sleeves")
     assert sleeve.component is None and sleeve.sigma > 0 and sleeve.sign == "+ = long sleeves, - = short sleeves"
     assert [d.name for d in loaded.directions] == ["sleeve: short sleeves to long sleeves", "garment: dress to top"]
-    assert "sigma apart" in sleeve.description and sleeve.layers == (0, load_network(attrs).G_ema.num_ws - 1)
+    assert "sigma apart" in sleeve.description and sleeve.layers == (0, load_network_file(attrs).G_ema.num_ws - 1)
     assert run(cli, ["validate", "--directions", directions, "--network", attrs]).exit_code == 0
     # a one-hot class network: dress -> skirt
     class_file = tmp_path / "classes.yaml"

@@ -1,5 +1,5 @@
 """Our safetensors checkpoints: bit-exact round trips, fp16 storage, atomic writes, no pickle on load,
-clear errors for wrong files, load_network dispatch (path / URL / name) and the convert CLI."""
+clear errors for wrong files, load_model dispatch (path / URL / name) and the convert CLI."""
 import functools
 import hashlib
 import http.server
@@ -14,10 +14,11 @@ import safetensors.torch
 import torch
 from click.testing import CliRunner
 
+import fashion_models.registry
 import stylegan2.checkpoint as checkpoint
 from conftest import OFFICIAL, require
-from stylegan2.checkpoint import (NAMED_NETWORKS, CheckpointError, load_checkpoint, load_network,
-                                  read_checkpoint_metadata, save_checkpoint)
+from fashion_models import NAMED_NETWORKS, load_model
+from stylegan2.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_metadata, save_checkpoint
 from stylegan2.convert import main as convert_main
 from stylegan2.legacy import LegacyFormatError, NetworkLoadError
 from stylegan2.networks import Discriminator, Generator
@@ -99,7 +100,7 @@ def test_loading_never_unpickles(nets, tmp_path, monkeypatch):
 
     for target, name in [(pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")]:
         monkeypatch.setattr(target, name, forbidden)
-    assert_same_state(load_network(path).G_ema, nets["G_ema"])
+    assert_same_state(load_model(path).G_ema, nets["G_ema"])
 
 
 def test_g_ema_only_and_fp16_storage(nets, tmp_path):
@@ -161,22 +162,22 @@ def test_wrong_files_say_what_was_expected(tmp_path):
     text = tmp_path / "notes.pkl"
     text.write_text("hello\n")
     with pytest.raises(CheckpointError, match="neither a .safetensors checkpoint nor an official"):
-        load_network(text)
+        load_model(text)
     archive = tmp_path / "model.pt"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("data.pkl", b"x")
     with pytest.raises(CheckpointError, match="zip archive"):
-        load_network(archive)
+        load_model(archive)
     foreign = tmp_path / "foreign.safetensors"
     safetensors.torch.save_file({"w": torch.zeros(2)}, foreign)
     with pytest.raises(CheckpointError, match="without our 'afro_fashion_gan' metadata"):
-        load_network(foreign)
+        load_model(foreign)
     no_nets = tmp_path / "no_nets.pkl"
     no_nets.write_bytes(pickle.dumps({"weights": [1, 2]}))
     with pytest.raises(LegacyFormatError, match="'G_ema' network"):
-        load_network(no_nets)
+        load_model(no_nets)
     with pytest.raises(CheckpointError, match="cannot find network '.*nope'.*ffhq256"):
-        load_network(tmp_path / "nope")
+        load_model(tmp_path / "nope")
 
 
 def test_named_networks_resolve_to_official_urls_and_registered_paths(nets, tmp_path, monkeypatch):
@@ -190,15 +191,15 @@ def test_named_networks_resolve_to_official_urls_and_registered_paths(nets, tmp_
         fetched.append((url, cache_dir))
         return local
 
-    monkeypatch.setattr(checkpoint, "download", fake_download)
-    assert_same_state(load_network("ffhq256", cache_dir=tmp_path).G_ema, nets["G_ema"])
+    monkeypatch.setattr(fashion_models.registry, "download", fake_download)
+    assert_same_state(load_model("ffhq256", cache_dir=tmp_path).G_ema, nets["G_ema"])
     assert fetched == [(NAMED_NETWORKS["ffhq256"], tmp_path)]
 
     monkeypatch.setitem(NAMED_NETWORKS, "default", str(local))
-    assert load_network("default").sha256 == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert load_model("default").sha256 == hashlib.sha256(local.read_bytes()).hexdigest()
     monkeypatch.setitem(NAMED_NETWORKS, "missing", "models/not-there.safetensors")
     with pytest.raises(CheckpointError, match="registered as .*models/not-there.safetensors"):
-        load_network("missing")
+        load_model("missing")
 
 
 def test_url_is_downloaded_into_the_cache_and_loaded(nets, tmp_path):
@@ -210,7 +211,7 @@ def test_url_is_downloaded_into_the_cache_and_loaded(nets, tmp_path):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/g.safetensors"
-        bundle = load_network(url, cache_dir=tmp_path / "cache")
+        bundle = load_model(url, cache_dir=tmp_path / "cache")
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -220,7 +221,7 @@ def test_url_is_downloaded_into_the_cache_and_loaded(nets, tmp_path):
 
 def test_official_pickle_bundle():
     path = require(OFFICIAL / "tiny32c.pkl")
-    bundle = load_network(path)
+    bundle = load_model(path)
     assert bundle.G is not None and bundle.D is not None and bundle.G_ema.c_dim == 3
     assert bundle.augment_p == 0.25 and bundle.augment_kwargs["rotate90"] == 1
     assert bundle.training_set_kwargs["path"] == "fashion.zip"
@@ -230,13 +231,13 @@ def test_official_pickle_bundle():
 
 def test_convert_cli_full_and_small(tmp_path):
     src = require(OFFICIAL / "tiny32c.pkl")
-    reference = load_network(src)
+    reference = load_model(src)
     runner = CliRunner()
 
     result = runner.invoke(convert_main, [str(src), str(tmp_path / "full.safetensors")])
     assert result.exit_code == 0, result.output
     assert "networks: G, D, G_ema" in result.output and "augment p: 0.2500" in result.output
-    full = load_network(tmp_path / "full.safetensors")
+    full = load_model(tmp_path / "full.safetensors")
     for name in ("G", "D", "G_ema"):
         assert_same_state(getattr(full, name), getattr(reference, name))
     assert full.augment_p == 0.25 and full.training_set_kwargs == reference.training_set_kwargs
@@ -244,7 +245,7 @@ def test_convert_cli_full_and_small(tmp_path):
 
     result = runner.invoke(convert_main, [str(src), str(tmp_path / "small.safetensors"), "--fp16", "--g-ema-only"])
     assert result.exit_code == 0, result.output
-    small = load_network(tmp_path / "small.safetensors")
+    small = load_model(tmp_path / "small.safetensors")
     assert small.G is None and small.D is None and "float16" in result.output
     assert json.loads(json.dumps(small.meta))["dtype"] == "float16"
 
@@ -301,7 +302,7 @@ def test_a_checkpoint_whose_g_ema_is_a_discriminator_is_refused(nets, tmp_path):
     path = raw_checkpoint(tmp_path / "swapped.safetensors", tensors,
                           {"G_ema": {"class_name": "Discriminator", "init_kwargs": D_KWARGS}})
     with pytest.raises(NetworkLoadError, match="G_ema is a Discriminator; G_ema must be a Generator"):
-        load_network(path)
+        load_model(path)
 
 
 def test_malformed_headers_are_checkpoint_errors(tmp_path):
@@ -310,7 +311,7 @@ def test_malformed_headers_are_checkpoint_errors(tmp_path):
         path = tmp_path / "odd.safetensors"
         path.write_bytes(safetensors.torch.save({"w": torch.zeros(1)}, metadata={checkpoint.METADATA_KEY: metadata}))
         with pytest.raises(CheckpointError):
-            load_network(path)
+            load_model(path)
 
 
 def test_cli_tools_print_one_line_for_a_hostile_or_unreachable_network(nets, tmp_path):

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 import generate
-from stylegan2.checkpoint import REPO_ROOT, load_network, resolve_network
+from fashion_models import bundled_dir, load_model, resolve_model_file
 from tests.conftest import assert_within_one_level
 
-MODEL = REPO_ROOT / "models" / "default"
+MODEL = bundled_dir() / "default"
 # The exact command that drew samples.png (the model card and the README show its output).
 SAMPLES_ARGS = ["--network", "default", "--seeds", "0-7", "--class", "all", "--trunc", "0.7", "--grid"]
 
@@ -32,8 +32,8 @@ def test_bundled_files_match_their_recorded_hashes():
 
 
 def test_default_name_loads_the_conditional_generator_only():
-    assert resolve_network("default") == MODEL / "network.safetensors"
-    net = load_network("default")
+    assert resolve_model_file("default") == MODEL / "network.safetensors"
+    net = load_model("default")
     G = net.G_ema
     assert (G.img_resolution, G.img_channels, G.c_dim) == (64, 3, 10) and net.G is None and net.D is None
     assert net.meta["class_names"] == ["dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes",
@@ -55,8 +55,9 @@ def test_generate_draws_the_committed_sample_grid_again(tmp_path):
 
 
 def test_directions_are_labelled_for_this_network_and_open_in_the_studio():
-    from editor.network import companion_files, load_studio_network
+    from editor.network import load_studio_network
     from editor.studio import Studio
+    from fashion_models import companion_files
 
     loaded = load_studio_network(None)                                   # what `python -m editor` opens
     assert loaded.banner == "" and loaded.sha256 == recorded_hashes()["network.safetensors"]
@@ -83,7 +84,7 @@ def test_model_card_and_dataset_report_are_shipped(name):
 
 def test_studio_falls_back_to_a_random_demo_when_the_bundled_files_are_missing(monkeypatch, tmp_path):
     from editor.network import RANDOM_DEMO_BANNER, load_studio_network
-    from stylegan2 import checkpoint
+    from fashion_models import NAMED_NETWORKS
 
-    monkeypatch.setitem(checkpoint.NAMED_NETWORKS, "default", str(tmp_path / "gone.safetensors"))
+    monkeypatch.setitem(NAMED_NETWORKS, "default", str(tmp_path / "gone.safetensors"))
     assert load_studio_network(None).banner == RANDOM_DEMO_BANNER

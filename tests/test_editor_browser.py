@@ -29,7 +29,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
 def default_studio(tmp_path, monkeypatch):
     """The studio `python -m editor` opens, with the user's data folder (sessions, labels) in tmp_path."""
     monkeypatch.setenv("AFRO_FASHION_DATA", str(tmp_path / "data"))
-    from editor.network import companion_files, load_studio_network
+    from editor.network import load_studio_network
+    from fashion_models import companion_files
     from editor.store import SessionStore, labels_path
     from editor.studio import Studio
 

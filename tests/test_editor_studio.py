@@ -222,11 +222,12 @@ def test_png_from_a_batch_export_restores_its_image_in_the_studio(studio, tmp_pa
 
 
 def test_a_model_folder_opens_with_its_own_directions_and_components(tmp_path):
-    from editor.network import companion_files, load_studio_network
+    from editor.network import load_studio_network
+    from fashion_models import companion_files
     from stylegan2.checkpoint import save_checkpoint
 
     folder = tmp_path / "model"
-    network = save_checkpoint(folder / "network.safetensors", G_ema=random_demo_network(RES).G)
+    network = save_checkpoint(folder / "network.safetensors", G_ema=random_demo_network(RES).G_ema)
     assert companion_files(str(network)) == (None, None)
     (folder / "components.npz").write_bytes(b"")
     (folder / "directions.yaml").write_text("directions: []\n")

@@ -10,16 +10,15 @@ from PIL import Image
 
 from editor.app import StudioApp, parse_scale, split_description
 from editor.exporting import export_batch, export_image, image_name
-from editor.network import ModelCard, companion_files, load_studio_network
-from design.recipe import Mix, Recipe, RecipeError, parse_number
+from design.recipe import Mix, Recipe, RecipeError, parse_number, read_recipe
+from editor.network import load_studio_network
 from editor.session import Session
 from editor.store import SessionStore, labels_path, new_session_id, user_data_dir
 from editor.studio import Studio
-from design.recipe import read_recipe
-from stylegan2.checkpoint import REPO_ROOT
-from tests.conftest import assert_within_one_level
+from fashion_models import ModelCard, bundled_dir, companion_files
+from tests.conftest import REPO, assert_within_one_level
 
-DEFAULT = REPO_ROOT / "models" / "default"
+DEFAULT = bundled_dir() / "default"
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +255,7 @@ def test_first_command_prints_the_model_and_the_url(tmp_path):
 
     port = free_port()
     env = {**os.environ, "AFRO_FASHION_DATA": str(tmp_path), "DISPLAY": ""}
-    server = subprocess.Popen([sys.executable, "-m", "editor", "--port", str(port), "--no-browser"], cwd=REPO_ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "editor", "--port", str(port), "--no-browser"], cwd=REPO,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines, deadline = [], time.monotonic() + 240

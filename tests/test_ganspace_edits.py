@@ -271,7 +271,8 @@ def test_template_is_a_commented_file_that_validates_for_its_network(tmp_path, m
     from click.testing import CliRunner
 
     from ganspace.__main__ import cli
-    from stylegan2.checkpoint import load_network, save_checkpoint
+    from fashion_models import load_model
+    from stylegan2.checkpoint import save_checkpoint
     from stylegan2.networks import Generator
 
     torch.manual_seed(0)
@@ -286,7 +287,7 @@ def test_template_is_a_commented_file_that_validates_for_its_network(tmp_path, m
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     text = result.stdout
-    sha = load_network(str(network)).sha256
+    sha = load_model(str(network)).sha256
     assert f"network_sha256: {sha}\n" in text and "sha256sum" in text
     assert "# the slider's label" in text and "coarse | middle | fine | all" in text and "40.0% of the variance" in text
     assert "was fitted on network " + "ab" * 32 in result.stderr  # the components belong to another network

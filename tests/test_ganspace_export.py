@@ -20,7 +20,8 @@ from design.model import Base, seed_bases
 from design.recipe import edits_from_recipe, read_recipe
 from stylegan2.render import seed_to_w, synthesize_uint8
 from ganspace.sheets import component_sheets, render_sweep, sweep_edit
-from stylegan2.checkpoint import load_network, save_checkpoint
+from fashion_models import load_model
+from stylegan2.checkpoint import save_checkpoint
 from stylegan2.networks import Generator
 
 HASH = "cd" * 32
@@ -157,7 +158,7 @@ def test_measure_hints_writes_one_row_per_component_and_group(G, comps, tmp_path
 
 def test_cli_fit_sheets_hints_validate_export(G, tmp_path):
     network = save_checkpoint(tmp_path / "tiny.safetensors", G_ema=G)
-    sha = load_network(str(network)).sha256
+    sha = load_model(str(network)).sha256
     run = CliRunner().invoke
     result = run(cli, ["fit", "--network", str(network), "--samples", "3000", "--components", "4", "--batch", "1000",
                        "--stdev-samples", "500", "--out", str(tmp_path / "c.npz"), "--device", "cpu"])
@@ -199,7 +200,7 @@ def test_cli_fit_sheets_hints_validate_export(G, tmp_path):
 
 def test_export_of_an_official_conditional_pickle_reproduces_official_pixels_at_strength_0(tmp_path):
     from conftest import OFFICIAL, assert_differs_beyond_rounding, assert_within_one_level, require
-    bundle = load_network(str(require(OFFICIAL / "tiny32c.pkl")))
+    bundle = load_model(str(require(OFFICIAL / "tiny32c.pkl")))
     refs = np.load(require(OFFICIAL / "tiny32c_refs.npz"))
     G = bundle.G_ema.eval()
     comps = Components(np.eye(G.w_dim)[:2], np.zeros(G.w_dim), [1.0, 1.0], [0.5, 0.5], dict(num_ws=G.num_ws))

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 import train
-from stylegan2.checkpoint import load_network
+from stylegan2.checkpoint import load_network_file
 from stylegan2.labels import LabelLayout, LabelLayoutError, drop_blocks, layout_from_meta
 from stylegan2.networks import MappingNetwork
 from training import loop
@@ -126,7 +126,7 @@ def test_tiny_multi_attribute_network_trains_with_block_dropout(tmp_path, monkey
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     (run,) = [d for d in (tmp_path / "runs").iterdir() if d.is_dir()]
-    net = load_network(run / "network-snapshot-000000.016.safetensors")
+    net = load_network_file(run / "network-snapshot-000000.016.safetensors")
     assert net.G_ema.c_dim == LAYOUT.dim and layout_from_meta(net.meta) == LAYOUT
     assert json.loads((run / "training_options.json").read_text())["attr_dropout"] == 0.5
     drawn = np.concatenate([before for before, _, _, _ in seen])

@@ -128,7 +128,7 @@ def test_start_wait_stop_a_real_server():
 
 @pytest.mark.slow
 def test_train_notebook_end_to_end(ci_kernel):
-    from stylegan2.checkpoint import load_network
+    from fashion_models import load_model
 
     nb = execute("train_colab.ipynb")
     work = ci_kernel
@@ -139,7 +139,7 @@ def test_train_notebook_end_to_end(ci_kernel):
     assert [round(s["kimg"], 3) for s in stats] == [0.008, 0.016, 0.024, 0.032]
     assert "Resuming exactly from" in (run / "log.txt").read_text()  # the "train longer" cell continued the run
     snap = run / "network-snapshot-000000.032.safetensors"
-    net = load_network(snap)
+    net = load_model(snap)
     assert (net.G_ema.img_resolution, net.G_ema.z_dim) == (32, 32) and net.meta["kimg"] == pytest.approx(0.032)
 
     fakes = np.asarray(PIL.Image.open(run / "fakes000000.032.png"))
@@ -157,12 +157,12 @@ def test_directions_notebook_end_to_end(ci_kernel):
     from ganspace.components import load_components
     from ganspace.directions import load_directions
     from design.recipe import read_recipe
-    from stylegan2.checkpoint import load_network
+    from fashion_models import load_model
 
     nb = execute("directions_colab.ipynb")
     work, gan = ci_kernel, ci_kernel / "ganspace"
     network = work / "tiny-network.safetensors"
-    sha = load_network(network).sha256
+    sha = load_model(network).sha256
 
     comps = load_components(gan / "components.npz")
     assert comps.comp.shape == (8, 32)

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import generate
-from stylegan2.checkpoint import load_network
+from fashion_models import load_model
 from stylegan2.render import class_labels, parse_seeds, seed_z
 from tests.conftest import OFFICIAL, assert_within_one_level, require
 
@@ -16,7 +16,7 @@ SEEDS = [0, 1, 2, 3, 7, 1234]
 @pytest.fixture(scope="module", params=["tiny16", "tiny32c"])
 def official(request):
     name = request.param
-    net = load_network(require(OFFICIAL / f"{name}.pkl"))
+    net = load_model(require(OFFICIAL / f"{name}.pkl"))
     refs = np.load(OFFICIAL / f"{name}_refs.npz")
     return name, net, refs
 
@@ -89,7 +89,7 @@ def test_parse_seeds():
 def test_generate_py_takes_a_class_by_name(tmp_path):
     from stylegan2.checkpoint import save_checkpoint
 
-    net = load_network(require(OFFICIAL / "tiny32c.pkl"))
+    net = load_model(require(OFFICIAL / "tiny32c.pkl"))
     path = save_checkpoint(tmp_path / "named.safetensors", G_ema=net.G_ema, meta={"class_names": ["dress", "hat", "shoes"]})
     runner = CliRunner()
     by_name = runner.invoke(generate.main, ["--network", str(path), "--seeds", "7", "--class", "shoes",
@@ -108,7 +108,7 @@ def test_generate_py_takes_a_class_by_name(tmp_path):
 def test_generate_py_class_all_renders_every_class_in_grid_rows(tmp_path):
     from stylegan2.checkpoint import save_checkpoint
 
-    net = load_network(require(OFFICIAL / "tiny32c.pkl"))
+    net = load_model(require(OFFICIAL / "tiny32c.pkl"))
     names = ["dress", "hat", "t/shirt"][:net.G_ema.c_dim] + [f"c{i}" for i in range(3, net.G_ema.c_dim)]
     path = save_checkpoint(tmp_path / "named.safetensors", G_ema=net.G_ema, meta={"class_names": names})
     runner = CliRunner()
@@ -127,7 +127,7 @@ def test_generate_py_class_all_renders_every_class_in_grid_rows(tmp_path):
     row2_col1 = grid[pad + 2 * (res + pad):][:res, pad + (res + pad):][:, :res]
     assert np.array_equal(row2_col1, same)
     unconditional = save_checkpoint(tmp_path / "u.safetensors",
-                                    G_ema=load_network(require(OFFICIAL / "tiny16.pkl")).G_ema)
+                                    G_ema=load_model(require(OFFICIAL / "tiny16.pkl")).G_ema)
     bad = runner.invoke(generate.main, ["--network", str(unconditional), "--seeds", "1", "--class", "all",
                                         "--outdir", str(tmp_path / "bad")])
     assert bad.exit_code != 0 and "unconditional" in bad.output

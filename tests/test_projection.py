@@ -16,7 +16,8 @@ from projection.projector import ProjectOptions, learning_rate, noise_regulariza
 from projection.projector import w_statistics
 from projection.target import TargetError, read_target
 from projection.tuning import TuneOptions, save_tuned, tune
-from stylegan2.checkpoint import load_network, save_checkpoint
+from fashion_models import load_model
+from stylegan2.checkpoint import save_checkpoint
 from stylegan2.networks import Generator
 from stylegan2.render import seed_to_w, synthesize_uint8, to_uint8
 from conftest import assert_differs_beyond_rounding, assert_within_one_level
@@ -182,7 +183,7 @@ def test_project_cli_writes_the_official_file_that_generate_renders_to_the_same_
     assert gif.n_frames > 10 and gif.size == (2 * RES, RES)
     with np.load(out / "projected_w.npz", allow_pickle=False) as npz:   # the official layout
         assert npz["w"].shape == (1, G.num_ws, G.w_dim) and npz["w"].dtype == np.float32
-        assert str(npz["network_sha256"]) == load_network(network_file).sha256
+        assert str(npz["network_sha256"]) == load_model(network_file).sha256
     result = CliRunner().invoke(generate.main, ["--network", str(network_file), "--projected-w",
                                                 str(out / "projected_w.npz"), "--outdir", str(tmp_path / "gen")])
     assert result.exit_code == 0, result.output
@@ -202,8 +203,8 @@ def test_project_cli_tune_writes_a_network_that_redraws_proj_tuned(known, networ
                                                "--outdir", str(out), "--num-steps", "5", "--w-plus", "--tune",
                                                "--tune-steps", "5"])
     assert result.exit_code == 0, result.output
-    tuned = load_network(out / "tuned.safetensors")
-    assert tuned.meta["tuned_from"]["network_sha256"] == load_network(network_file).sha256
+    tuned = load_model(out / "tuned.safetensors")
+    assert tuned.meta["tuned_from"]["network_sha256"] == load_model(network_file).sha256
     result = CliRunner().invoke(generate.main, ["--network", str(out / "tuned.safetensors"), "--projected-w",
                                                 str(out / "projected_w.npz"), "--outdir", str(tmp_path / "gen")])
     assert result.exit_code == 0, result.output
@@ -268,12 +269,12 @@ def test_latent_file_refuses_pickles_and_wrong_shapes(G, tmp_path):
 # ----------------------------------------------------------------------------- pivotal tuning
 
 def test_tune_lowers_the_distance_and_the_tuned_network_opens_with_its_parents_directions(G, tmp_path):
-    from editor.network import companion_files
+    from fashion_models import companion_files
     from ganspace.components import Components
     from ganspace.directions import load_directions
 
     parent_path = save_checkpoint(tmp_path / "parent" / "network.safetensors", G_ema=G)
-    parent = load_network(parent_path)
+    parent = load_model(parent_path)
     rng = np.random.RandomState(0)
     Components(np.linalg.qr(rng.randn(G.w_dim, 3))[0].T, np.zeros(G.w_dim), np.ones(3), np.full(3, 1 / 3),
                {"num_ws": int(G.num_ws)}).save(tmp_path / "parent" / "components.npz")
@@ -291,7 +292,7 @@ def test_tune_lowers_the_distance_and_the_tuned_network_opens_with_its_parents_d
     assert tuned.distance_after < 0.7 * tuned.distance_before
 
     path = save_tuned(tmp_path / "out" / "tuned.safetensors", tuned, parent, "ab" * 32, TuneOptions())
-    again = load_network(path)
+    again = load_model(path)
     assert_within_one_level(synthesize_uint8(again.G_ema, found.ws.unsqueeze(0)),
                             synthesize_uint8(tuned.G, found.ws.unsqueeze(0)))
     assert again.meta["tuned_from"]["network_sha256"] == parent.sha256

@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import REPO
-from stylegan2.checkpoint import load_network
+from fashion_models import load_model
 from training import distributed, snapshot
 from test_train_loop import TINY, make_dataset, only_run
 
@@ -94,7 +94,7 @@ def test_two_process_training_keeps_ranks_identical(tmp_path):
     state = snapshot.load_training_state(snapshot.list_snapshots(run)[-1].state_path)
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # ranks draw different latents
-    assert load_network(snapshot.list_snapshots(run)[-1].network_path).meta["cur_nimg"] == 16
+    assert load_model(snapshot.list_snapshots(run)[-1].network_path).meta["cur_nimg"] == 16
 
 
 @pytest.mark.slow

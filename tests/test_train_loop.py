@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 import train
-from stylegan2.checkpoint import load_network
+from fashion_models import load_model
 from training import loop, snapshot
 from conftest import OFFICIAL, require
 
@@ -65,7 +65,7 @@ def test_a_few_ticks_write_snapshots_grids_and_stats(tmp_path):
             assert np.isfinite(s[key])
     assert "Loss/r1_penalty" in stats[0] and "Loss/pl_penalty" in stats[0]  # lazy regularisers ran at step 0
     assert stats[-1]["ada_rt"] is not None and stats[-1]["augment_p"] != 0.1  # ADA moved p
-    net = load_network(run / "network-snapshot-000000.024.safetensors")
+    net = load_model(run / "network-snapshot-000000.024.safetensors")
     assert net.meta["cur_nimg"] == 24 and net.augment_p == pytest.approx(stats[-1]["augment_p"])
     assert net.G_ema.img_resolution == 16 and net.D is not None and net.G is not None
     grid = PIL.Image.open(run / "fakes000000.024.png")
@@ -84,7 +84,7 @@ def test_ada_raises_p_when_d_memorises_a_tiny_dataset_fixed_and_noaug_do_not_mov
     assert run_cli(["--outdir", tmp_path / "noaug", "--aug", "noaug", *args]).exit_code == 0
     run = only_run(tmp_path / "noaug")
     assert all(s["augment_p"] == 0 and s["ada_rt"] is None for s in read_stats(run))
-    assert load_network(snapshot.list_snapshots(run)[-1].network_path).augment_p is None
+    assert load_model(snapshot.list_snapshots(run)[-1].network_path).augment_p is None
     assert run_cli(["--outdir", tmp_path / "fixed", "--aug", "fixed", "--p", "0.3", *args]).exit_code == 0
     assert all(s["augment_p"] == pytest.approx(0.3) for s in read_stats(only_run(tmp_path / "fixed")))
 
@@ -95,7 +95,7 @@ def test_conditional_training_on_dataset_json_labels(tmp_path):
     assert result.exit_code == 0, result.output
     run = only_run(tmp_path / "runs")
     assert run.name == "00000-data-auto1-cond-mirror-ada" and "12 images (with mirrors)" in result.output
-    net = load_network(snapshot.list_snapshots(run)[-1].network_path)
+    net = load_model(snapshot.list_snapshots(run)[-1].network_path)
     assert net.G_ema.c_dim == 3 and net.D.c_dim == 3
     assert net.meta["class_names"] == ["k0", "k1", "k2"]  # for the studio's class picker
     with torch.no_grad():  # the label changes the picture
@@ -148,7 +148,7 @@ def test_transfer_learning_uses_the_published_ada_speed_and_no_ema_rampup(tmp_pa
 
     monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(stylegan2.download, "download", no_download)
-    monkeypatch.setattr("stylegan2.checkpoint.download", no_download)
+    monkeypatch.setattr("fashion_models.registry.download", no_download)
     data = make_dataset(tmp_path / "data", res=256, n=2)
     base = ["--outdir", tmp_path / "runs", "--data", data, "--dry-run"]
     result = run_cli(base + ["--resume", "ffhq256"])
@@ -193,7 +193,7 @@ def test_nan_loss_stops_with_the_tick_and_keeps_the_last_good_snapshot(tmp_path,
     run = only_run(tmp_path / "runs")
     snaps = snapshot.list_snapshots(run)
     assert snaps and snaps[-1].kimg < 0.04
-    net = load_network(snaps[-1].network_path)
+    net = load_model(snaps[-1].network_path)
     assert all(torch.isfinite(p).all() for p in net.G.parameters())
 
 
@@ -205,8 +205,8 @@ def test_transfer_from_an_official_pickle_with_frozen_discriminator_layers(tmp_p
     result = run_cli(args)
     assert result.exit_code == 0, result.output
     assert "Architecture follows --resume: z_dim: 512 -> 64" in result.output
-    source = load_network(pkl)
-    net = load_network(snapshot.list_snapshots(only_run(tmp_path / "runs"))[-1].network_path)
+    source = load_model(pkl)
+    net = load_model(snapshot.list_snapshots(only_run(tmp_path / "runs"))[-1].network_path)
     frozen = ["b16.fromrgb.weight", "b16.fromrgb.bias", "b16.conv0.weight"]  # layers 0 and 1 of D
     for name in frozen:
         assert torch.equal(net.D.state_dict()[name], source.D.state_dict()[name]), name
@@ -240,7 +240,7 @@ def test_portrait_run_from_a_square_pickle_trains_with_ada_and_resumes(tmp_path)
     assert result.exit_code == 0, result.output
     stats = read_stats(run)
     assert [s["kimg"] for s in stats] == [0.008, 0.012] and all(np.isfinite(s["Loss/D/real"]) for s in stats)
-    net = load_network(snapshot.list_snapshots(run)[-1].network_path)
+    net = load_model(snapshot.list_snapshots(run)[-1].network_path)
     assert net.meta["img_shape"] == [16, 12] and net.G_ema.img_shape == net.D.img_shape == (16, 12)
     with torch.no_grad():
         assert net.G_ema(torch.randn(2, 64), None).shape == (2, 3, 16, 12)
@@ -260,7 +260,7 @@ def test_conditional_run_resumed_from_unconditional_pickle(tmp_path):
                       "--batch", "4", "--metrics", "none", "--workers", "0", "--cpu", "--tick", "0.004"])
     assert result.exit_code == 0, result.output
     assert "mapping.embed.weight is new" in result.output and "z columns copied" in result.output
-    net = load_network(snapshot.list_snapshots(only_run(tmp_path / "runs"))[-1].network_path)
+    net = load_model(snapshot.list_snapshots(only_run(tmp_path / "runs"))[-1].network_path)
     assert net.G_ema.c_dim == 3 and net.G_ema.z_dim == 64
 
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 import train
 from conftest import REPO
-from stylegan2.checkpoint import load_network
+from fashion_models import load_model
 from training import snapshot
 from test_train_loop import TINY, make_dataset, only_run, read_stats
 
@@ -126,7 +126,7 @@ def test_sigkilled_run_resumes_from_its_last_snapshot(tmp_path):
     snaps = snapshot.list_snapshots(run)
     assert snaps[-1].kimg == pytest.approx(target) and len(snaps) <= 3
     for snap in snaps:  # every remaining snapshot is complete and loads
-        net = load_network(snap.network_path)
+        net = load_model(snap.network_path)
         assert net.meta["cur_nimg"] == round(snap.kimg * 1000)
         assert snapshot.load_training_state(snap.state_path)["cur_nimg"] == net.meta["cur_nimg"]
     kimgs = [s["kimg"] for s in read_stats(run)]

@@ -22,7 +22,7 @@ import PIL.Image
 import torch
 from tqdm import tqdm
 
-from stylegan2.checkpoint import load_network, save_checkpoint
+from stylegan2.checkpoint import load_network_file, save_checkpoint
 from stylegan2.labels import drop_blocks
 from stylegan2.networks import Discriminator, Generator
 from stylegan2.shapes import SQUARE, image_shape
@@ -89,7 +89,7 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
     D_trainable = [p for p in D.parameters() if p.requires_grad]  # frozen (--freezed) layers excluded
     augment_p_from_resume = None
     if resume_snapshot is not None:
-        bundle = load_network(resume_snapshot.network_path)
+        bundle = load_network_file(resume_snapshot.network_path)
         snapshot.load_exact(bundle, G=G, D=D, G_ema=G_ema)
     elif resume_network is not None:
         for name, dst in (("G", G), ("D", D), ("G_ema", G_ema)):
