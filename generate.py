@@ -20,17 +20,13 @@ from projection import latent
 from stylegan2.checkpoint import load_network
 from stylegan2.compiled import COMPILE_HELP, compile_generator
 from stylegan2.legacy import NetworkLoadError
-from stylegan2.render import (class_choices, class_labels, image_grid, parse_seeds, resolve_class, seed_z, to_pil,
-                              to_uint8)
+from stylegan2.render import class_choices, class_labels, resolve_class, seed_z, to_uint8
+from toolkit.images import image_grid, to_pil
+from toolkit.parsing import parse_seed_list
 
 
 def _seeds_option(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return parse_seeds(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from e
+    return None if value is None else parse_seed_list(value, error=click.BadParameter)
 
 
 @click.command(context_settings=dict(help_option_names=["-h", "--help"]))

@@ -27,8 +27,9 @@ from projection.target import TargetError, read_target
 from projection.tuning import TuneOptions, save_tuned, tune
 from stylegan2.checkpoint import load_network
 from stylegan2.legacy import NetworkLoadError
-from stylegan2.download import DownloadError
-from stylegan2.render import resolve_class, synthesize_uint8, to_pil
+from toolkit.download import DownloadError
+from stylegan2.render import resolve_class, synthesize_uint8
+from toolkit.images import to_pil
 from fashion_data.framing import TRANSFORMS
 
 VIDEO_FRAMES = 100   # frames kept for --save-video, whatever the number of steps

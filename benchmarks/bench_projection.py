@@ -25,7 +25,8 @@ from projection.projector import ProjectOptions, project
 from projection.target import read_target
 from projection.tuning import TuneOptions, tune
 from stylegan2.checkpoint import load_network
-from stylegan2.render import synthesize_uint8, to_pil
+from stylegan2.render import synthesize_uint8
+from toolkit.images import to_pil
 
 PHOTOS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "clothing-dataset-small" / "validation"
 

@@ -17,13 +17,12 @@ import tempfile
 import zipfile
 
 import numpy as np
-from PIL import Image
 
 from editor.recipe import Recipe, RecipeError
 from editor.studio import Studio
-from ganspace.export import EXPORT_SCALES, export_directions, upscale, upscale_mark
+from ganspace.export import export_directions, upscale, upscale_mark
 from ganspace.recipe import save_png_with_recipe
-from stylegan2.render import image_grid, to_pil
+from toolkit.images import image_grid, to_pil
 
 CONTACT_SHEET_COLUMNS = 6
 MAX_NAME = 150

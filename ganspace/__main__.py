@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import math
 import sys
 
 import click
@@ -19,20 +18,10 @@ from tqdm import tqdm
 from ganspace.directions import DirectionsError, load_directions
 from ganspace.layers import GROUP_NAMES
 from stylegan2.compiled import COMPILE_HELP, MAPPINGS_PER_IMAGE, compile_generator
-from stylegan2.render import class_choices, parse_seeds, resolve_class
+from stylegan2.render import class_choices, resolve_class
+from toolkit.parsing import parse_float_list, parse_seed_list
 
 NETWORK_HELP = "Network: .safetensors, official .pkl, URL or a known name (e.g. ffhq256)."
-
-
-def parse_float_list(text: str) -> list[float]:
-    """'-3,-1.5,0' -> floats; NaN and infinity are refused (they would render black images and invalid JSON)."""
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = None
-    if values is None or not all(math.isfinite(v) for v in values):
-        raise click.BadParameter(f"{text!r}: write finite numbers separated by commas, like '-3,-1.5,0,1.5,3'")
-    return values
 
 
 class SeedList(click.ParamType):
@@ -40,7 +29,7 @@ class SeedList(click.ParamType):
 
     def convert(self, value, param, ctx):
         try:
-            return parse_seeds(value)
+            return parse_seed_list(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -49,7 +38,8 @@ class FloatList(click.ParamType):
     name = "LIST"
 
     def convert(self, value, param, ctx):
-        return value if isinstance(value, list) else parse_float_list(value)
+        return value if isinstance(value, list) else parse_float_list(value, error=click.BadParameter,
+                                                                       example="-3,-1.5,0,1.5,3")
 
 
 def load_generator(network: str, device: str):
@@ -136,20 +126,23 @@ def cli():
 def fit(network, out, method, estimator, samples, num_components, batch_size, seed, subsample, stdev_samples,
         class_idx, sefa_layers, device, compile_):
     """Principal directions of W -> components .npz (GANSpace keys lat_comp/lat_mean/lat_stdev/var_ratio)."""
-    from ganspace.fit import fit_components, fit_sefa
+    from ganspace.fit import WSampler, find
     from ganspace.layers import parse_layers
     G, sha, class_names = load_generator(network, device)
     mapped = stdev_samples + (0 if method == "sefa" else samples)
     compile_generator(G, compile_, images=mapped // MAPPINGS_PER_IMAGE, parts=("mapping",))
     if class_idx != "mix":
         class_idx = check_class(G, class_idx, class_names)
+    sampler = WSampler(G, batch_size, seed, class_idx)
     if method == "sefa":
         layers = parse_layers(sefa_layers, G.num_ws) if sefa_layers else None
-        comps = fit_sefa(G, num_components, layers, seed, batch_size, class_idx, stdev_samples, sha)
+        comps = find("sefa", G, num_components, sampler, layers=layers, stdev_samples=stdev_samples,
+                     network_sha256=sha)
     else:
         with tqdm(total=samples, desc="mapping z -> w", unit="w", unit_scale=True) as bar:
-            comps = fit_components(G, samples, num_components, estimator, seed, batch_size, class_idx, subsample,
-                                   stdev_samples, sha, progress=bar.update)
+            sampler.progress = bar.update
+            comps = find(estimator, G, num_components, sampler, num_samples=samples, subsample=subsample,
+                         stdev_samples=stdev_samples, network_sha256=sha)
     comps.save(out)
     click.echo(f"wrote {out}: {comps.num_components} directions, first explained variance "
                f"{', '.join(f'{v:.1%}' for v in comps.var_ratio[:5])}")

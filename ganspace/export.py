@@ -20,8 +20,9 @@ from ganspace.directions import Direction, DirectionsFile, load_directions, slug
 from ganspace.edits import apply_edits
 from ganspace.layers import format_layers
 from ganspace.recipe import edit_to_recipe, read_recipe, save_png_with_recipe
-from stylegan2.render import seed_to_w, synthesize_uint8, to_pil
-from stylegan2.atomic import atomic_write, atomic_write_text
+from stylegan2.render import seed_to_w, synthesize_uint8
+from toolkit.atomic import atomic_write, atomic_write_text
+from toolkit.images import to_pil
 
 MANIFEST_COLUMNS = ("seed", "class", "truncation", "direction", "component", "layers", "mode", "sigma",
                     "strength", "file", "network_sha256")

@@ -14,7 +14,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ganspace.edits import Edit
-from stylegan2.atomic import atomic_write
+from toolkit.atomic import atomic_write
 
 RECIPE_KEY = "afro-fashion-recipe"
 

@@ -62,7 +62,7 @@ def to_bytes(projected: ProjectedW) -> bytes:
 
 def save(path: str | os.PathLike, projected: ProjectedW) -> str:
     """Write the file atomically; returns its sha256 (how recipes refer to it)."""
-    from stylegan2.atomic import atomic_write_bytes
+    from toolkit.atomic import atomic_write_bytes
 
     data = to_bytes(projected)
     atomic_write_bytes(path, data)

@@ -14,7 +14,7 @@ import click
 import torch
 
 from stylegan2.checkpoint import load_network, save_checkpoint
-from stylegan2.download import file_sha256
+from toolkit.download import file_sha256
 from stylegan2.legacy import NetworkLoadError
 
 

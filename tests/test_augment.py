@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from conftest import OFFICIAL, require
+from stylegan2 import legacy
 from training.augment import (AUGPIPE_PRESETS, SYM2, SYM6, AdaptiveAugment, AugmentPipe, affine_resample, band_filters,
                               blit, blit_matrix, brightness_matrix, color_matrix_apply, contrast_matrix, hue_matrix, lumaflip_matrix,
-                              rotate90, saturation_matrix, translation_matrix)
+                              saturation_matrix, translation_matrix)
 
 
 def images(n=8, c=3, h=16, w=16, seed=0):
@@ -83,21 +84,28 @@ def test_xint_pipe_shifts_within_xint_max():
     assert len(set(shifts)) > 3
 
 
-def test_rotate90_four_times_is_identity_and_matches_rot90():
+def quarter_turns(x, k):
+    """blit with rotation only: each sample turned by its own number of quarter turns."""
+    k = torch.as_tensor(k).expand(x.shape[0])
+    zeros = torch.zeros_like(k)
+    return blit(x, zeros, k, zeros, zeros)
+
+
+def test_quarter_turns_four_times_are_identity_and_match_rot90():
     x = images(n=4, h=6, w=6)
     y = x
     for _ in range(4):
-        y = rotate90(y, 1)
+        y = quarter_turns(y, 1)
     assert torch.equal(y, x)
     k = torch.tensor([0, 1, 2, 3])
-    y = rotate90(x, k)
+    y = quarter_turns(x, k)
     for i in range(4):
         assert torch.equal(y[i], torch.rot90(x[i], int(k[i]), dims=(2, 1)))
 
 
-def test_rotate90_refuses_non_square():
+def test_quarter_turns_refuse_non_square():
     with pytest.raises(ValueError, match="square"):
-        rotate90(images(n=1, h=4, w=6), 1)
+        quarter_turns(images(n=1, h=4, w=6), 1)
 
 
 # ----------------------------------------------------------------------------- geometry through the 2x filter
@@ -374,7 +382,6 @@ def test_presets_construct_and_state_dict_names():
 
 
 def test_official_pickle_augment_pipe_constructs_ours_with_identical_filters():
-    legacy = pytest.importorskip('stylegan2.legacy')
     record = legacy.read_official_pickle(require(OFFICIAL / 'tiny32c.pkl'))['augment_pipe']
     pipe = AugmentPipe(*record.init_args, **record.init_kwargs)
     state = legacy.record_state_dict(record)

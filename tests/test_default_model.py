@@ -11,7 +11,7 @@ from PIL import Image
 
 import generate
 from stylegan2.checkpoint import REPO_ROOT, load_network, resolve_network
-from tests.conftest import assert_within_one_level
+from conftest import assert_within_one_level
 
 MODEL = REPO_ROOT / "models" / "default"
 # The exact command that drew samples.png (the model card and the README show its output).

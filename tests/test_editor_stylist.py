@@ -17,7 +17,7 @@ from editor.store import SessionStore, labels_path, new_session_id, user_data_di
 from editor.studio import Studio
 from ganspace.recipe import read_recipe
 from stylegan2.checkpoint import REPO_ROOT
-from tests.conftest import assert_within_one_level
+from conftest import assert_within_one_level
 
 DEFAULT = REPO_ROOT / "models" / "default"
 
@@ -252,7 +252,7 @@ def test_first_command_prints_the_model_and_the_url(tmp_path):
     import time
     import urllib.request
 
-    from tests.conftest import free_port
+    from conftest import free_port
 
     port = free_port()
     env = {**os.environ, "AFRO_FASHION_DATA": str(tmp_path), "DISPLAY": ""}

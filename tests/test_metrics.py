@@ -11,10 +11,10 @@ import pytest
 import scipy.linalg
 import torch
 
+import conftest
 from conftest import image_folder
 
-from stylegan2.download import cached_path, file_sha256
-from stylegan2.networks import Generator
+from toolkit.download import cached_path, file_sha256
 from training import feature_net as fn
 from training.dataset import ImageDataset
 from training.inception import InceptionV3, cached_file
@@ -196,10 +196,7 @@ class CountingFeatures(TinyFeatures):
 
 
 def tiny_generator(c_dim=0):
-    torch.manual_seed(1)
-    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs=dict(num_layers=2),
-                     synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=0, conv_clamp=None)).eval()
+    return conftest.tiny_generator(c_dim=c_dim, seed=1, num_fp16_res=0, conv_clamp=None)
 
 
 class Replay(torch.nn.Module):

@@ -1,7 +1,6 @@
 """Two CPU processes with gloo: gradients are averaged, so both ranks hold identical weights."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -9,16 +8,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import REPO
+from conftest import REPO, TINY, free_port, make_dataset, only_run
 from stylegan2.checkpoint import load_network
 from training import distributed, snapshot
-from test_train_loop import TINY, make_dataset, only_run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, port: int, results):
