@@ -33,7 +33,7 @@ def parse_seed_list(text: str | int | Sequence[int], *, max_count: int | None = 
                 raise error(f"Seeds must be whole numbers and inclusive ranges like '0-3,7'; got {text!r}.")
             lo, hi = (int(m.group(3)),) * 2 if m.group(3) is not None else (int(m.group(1)), int(m.group(2)))
             if hi < lo:
-                raise error(f"Seed range {part!r} runs backwards.")
+                raise error(f"Seed range {part!r} must go upwards, like '1-5'.")
             parts.append((lo, hi))
     if not parts:
         raise error("No seeds given: write numbers and inclusive ranges like '0-3,7'.")
