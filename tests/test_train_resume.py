@@ -71,7 +71,7 @@ def test_resume_latest_refuses_a_dataset_with_other_classes(tmp_path):
     result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--resume", "latest",
                                              "--kimg", "0.024", "--data", str(other)])
     assert result.exit_code != 0
-    assert "with 3 classes, but the run was set up for 16px x3 with 2 classes" in str(result.exception)
+    assert "with 3 classes, but the run was set up for 16x16px x3 with 2 classes" in str(result.exception)
 
 
 def test_a_two_process_run_continues_on_one_with_gradient_accumulation(tmp_path):
