@@ -86,7 +86,7 @@ def main(network, data, reference, halves, names, mirror, num_gen, truncation_ps
     if any(METRICS[n].network == 'vgg16' for n in names):
         if not vgg16_source:
             raise click.ClickException(VGG16_HOW_TO)
-        from stylegan2.download import DownloadError
+        from toolkit.download import DownloadError
         try:
             vgg16 = load_vgg16_fc7(vgg16_source, device=device)
         except (VGG16Error, DownloadError, OSError) as exc:

@@ -25,9 +25,9 @@ from fashion_models import load_model
 from projection import latent
 from stylegan2.compiled import COMPILE_HELP, compile_generator
 from stylegan2.labels import LabelLayoutError, attribute_labels, layout_from_meta
-from stylegan2.render import (class_choices, class_labels, image_grid, resolve_class, seed_z, synthesize_uint8,
-                              to_pil, to_uint8)
+from stylegan2.render import class_choices, class_labels, resolve_class, seed_z, synthesize_uint8, to_uint8
 from toolkit import cli
+from toolkit.images import image_grid, to_pil
 
 
 @cli.command()

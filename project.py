@@ -26,10 +26,11 @@ from projection.distance import LPIPSError, make_distance
 from projection.projector import ProjectOptions, project
 from projection.target import TargetError, read_target
 from projection.tuning import TuneOptions, save_tuned, tune
-from stylegan2.download import DownloadError
-from stylegan2.legacy import NetworkLoadError
-from stylegan2.render import resolve_class, synthesize_uint8, to_pil
+from stylegan2.construct import NetworkLoadError
+from stylegan2.render import resolve_class, synthesize_uint8
 from toolkit import cli
+from toolkit.download import DownloadError
+from toolkit.images import to_pil
 from training.inception import FETCH_HINT, find_inception, load_inception
 
 VIDEO_FRAMES = 100   # frames kept for --save-video, whatever the number of steps

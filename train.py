@@ -21,6 +21,7 @@ Examples:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -31,9 +32,9 @@ import sys
 
 import click
 
-from stylegan2.atomic import atomic_write_text, sweep_stale_temporaries
+from toolkit.atomic import atomic_write_text, sweep_stale_temporaries
 from training.augment import AUGPIPE_PRESETS
-from training.config import (CFG_NAMES, Overrides, TrainingOptions, adopt_architecture, describe, on_processes,
+from training.config import (CFG_NAMES, TrainArgs, TrainingOptions, adopt_architecture, describe, on_processes,
                              resolve_options)
 from training.metrics import CPU_DEFAULT, GPU_DEFAULT, METRICS
 
@@ -123,56 +124,45 @@ def explicitly_given(ctx: click.Context, name: str) -> bool:
 @click.option("--cpu", is_flag=True, help="Train on the CPU even if a GPU is present.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads per process. [the node's cores / processes on it]")
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
-def main(ctx, outdir, data, gpus, nodes, rendezvous, rendezvous_timeout, max_restarts, cfg, cond, attr_dropout, mirror, kimg, batch,
-         batch_gpu, gamma, lr, ema, cbase, cmax, map_layers, zdim, mbstd_group, fp16_res, aug, p, target, augpipe,
-         ada_kimg, ema_rampup, resume, freezed, tick, snap, keep, metrics, feature_net, fp32,
-         allow_tf32, deterministic, seed, workers, cpu, threads, dry_run):
+def main(ctx, **params):
     import torch
 
     from training import distributed
 
-    metrics = parse_metrics(metrics, on_gpu=torch.cuda.is_available() and not cpu)
-    if deterministic:
+    args = TrainArgs(**params)
+    args.metrics = parse_metrics(args.metrics, on_gpu=torch.cuda.is_available() and not args.cpu)
+    if args.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
-    outdir = pathlib.Path(outdir)
-    if nodes > 1 and not distributed.launched_by_torchrun() and not dry_run:
-        sys.exit(launch_node(rendezvous, nodes, gpus, rendezvous_timeout, max_restarts))
-    processes = gpus * nodes
+    outdir = pathlib.Path(args.outdir)
+    if args.nodes > 1 and not distributed.launched_by_torchrun() and not args.dry_run:
+        sys.exit(launch_node(args.rendezvous, args.nodes, args.gpus, args.rendezvous_timeout, args.max_restarts))
+    processes = args.gpus * args.nodes
     dist, shared_snapshot = None, None
     if distributed.launched_by_torchrun():
         # Join the group first: which snapshot to continue, and whether the nodes agree, are group decisions.
         if not (explicitly_given(ctx, "gpus") or explicitly_given(ctx, "nodes")):
             processes = distributed.torchrun_world_size()
-        dist = join_group(processes, cpu)
-        resume, shared_snapshot = resume_after_restart(dist, outdir, resume)
-    import torch
-    on_cuda = torch.cuda.is_available() and not cpu
+        dist = join_group(processes, args.cpu)
+        args.resume, shared_snapshot = resume_after_restart(dist, outdir, args.resume)
+    on_cuda = torch.cuda.is_available() and not args.cpu
     local_processes = dist.local_world_size if dist else 1
+    threads = args.threads
     if threads is None and not on_cuda:
         threads = distributed.cores_per_process(local_processes)
     if threads is not None:
         torch.set_num_threads(threads)
-    if workers is None:
-        workers = distributed.default_workers(on_cuda, local_processes)
+    if args.workers is None:
+        args.workers = distributed.default_workers(on_cuda, local_processes)
     resume_snapshot, resume_network = None, None
-    if resume == "latest":
-        opts, run_dir, resume_snapshot = options_for_latest(ctx, outdir, kimg=kimg, snap=snap, tick=tick, keep=keep,
-                                                            metrics=metrics, feature_net=feature_net, workers=workers,
-                                                            data=data, gpus=processes, snapshot=shared_snapshot)
+    if args.resume == "latest":
+        opts, run_dir, resume_snapshot = options_for_latest(ctx, outdir, args, processes, snapshot=shared_snapshot)
     else:
-        if data is None:
+        if args.data is None:
             raise click.UsageError("--data is required (except with --resume latest)")
-        opts, resume_network = options_for_new_run(
-            data=data, fetch=not dry_run, cfg=cfg, gpus=processes, cond=cond, attr_dropout=attr_dropout, mirror=mirror, resume=resume, freezed=freezed,
-            overrides=Overrides(batch=batch, batch_gpu=batch_gpu, gamma=gamma, kimg=kimg, lr=lr, ema=ema, cbase=cbase,
-                                cmax=cmax, map=map_layers, zdim=zdim, mbstd_group=mbstd_group, fp16_res=fp16_res,
-                                ada_kimg=ada_kimg, ema_rampup=ema_rampup),
-            tick=tick, snap=snap, keep=keep, aug=aug, augpipe=augpipe, target=target, p=p, metrics=metrics,
-            feature_net=feature_net, seed=seed,
-            workers=workers, fp32=fp32, allow_tf32=allow_tf32, deterministic=deterministic)
+        opts, resume_network = options_for_new_run(args, processes, fetch=not args.dry_run)
         run_dir = None
-    opts.workers = workers  # this node's choice, also on resume (cores differ between machines)
-    if dry_run:
+    opts.workers = args.workers  # this node's choice, also on resume (cores differ between machines)
+    if args.dry_run:
         click.echo(opts.to_json())
         where = run_dir or next_run_dir(outdir, describe(opts))
         click.echo(f"Run folder would be: {where}" + (" (continuing it)" if resume_snapshot else ""))
@@ -184,7 +174,7 @@ def main(ctx, outdir, data, gpus, nodes, rendezvous, rendezvous_timeout, max_res
         click.echo(f"Launching: {' '.join(cmd)}")
         sys.exit(subprocess.call(cmd))
     if dist is None:
-        dist = join_group(opts.gpus, cpu)
+        dist = join_group(opts.gpus, args.cpu)
     elif opts.gpus != dist.world_size:
         raise click.UsageError(f"torchrun started {dist.world_size} processes but this run needs {opts.gpus} "
                                f"(--gpus x --nodes, or the run being continued); make them agree")
@@ -327,10 +317,12 @@ def suggest_cpu_layout(opts: TrainingOptions, on_cuda: bool, threads: int | None
                f"single-thread processes: as fast on idle cores, several times faster on a busy machine (README, CPU)")
 
 
-def options_for_new_run(*, data, resume, fetch=True, **kwargs):
+def options_for_new_run(args: TrainArgs, processes: int, fetch: bool = True):
+    """Options of a new run (from scratch or transfer learning): the preset, the flags, the dataset's facts."""
     from training.dataset import ImageDataset
 
-    dataset = ImageDataset(data, use_labels=kwargs["cond"], xflip=False)
+    data, resume = args.data, args.resume
+    dataset = ImageDataset(data, use_labels=args.cond, xflip=False)
     resume_network = load_transfer_source(resume, fetch) if resume else None
     if resume and resume_network is None:
         click.echo(f"--dry-run does not download {resume}: layer widths and architectures follow it when training starts")
@@ -341,9 +333,9 @@ def options_for_new_run(*, data, resume, fetch=True, **kwargs):
                                        f"images; re-make the dataset at {res}px (dataset_tool.py --resolution {res}) "
                                        f"or pick a {dataset.resolution}px source")
     try:
-        opts = resolve_options(data=os.path.abspath(data), resolution=dataset.resolution,
+        opts = resolve_options(dataclasses.replace(args, data=os.path.abspath(data)), resolution=dataset.resolution,
                                num_channels=dataset.num_channels, label_dim=dataset.label_dim,
-                               dataset_name=dataset.name, resume=resume, base_shape=dataset.base_shape, **kwargs)
+                               dataset_name=dataset.name, processes=processes, base_shape=dataset.base_shape)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if resume_network is not None:
@@ -359,8 +351,8 @@ def options_for_new_run(*, data, resume, fetch=True, **kwargs):
 def load_transfer_source(resume: str, fetch: bool):
     """The network to fine-tune from; None when it would have to be downloaded and `fetch` is off (--dry-run)."""
     from fashion_models import NAMED_NETWORKS, load_model
-    from stylegan2.download import cached_path
-    from stylegan2.legacy import NetworkLoadError
+    from stylegan2.construct import NetworkLoadError
+    from toolkit.download import cached_path
 
     target = NAMED_NETWORKS.get(resume, resume)
     if not fetch and target.startswith(("http://", "https://")) and not cached_path(target).is_file():
@@ -371,7 +363,8 @@ def load_transfer_source(resume: str, fetch: bool):
         raise click.ClickException(f"--resume {resume}: {exc}") from None
 
 
-def options_for_latest(ctx, outdir: pathlib.Path, snapshot=None, **new_values):
+def options_for_latest(ctx, outdir: pathlib.Path, args: TrainArgs, processes: int, snapshot=None):
+    """The continued run's own options; only RESUMABLE_AFTER_RUN flags given on this command line replace them."""
     from training.snapshot import latest_snapshot
 
     snap = snapshot or latest_snapshot(outdir)
@@ -380,11 +373,12 @@ def options_for_latest(ctx, outdir: pathlib.Path, snapshot=None, **new_values):
     opts = TrainingOptions.from_json((snap.run_dir / "training_options.json").read_text())
     for name in RESUMABLE_AFTER_RUN:
         if explicitly_given(ctx, name):
-            setattr(opts, name, os.path.abspath(new_values[name]) if name == "data" else new_values[name])
-    if new_values["gpus"] != opts.gpus and (explicitly_given(ctx, "gpus") or explicitly_given(ctx, "nodes")
-                                            or "WORLD_SIZE" in os.environ):
+            value = getattr(args, name)
+            setattr(opts, name, os.path.abspath(value) if name == "data" else value)
+    if processes != opts.gpus and (explicitly_given(ctx, "gpus") or explicitly_given(ctx, "nodes")
+                                   or "WORLD_SIZE" in os.environ):
         try:
-            opts = on_processes(opts, new_values["gpus"])
+            opts = on_processes(opts, processes)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
         click.echo(f"Moving the run to {opts.gpus} process(es): the same global batch, {opts.batch_gpu} per process; "

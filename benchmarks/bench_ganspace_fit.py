@@ -13,7 +13,7 @@ import click
 import numpy as np
 import torch
 
-from ganspace.fit import fit_components
+from ganspace.fit import WSampler, find
 from ganspace.sampling import iter_w
 from stylegan2.networks import Generator
 
@@ -47,8 +47,7 @@ def main(samples, estimators, num_components, w_dim, mapping_layers, batch_size,
         mapping_s = time.perf_counter() - start
         for estimator in estimators.split(","):
             start = time.perf_counter()
-            comps = fit_components(G, n, num_components, estimator=estimator, batch_size=batch_size,
-                                   stdev_samples=10_000)
+            comps = find(estimator, G, num_components, WSampler(G, batch_size), num_samples=n, stdev_samples=10_000)
             total = time.perf_counter() - start
             assert np.isfinite(comps.comp).all()
             print(f"| {n:,} | {estimator} | {total:.1f} | {mapping_s:.1f} | {n / total:,.0f} |", flush=True)

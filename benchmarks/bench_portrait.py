@@ -23,17 +23,17 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from stylegan2.networks import Discriminator, Generator  # noqa: E402
 from stylegan2.shapes import parse_resolution, network_shape  # noqa: E402
 from training.augment import AUGPIPE_PRESETS, AugmentPipe  # noqa: E402
-from training.config import Overrides, resolve_options  # noqa: E402
+from training.config import TrainArgs, resolve_options  # noqa: E402
 from training.loss import StyleGAN2Loss  # noqa: E402
 
 LAZY_SHARE = {"Gmain": 1, "Dmain": 1, "Greg": 1 / 4, "Dreg": 1 / 16}
-DEFAULT_MODEL = Overrides(cbase=2048, cmax=128, zdim=128, map=2)
+DEFAULT_MODEL = dict(cbase=2048, cmax=128, zdim=128, map_layers=2)
 
 
 def build(shape: tuple[int, int], batch: int):
     resolution, base_shape = network_shape(*shape)
-    opts = resolve_options(data="bench", resolution=resolution, num_channels=3, label_dim=0, dataset_name="bench",
-                           overrides=Overrides(**{**DEFAULT_MODEL.__dict__, "batch": batch}), base_shape=base_shape)
+    opts = resolve_options(TrainArgs(data="bench", batch=batch, **DEFAULT_MODEL), resolution=resolution,
+                           num_channels=3, label_dim=0, dataset_name="bench", base_shape=base_shape)
     torch.manual_seed(0)
     G, D = Generator(**opts.G_kwargs).train(), Discriminator(**opts.D_kwargs).train()
     pipe = AugmentPipe(**AUGPIPE_PRESETS["bgc"]).train().requires_grad_(False)

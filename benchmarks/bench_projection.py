@@ -26,7 +26,8 @@ from projection.latent import ProjectedW
 from projection.projector import ProjectOptions, project
 from projection.target import read_target
 from projection.tuning import TuneOptions, tune
-from stylegan2.render import synthesize_uint8, to_pil
+from stylegan2.render import synthesize_uint8
+from toolkit.images import to_pil
 from training.inception import find_inception, load_inception
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

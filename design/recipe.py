@@ -28,12 +28,12 @@ from PIL.PngImagePlugin import PngInfo
 
 from design.model import Base, Design, Mix, RecipeError
 from ganspace.edits import Edit
-from stylegan2.atomic import atomic_write
+from toolkit.atomic import atomic_write
+from toolkit.parsing import MAX_SEED
 
 RECIPE_FORMAT = RECIPE_KEY = "afro-fashion-recipe"   # the JSON's "format" and the PNG text chunk's key
 RECIPE_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-MAX_SEED = 2**32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
 NOISE_MODES = ("const", "random", "none")
 MAX_RECIPE_BYTES = 1_000_000  # a recipe is a few kB; anything bigger is not one
 MAX_UPLOAD_BYTES = 16 << 20  # an exported PNG of a 1024 px design is ~3 MB; also Gradio's upload limit

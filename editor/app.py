@@ -19,7 +19,7 @@ import tempfile
 
 import gradio as gr
 
-from editor.exporting import EXPORT_SCALES, export_batch, export_favourites, export_image, image_name
+from editor.exporting import export_batch, export_favourites, export_image, image_name
 from design.recipe import (MAX_UPLOAD_BYTES, NOISE_MODES, Recipe, RecipeError, is_latent_file, parse_number,
                            parse_seed, read_recipe_upload)
 from editor.session import Session
@@ -27,13 +27,16 @@ from editor.store import SessionStore, new_session_id
 from editor.studio import MAX_PROJECT_STEPS, PROJECT_STEPS, Studio
 from editor.typed_inputs import TypedNumber, TypedSlider
 from ganspace.directions import DirectionsError
+from ganspace.export import EXPORT_SCALES
 from ganspace.layers import format_layers
 from stylegan2.labels import ANY
+from toolkit.parsing import parse_float_list, parse_seed_list
 
 MAX_DIRECTION_SLIDERS = 16
 MAX_COMPONENT_SLIDERS = 12
 PER_PAGE = 24
 MAX_BATCH_SEEDS = 1000
+MAX_STRENGTHS = 21
 UPLOAD_CACHE_S = 3600
 USER_ERRORS = (RecipeError, DirectionsError, ValueError, OSError)
 PSI_RANGE = (-1.0, 1.5)
@@ -66,28 +69,12 @@ def parse_scale(value) -> tuple[int, str]:
 
 def parse_seed_range(text: str) -> list[int]:
     """'0-15' or '1, 5, 9' into seeds; bounded so one click cannot start an endless job."""
-    seeds: list[int] = []
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        first, _, last = part.partition("-")
-        start, end = parse_seed(first), parse_seed(last or first)
-        if end < start or end - start >= MAX_BATCH_SEEDS:
-            raise RecipeError(f"Seed range {part!r} must go upwards and hold at most {MAX_BATCH_SEEDS} seeds.")
-        seeds.extend(range(start, end + 1))
-    if not seeds or len(seeds) > MAX_BATCH_SEEDS:
-        raise RecipeError(f"Give between 1 and {MAX_BATCH_SEEDS} seeds, e.g. '0-15' or '3, 7, 42'.")
-    return seeds
+    return parse_seed_list(str(text), max_count=MAX_BATCH_SEEDS, error=RecipeError)
 
 
 def parse_strengths(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in str(text).replace(" ", "").split(",") if v]
-    except ValueError:
-        raise RecipeError(f"Strengths must be numbers separated by commas, e.g. '-2, 0, 2'; got {text!r}.") from None
-    if not values or len(values) > 21 or not all(abs(v) <= 100 for v in values):  # NaN fails <= too
-        raise RecipeError("Give 1 to 21 strengths between -100 and 100 (σ units), e.g. '-2, 0, 2'.")
-    return values
+    return parse_float_list(text, low=-100, high=100, max_count=MAX_STRENGTHS, error=RecipeError,
+                            what="Strengths (σ units)")
 
 
 class StudioApp:
@@ -588,7 +575,7 @@ class StudioApp:
                                 self.component_layers = gr.Textbox("all", label="Layers the components act on")
                                 self.component_sliders = [
                                     TypedSlider(*COMPONENT_RANGE, 0, step=0.05, label=f"Component {i}", buttons=[],
-                                               info=f"{100 * float(comps.var_ratio[i]):.1f}% of variance",
+                                               info=comps.score_label(i),
                                                elem_id=f"component-{i}")
                                     for i in range(k)]
                                 with gr.Row():

@@ -10,7 +10,7 @@ import pathlib
 
 from fashion_models import Model
 from ganspace.directions import Direction, append_direction
-from ganspace.fit import fit_components
+from ganspace.fit import WSampler, find
 from ganspace.layers import parse_layers
 
 DEMO_DIRECTIONS = (  # (component, name, group, sign)
@@ -28,8 +28,8 @@ def write_demo_files(network: Model, folder: str | pathlib.Path, num_components:
     folder.mkdir(parents=True, exist_ok=True)
     components_path, directions_path = folder / "components.npz", folder / "directions.yaml"
     G = network.G_ema
-    components = fit_components(G, num_samples, min(num_components, G.w_dim), seed=0, batch_size=1000,
-                                stdev_samples=num_samples, network_sha256=network.sha256)
+    components = find("pca", G, min(num_components, G.w_dim), WSampler(G, batch_size=1000), num_samples=num_samples,
+                      stdev_samples=num_samples, network_sha256=network.sha256)
     components.save(components_path)
     for index, name, group, sign in DEMO_DIRECTIONS[:components.num_components]:
         append_direction(directions_path, Direction(

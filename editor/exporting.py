@@ -19,12 +19,11 @@ import tempfile
 import zipfile
 
 import numpy as np
-from PIL import Image
 
 from design.recipe import Recipe, RecipeError, save_png_with_recipe
 from editor.studio import Studio
-from ganspace.export import EXPORT_SCALES, export_directions, upscale, upscale_mark
-from stylegan2.render import image_grid, to_pil
+from ganspace.export import export_directions, upscale, upscale_mark
+from toolkit.images import image_grid, to_pil
 
 CONTACT_SHEET_COLUMNS = 6
 MAX_NAME = 150

@@ -65,10 +65,6 @@ class Session:
         self.favourites.append(Favourite(recipe, thumbnail))
         return True
 
-    def unstar(self, index: int) -> None:
-        if 0 <= index < len(self.favourites):
-            del self.favourites[index]
-
     def to_dict(self) -> dict:
         """Recipes only (thumbnails are re-rendered on restore): a few hundred kB at the limits."""
         return {"recipe": None if self.recipe is None else self.recipe.to_dict(),

@@ -21,7 +21,7 @@ import pathlib
 import re
 import secrets
 
-from stylegan2.atomic import atomic_write_text
+from toolkit.atomic import atomic_write_text
 
 DATA_ENV = "AFRO_FASHION_DATA"
 MAX_SESSIONS = 64

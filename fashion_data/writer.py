@@ -12,7 +12,7 @@ import re
 import shutil
 import zipfile
 
-from stylegan2.atomic import process_alive
+from toolkit.atomic import process_alive
 
 
 class DestinationError(ValueError):

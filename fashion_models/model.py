@@ -10,7 +10,7 @@ import yaml
 
 from fashion_models.registry import NAMED_NETWORKS, resolve_model_file
 from stylegan2.checkpoint import CheckpointError, NetworkBundle, load_network_file
-from stylegan2.download import DownloadError
+from toolkit.download import DownloadError
 from stylegan2.labels import LabelLayout, layout_from_meta
 
 CARD_FILE = "card.yaml"  # optional, next to a network file: what the studio says about the model

@@ -5,7 +5,7 @@ import os
 import pathlib
 
 from stylegan2.checkpoint import CheckpointError
-from stylegan2.download import download
+from toolkit.download import download
 
 _PACKAGE = pathlib.Path(__file__).resolve().parent
 _TRANSFER_BASE = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/"

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import math
 import sys
 
 import click
@@ -24,24 +23,15 @@ from stylegan2.compiled import COMPILE_HELP, MAPPINGS_PER_IMAGE, compile_generat
 from stylegan2.labels import LabelLayoutError, layout_from_meta
 from stylegan2.render import class_choices, resolve_class
 from toolkit import cli as kit  # `cli` is this module's group (tests and scripts import it)
-
-
-def parse_float_list(text: str) -> list[float]:
-    """'-3,-1.5,0' -> floats; NaN and infinity are refused (they would render black images and invalid JSON)."""
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = None
-    if values is None or not all(math.isfinite(v) for v in values):
-        raise click.BadParameter(f"{text!r}: write finite numbers separated by commas, like '-3,-1.5,0,1.5,3'")
-    return values
+from toolkit.parsing import parse_float_list
 
 
 class FloatList(click.ParamType):
     name = "LIST"
 
     def convert(self, value, param, ctx):
-        return value if isinstance(value, list) else parse_float_list(value)
+        return value if isinstance(value, list) else parse_float_list(value, error=click.BadParameter,
+                                                                       example="-3,-1.5,0,1.5,3")
 
 
 def check_label(G, class_value: str | None, attrs, meta, optional: bool = False):
@@ -136,7 +126,7 @@ def cli():
 def fit(network, out, method, estimator, samples, num_components, batch_size, seed, subsample, stdev_samples,
         class_idx, attrs, sefa_layers, device, compile_):
     """Principal directions of W -> components .npz (GANSpace keys lat_comp/lat_mean/lat_stdev/var_ratio)."""
-    from ganspace.fit import fit_components, fit_sefa
+    from ganspace.fit import WSampler, find
     from ganspace.layers import parse_layers
     model = load_model(network, device)
     G, sha, meta = model.generator(), model.sha256, model.meta or {}
@@ -144,13 +134,16 @@ def fit(network, out, method, estimator, samples, num_components, batch_size, se
     compile_generator(G, compile_, images=mapped // MAPPINGS_PER_IMAGE, parts=("mapping",))
     if class_idx != "mix" or layout_from_meta(meta) is not None:
         class_idx, _ = check_label(G, class_idx, attrs, meta)
+    sampler = WSampler(G, batch_size, seed, class_idx)
     if method == "sefa":
         layers = parse_layers(sefa_layers, G.num_ws) if sefa_layers else None
-        comps = fit_sefa(G, num_components, layers, seed, batch_size, class_idx, stdev_samples, sha)
+        comps = find("sefa", G, num_components, sampler, layers=layers, stdev_samples=stdev_samples,
+                     network_sha256=sha)
     else:
         with tqdm(total=samples, desc="mapping z -> w", unit="w", unit_scale=True) as bar:
-            comps = fit_components(G, samples, num_components, estimator, seed, batch_size, class_idx, subsample,
-                                   stdev_samples, sha, progress=bar.update)
+            sampler.progress = bar.update
+            comps = find(estimator, G, num_components, sampler, num_samples=samples, subsample=subsample,
+                         stdev_samples=stdev_samples, network_sha256=sha)
     comps.save(out)
     click.echo(f"wrote {out}: {comps.num_components} directions, first explained variance "
                f"{', '.join(f'{v:.1%}' for v in comps.var_ratio[:5])}")

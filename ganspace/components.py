@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stylegan2.atomic import atomic_write
+from toolkit.atomic import atomic_write
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Components:
     comp: np.ndarray        # [K, w_dim]
     mean: np.ndarray        # [w_dim]
     stdev: np.ndarray       # [K]  std of projections of fresh samples onto each direction
-    var_ratio: np.ndarray   # [K]  share of the total variance (see meta['var_ratio_meaning'])
+    var_ratio: np.ndarray   # [K]  scores: variance shares (PCA family), eigenvalue shares (SeFa); score_meaning
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -41,6 +41,19 @@ class Components:
     @property
     def w_dim(self) -> int:
         return self.comp.shape[1]
+
+    @property
+    def score_meaning(self) -> str:
+        """What `var_ratio` holds for this file's method (GANSpace's own files: variance shares)."""
+        return self.meta.get("var_ratio_meaning", "share of the total variance of W captured by each direction")
+
+    def score_label(self, index: int) -> str:
+        """Direction `index`'s score in a few words for sliders and sheets ('' when the file has none)."""
+        value = float(self.var_ratio[index])
+        if not np.isfinite(value):
+            return ""
+        what = "of the style affines' energy" if self.meta.get("method") == "sefa" else "of variance"
+        return f"{value:.1%} {what}"
 
     def save(self, path) -> None:
         """Write atomically, so an interrupted fit never leaves a half file behind."""

@@ -34,7 +34,7 @@ import yaml
 from ganspace.components import Components, load_components
 from ganspace.edits import MODES, Edit, orthogonalize, unit
 from ganspace.layers import format_layers, parse_layers
-from stylegan2.atomic import atomic_write_text
+from toolkit.atomic import atomic_write_text
 
 TOP_KEYS = ("network_sha256", "components", "num_ws", "directions")
 DIRECTION_KEYS = ("name", "description", "component", "vector", "layers", "mode", "sigma",
@@ -97,12 +97,6 @@ class DirectionsFile:
     network_sha256: Optional[str]
     components_path: Optional[pathlib.Path]
     num_ws: Optional[int] = None
-
-    def by_name(self, name: str) -> Direction:
-        for direction in self.directions:
-            if direction.name == name:
-                return direction
-        raise KeyError(f"no direction named {name!r}; have {[d.name for d in self.directions]}")
 
 
 def slug(name: str) -> str:

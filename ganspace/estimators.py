@@ -1,7 +1,7 @@
 """Ways to find directions in a cloud of w samples.
 
-- StreamingCovariance + pca_from_covariance: exact PCA with memory independent of N
-  (float64 mean and scatter matrix merged batch by batch, Chan et al.'s update).
+- pca_from_covariance over `toolkit.covariance.StreamingCovariance`: exact PCA with memory
+  independent of N (float64 mean and scatter matrix merged batch by batch, Chan et al.'s update).
 - fit_ipca: scikit-learn's IncrementalPCA, also streaming.
 - fit_sparse_pca / fit_ica: SparsePCA / FastICA on an in-memory subsample, for sparse
   or independent (not orthogonal) directions.
@@ -13,36 +13,6 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
-import torch
-
-
-class StreamingCovariance:
-    """Running mean and covariance of rows, numerically stable for millions of samples."""
-
-    def __init__(self, dim: int):
-        self.count = 0
-        self.mean = np.zeros(dim, dtype=np.float64)
-        self.scatter = np.zeros((dim, dim), dtype=np.float64)
-
-    def update(self, batch: np.ndarray) -> None:
-        batch = np.asarray(batch, dtype=np.float64)
-        n = batch.shape[0]
-        if n == 0:
-            return
-        batch_mean = batch.mean(axis=0)
-        centred = batch - batch_mean
-        delta = batch_mean - self.mean
-        total = self.count + n
-        centred_t = torch.from_numpy(centred)   # torch's float64 GEMM is ~3x numpy's on our CPUs
-        self.scatter += (centred_t.T @ centred_t).numpy() + np.outer(delta, delta) * (self.count * n / total)
-        self.mean += delta * (n / total)
-        self.count = total
-
-    @property
-    def covariance(self) -> np.ndarray:
-        if self.count < 2:
-            raise ValueError("need at least 2 samples for a covariance")
-        return self.scatter / (self.count - 1)
 
 
 def canonical_signs(rows: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 Every image is a `design.model.Design` (seed base, one edit) drawn by `design_ws` and carries the one
 recipe format (`design.recipe`: the slider by name and its edit with the vector). Resumable: a PNG
-already on disk whose embedded recipe equals the one it would get is skipped, so an interrupted export continues where it stopped, and a changed setting
-(truncation, direction, network) re-renders instead of silently keeping stale files.
+already on disk whose embedded recipe equals the one it would get is skipped, so an interrupted export
+continues where it stopped, and a changed setting (truncation, direction, network) re-renders instead of
+silently keeping stale files.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from design.recipe import Recipe, edit_to_recipe, read_recipe, save_png_with_rec
 from ganspace.contact_sheet import contact_sheet, fit_cell
 from ganspace.directions import Direction, DirectionsFile, load_directions, slug
 from ganspace.layers import format_layers
-from stylegan2.render import synthesize_uint8, to_pil
-from stylegan2.atomic import atomic_write, atomic_write_text
+from stylegan2.render import synthesize_uint8
+from toolkit.atomic import atomic_write, atomic_write_text
+from toolkit.images import to_pil
 
 MANIFEST_COLUMNS = ("seed", "class", "truncation", "direction", "component", "layers", "mode", "sigma",
                     "strength", "file", "network_sha256")

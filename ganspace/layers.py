@@ -26,7 +26,7 @@ def layer_groups(num_ws: int) -> dict[str, tuple[int, int]]:
     """Named inclusive layer ranges for a network with `num_ws` W+ layers."""
     if num_ws < 6 or num_ws % 2:
         raise ValueError(f"named layer groups need an even num_ws >= 6 (a 16 px or larger network), got {num_ws}")
-    levels = sorted({_resolution_of_layer(l) for l in range(num_ws)})
+    levels = sorted({_resolution_of_layer(i) for i in range(num_ws)})
     if levels[-1] >= 64:
         parts = [[r for r in levels if r <= 8], [r for r in levels if 16 <= r <= 32], [r for r in levels if r >= 64]]
     else:
@@ -35,7 +35,7 @@ def layer_groups(num_ws: int) -> dict[str, tuple[int, int]]:
         parts = [levels[sum(sizes[:i]):sum(sizes[:i + 1])] for i in range(3)]
     groups = {"all": (0, num_ws - 1)}
     for name, resolutions in zip(GROUP_NAMES[1:], parts):
-        layers = [l for l in range(num_ws) if _resolution_of_layer(l) in resolutions]
+        layers = [i for i in range(num_ws) if _resolution_of_layer(i) in resolutions]
         groups[name] = (layers[0], layers[-1])
     return groups
 

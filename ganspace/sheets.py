@@ -71,7 +71,7 @@ def component_sheets(G, comps: Components, out_dir, num_components: int = 10, se
             edits = [sweep_edit(comps, index, layers, float(s), centre) for s in strengths]
             cells = render_sweep(G, bases, edits, batch_size)
             title = (f"component {index} | layers {format_layers(layers)} ({group}) | "
-                     f"{comps.var_ratio[index]:.1%} of variance | sigma {comps.stdev[index]:.3g} | "
+                     f"{comps.score_label(index) or 'no score'} | sigma {comps.stdev[index]:.3g} | "
                      f"columns in sigma, centred on {centre}")
             sheet = contact_sheet(cells, title, [f"seed {s}" for s in seeds], col_labels, max_cell)
             path = out_dir / f"comp{index:03d}_{group}.png"

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from training.inception import preprocess
-from training.vgg16 import VGG16Error as LPIPSError, VGG16Features, read_vgg16_tensors, vgg16_lpips_from_tensors
+from training.vgg16 import VGG16Error as LPIPSError  # noqa: F401  (projection's name for it, caught by its users)
+from training.vgg16 import VGG16Features, read_vgg16_tensors, vgg16_lpips_from_tensors
 
 FeatureMaps = Callable[[torch.Tensor], Sequence[torch.Tensor]]
 PYRAMID_MIN_SIDE = 8

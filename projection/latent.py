@@ -66,7 +66,7 @@ def to_bytes(projected: ProjectedW) -> bytes:
 
 def save(path: str | os.PathLike, projected: ProjectedW) -> str:
     """Write the file atomically; returns its sha256 (how recipes refer to it)."""
-    from stylegan2.atomic import atomic_write_bytes
+    from toolkit.atomic import atomic_write_bytes
 
     data = to_bytes(projected)
     atomic_write_bytes(path, data)
@@ -124,7 +124,7 @@ class LatentFolder:
         load(data)
         sha256 = hashlib.sha256(data).hexdigest()
         if sha256 not in self:
-            from stylegan2.atomic import atomic_write_bytes
+            from toolkit.atomic import atomic_write_bytes
 
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.path(sha256), data)

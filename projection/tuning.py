@@ -99,8 +99,8 @@ def copy_parent_directions(parent_path: str | os.PathLike, tuned_path: pathlib.P
     parent's components and vector files by absolute path.  None when the parent has no directions.
     """
     from fashion_models import companion_files
-    from stylegan2.atomic import atomic_write_text
-    from stylegan2.download import file_sha256
+    from toolkit.atomic import atomic_write_text
+    from toolkit.download import file_sha256
 
     directions_path, _ = companion_files(parent_path)
     if directions_path is None:

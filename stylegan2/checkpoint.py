@@ -19,9 +19,10 @@ import struct
 import safetensors.torch
 import torch
 
-from stylegan2.atomic import atomic_write_bytes
-from stylegan2.download import file_sha256
-from stylegan2.legacy import NetworkLoadError, check_roles, construct_network, load_official_snapshot, to_plain
+from stylegan2.construct import NetworkLoadError, check_roles, construct_network, to_plain
+from stylegan2.legacy import load_official_snapshot
+from toolkit.atomic import atomic_write_bytes
+from toolkit.download import file_sha256
 
 FORMAT = "afro-fashion-gan/1"
 METADATA_KEY = "afro_fashion_gan"

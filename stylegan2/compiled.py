@@ -25,7 +25,7 @@ import threading
 
 import torch
 
-from .download import cache_root
+from toolkit.download import cache_root
 
 COMPILE_ENV = "AFRO_FASHION_COMPILE"
 MAX_STATIC = 3

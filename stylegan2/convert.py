@@ -15,7 +15,7 @@ import torch
 
 from fashion_models import load_model
 from stylegan2.checkpoint import save_checkpoint
-from stylegan2.download import file_sha256
+from toolkit.download import file_sha256
 from stylegan2.legacy import NetworkLoadError
 from toolkit import cli
 

@@ -11,7 +11,6 @@ our own modules are built from the recorded constructor kwargs and loaded with t
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import io
 import math
@@ -25,21 +24,15 @@ from typing import Any, BinaryIO, NamedTuple
 import numpy as np
 import torch
 
-from toolkit.cli import UserError
-
-NETWORK_CLASSES = ("Generator", "Discriminator")  # top-level networks we can rebuild
-
-
-class NetworkLoadError(UserError, ValueError):
-    """A network file cannot be turned into our modules; base of every loading error here (its message is
-    for the user: CLIs print it as one line)."""
+from stylegan2.construct import (PLAIN_SCALARS, NetworkFormatError, NetworkLoadError, check_roles,
+                                construct_network, format_errors, to_plain)
 
 
 class UnsafePickleError(NetworkLoadError, pickle.UnpicklingError):
     """The pickle names a global outside the allow-list; nothing it refers to was run."""
 
 
-class LegacyFormatError(NetworkLoadError):
+class LegacyFormatError(NetworkFormatError):
     """The pickle is safe to read but is not an official StyleGAN2-ADA snapshot we understand."""
 
 
@@ -78,11 +71,8 @@ class OfficialSnapshot:
 
 MAX_MEMO_ENTRIES = 1 << 22     # official snapshots use ~10 per module; ffhq1024 needs < 100k
 MAX_TENSOR_DIMS = 8
-MAX_PLAIN_VALUES = 100_000     # kwargs and dataset settings hold < 1000 values
-MAX_PLAIN_DEPTH = 32
 MAX_SET_ITEMS = 100_000
 _PLAIN_DTYPE = re.compile(r"[biufc]\d{1,2}")  # 'f8', 'i8', 'b1', 'u1': what numpy pickles for scalars
-_PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
 class _Frozen(type):
@@ -249,7 +239,7 @@ def _plain_items(items, what: str) -> list:
     """The items of a list/tuple of plain hashable values (what sets and sizes are made of)."""
     if not isinstance(items, (list, tuple)) or len(items) > MAX_SET_ITEMS:
         raise LegacyFormatError(f"{what} built from a {type(items).__name__}; expected a short list of plain values")
-    if not all(isinstance(item, _PLAIN_SCALARS) for item in items):
+    if not all(isinstance(item, PLAIN_SCALARS) for item in items):
         raise LegacyFormatError(f"{what} holds something other than plain numbers and strings")
     return list(items)
 
@@ -383,60 +373,16 @@ class RestrictedUnpickler(pickle._Unpickler):
 # ----------------------------------------------------------------------------- reading
 
 
-def to_plain(obj: Any, max_values: int = MAX_PLAIN_VALUES) -> Any:
-    """EasyDict/OrderedDict/numpy scalars -> plain dict/list/Python numbers (JSON-friendly).
-
-    Anything else is refused, and so are more than ``max_values`` values or nesting deeper than
-    MAX_PLAIN_DEPTH: a few hundred bytes of shared references would otherwise expand to gigabytes.
-    """
-    budget = [max_values]
-
-    def plain(value: Any, depth: int) -> Any:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise LegacyFormatError(f"more than {max_values} values where plain settings were expected "
-                                    "(shared references that expand without bound?)")
-        if depth > MAX_PLAIN_DEPTH:
-            raise LegacyFormatError(f"settings nested deeper than {MAX_PLAIN_DEPTH} levels")
-        if isinstance(value, dict):
-            if not all(isinstance(k, _PLAIN_SCALARS) for k in value):
-                raise LegacyFormatError("settings with keys that are not plain strings or numbers")
-            return {str(k): plain(v, depth + 1) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v, depth + 1) for v in value]
-        if isinstance(value, np.generic) and value.dtype.kind in "biufcUS":
-            return value.item()
-        if isinstance(value, _PLAIN_SCALARS):
-            return value
-        raise LegacyFormatError(f"a {type(value).__name__} where plain settings (numbers, strings, lists, dicts) "
-                                "were expected")
-
-    return plain(obj, 0)
-
-
 def read_official_pickle(source: str | os.PathLike | BinaryIO) -> dict:
     """Safely unpickle an official snapshot into plain data; networks become PersistentRecords."""
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
             return read_official_pickle(f)
-    with _load_errors("not a readable official StyleGAN2-ADA pickle"):
+    with format_errors("not a readable official StyleGAN2-ADA pickle", LegacyFormatError):
         data = RestrictedUnpickler(source).load()
     if not isinstance(data, dict):
         raise LegacyFormatError(f"expected the pickle to hold a dict of networks, found {type(data).__name__}")
     return data
-
-
-@contextlib.contextmanager
-def _load_errors(what: str):
-    """Every failure while reading a file becomes a NetworkLoadError (CLIs print it, no traceback)."""
-    try:
-        yield
-    except NetworkLoadError:
-        raise
-    except MemoryError:
-        raise NetworkLoadError(f"{what}: it needs more memory than this machine has") from None
-    except Exception as exc:  # truncated/corrupt stream, stand-in called with wrong arguments, deep nesting...
-        raise LegacyFormatError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 def record_state_dict(record: PersistentRecord) -> dict[str, torch.Tensor]:
@@ -478,110 +424,9 @@ def record_state_dict(record: PersistentRecord) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that names missing/unexpected/mismatched keys."""
-    check_state_fits(module.state_dict(), state, what)
-    module.load_state_dict(state, strict=True)
-
-
-def check_state_fits(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], what: str) -> None:
-    """Raise NetworkLoadError naming missing/unexpected/mismatched keys (works on meta tensors too)."""
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [f"{k}: file {tuple(state[k].shape)} vs ours {tuple(expected[k].shape)}"
-                  for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or mismatched:
-        parts = [f"{label} {items}" for label, items in
-                 (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)) if items]
-        raise NetworkLoadError(f"{what}: weights do not fit our network ({'; '.join(parts)})")
-
-
-# Sane ranges of constructor kwargs: a file may claim anything, and the constructor allocates
-# what it is told before any weight is compared.  Official networks sit well inside these.
-ARCHITECTURES = ("orig", "skip", "resnet")
-_INT_RANGES = {
-    "z_dim": (1, 8192), "w_dim": (1, 8192), "c_dim": (0, 1 << 16), "img_channels": (1, 4),
-    "img_resolution": (4, 4096), "num_layers": (1, 64), "channel_base": (1, 1 << 22), "channel_max": (1, 8192),
-    "num_fp16_res": (0, 12), "embed_features": (1, 8192), "layer_features": (1, 8192), "cmap_dim": (1, 8192),
-    "mbstd_group_size": (1, 1024), "mbstd_num_channels": (0, 64), "num_ws": (1, 64),
-}
-_FLOAT_RANGES = {"conv_clamp": (0.0, 1e9), "lr_multiplier": (1e-9, 1e9), "w_avg_beta": (0.0, 1.0)}
-
-
-def check_network_kwargs(kwargs: Any, what: str = "network") -> None:
-    """Refuse constructor kwargs outside sane ranges before anything is built from them."""
-    def check(value: Any, path: str, depth: int) -> None:
-        key = path.rsplit(".", 1)[-1]
-        if isinstance(value, dict):
-            if depth > 3:
-                raise NetworkLoadError(f"{what}: constructor kwargs nested too deeply at {path}")
-            for k, v in value.items():
-                check(v, f"{path}.{k}" if path else str(k), depth + 1)
-        elif isinstance(value, bool) or value is None:
-            return
-        elif isinstance(value, (int, float)):
-            if not math.isfinite(value):
-                raise NetworkLoadError(f"{what}: constructor kwarg {path}={value} is not a finite number")
-            low, high = _INT_RANGES.get(key) or _FLOAT_RANGES.get(key) or (-1e9, 1e9)
-            if key in _INT_RANGES and not isinstance(value, int):
-                raise NetworkLoadError(f"{what}: constructor kwarg {path}={value!r} must be a whole number")
-            if not low <= value <= high:
-                raise NetworkLoadError(f"{what}: constructor kwarg {path}={value} is outside the sane range "
-                                       f"{low:g}..{high:g}")
-        elif key == "architecture" and value not in ARCHITECTURES:
-            raise NetworkLoadError(f"{what}: architecture {value!r} is not one of {', '.join(ARCHITECTURES)}")
-        elif isinstance(value, list):
-            if len(value) > 64:
-                raise NetworkLoadError(f"{what}: constructor kwarg {path} is a list of {len(value)} values")
-            for i, v in enumerate(value):
-                check(v, f"{path}[{i}]", depth + 1)
-        elif not isinstance(value, str):
-            raise NetworkLoadError(f"{what}: constructor kwarg {path} is a {type(value).__name__}")
-
-    if not isinstance(kwargs, dict):
-        raise NetworkLoadError(f"{what}: constructor kwargs are a {type(kwargs).__name__}, expected a dict")
-    check(kwargs, "", 0)
-
-
-def construct_network(class_name: str, init_args: tuple | list, init_kwargs: dict,
-                      state: dict[str, torch.Tensor], what: str = "network") -> torch.nn.Module:
-    """Build our Generator/Discriminator by class name and load ``state`` strictly (shared with checkpoint.py).
-
-    The module is first built on the meta device (no memory) and compared with the file's
-    tensors; only a network whose every weight is in the file is then materialised.
-    """
-    from stylegan2 import networks  # deferred: reading pickles must not need the networks
-
-    if class_name not in NETWORK_CLASSES:
-        raise NetworkLoadError(
-            f"{what}: unknown network class '{class_name}'; expected one of {', '.join(NETWORK_CLASSES)}"
-        )
-    if init_args:
-        raise NetworkLoadError(f"{what}: {class_name} takes keyword arguments only, the file gives positional ones")
-    check_network_kwargs(init_kwargs, what)
-    with _load_errors(f"{what}: cannot construct {class_name} from the recorded kwargs"):
-        with torch.device("meta"):
-            module = getattr(networks, class_name)(**init_kwargs)
-        check_state_fits(module.state_dict(), state, what)
-        if any(m._non_persistent_buffers_set for m in module.modules()):  # not in the file: build them for real
-            module = getattr(networks, class_name)(**init_kwargs)
-        else:
-            module = module.to_empty(device="cpu")
-        module.load_state_dict(state, strict=True)
-    return module.eval()
-
-
 def build_network(record: PersistentRecord, what: str = "network") -> torch.nn.Module:
     """Our module for one official persistent network record."""
     return construct_network(record.class_name, record.init_args, record.init_kwargs, record_state_dict(record), what)
-
-
-def check_roles(class_names: dict[str, Any], what: str) -> None:
-    """G and G_ema must be generators and D a discriminator (a swapped file would crash later, far away)."""
-    for name, class_name in class_names.items():
-        expected = "Discriminator" if name == "D" else "Generator"
-        if class_name in NETWORK_CLASSES and class_name != expected:
-            raise NetworkLoadError(f"{what}: its {name} is a {class_name}; {name} must be a {expected}")
 
 
 def load_official_snapshot(source: str | os.PathLike | BinaryIO) -> OfficialSnapshot:
@@ -593,7 +438,7 @@ def load_official_snapshot(source: str | os.PathLike | BinaryIO) -> OfficialSnap
             f"expected an official StyleGAN2-ADA snapshot with a 'G_ema' network; found keys {_preview(list(data))}"
         )
     check_roles({key: rec.class_name for key, rec in nets.items() if isinstance(rec, PersistentRecord)}, "snapshot")
-    with _load_errors("snapshot"):
+    with format_errors("snapshot", LegacyFormatError):
         built = {key: build_network(rec, key) if isinstance(rec, PersistentRecord) else None
                  for key, rec in nets.items()}
         augment_kwargs = augment_p = None

@@ -96,10 +96,9 @@ class Conv2dLayer(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
                  activation: str = "linear", up: int = 1, down: int = 1, resample_filter=RESAMPLE_FILTER,
-                 conv_clamp: float | None = None, channels_last: bool = False, trainable: bool = True):
+                 conv_clamp: float | None = None, trainable: bool = True):
         super().__init__()
         self.activation, self.up, self.down, self.conv_clamp = activation, up, down, conv_clamp
-        self.channels_last = channels_last
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.padding = kernel_size // 2
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
@@ -233,7 +232,7 @@ class SynthesisLayer(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
                  up: int = 1, use_noise: bool = True, activation: str = "lrelu", resample_filter=RESAMPLE_FILTER,
-                 conv_clamp: float | None = None, channels_last: bool = False, shape: tuple[int, int] | None = None):
+                 conv_clamp: float | None = None, shape: tuple[int, int] | None = None):
         super().__init__()
         self.resolution, self.up, self.use_noise = resolution, up, use_noise
         self.shape = tuple(shape) if shape is not None else (resolution, resolution)
@@ -269,7 +268,7 @@ class ToRGBLayer(nn.Module):
     """Modulated 1x1 conv to image channels, without demodulation."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
-                 conv_clamp: float | None = None, channels_last: bool = False):
+                 conv_clamp: float | None = None):
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
@@ -292,11 +291,11 @@ class SynthesisBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: str = "skip", resample_filter=RESAMPLE_FILTER,
-                 conv_clamp: float | None = None, use_fp16: bool = False, fp16_channels_last: bool = False,
-                 shape: tuple[int, int] | None = None, **layer_kwargs):
+                 conv_clamp: float | None = None, use_fp16: bool = False, shape: tuple[int, int] | None = None,
+                 **layer_kwargs):
         super().__init__()
         self.architecture = _check_architecture(architecture)
-        self.in_channels, self.resolution, self.is_last, self.use_fp16 = in_channels, resolution, is_last, use_fp16
+        self.in_channels, self.resolution, self.use_fp16 = in_channels, resolution, use_fp16
         shape = tuple(shape) if shape is not None else (resolution, resolution)
         layer_kwargs["shape"] = shape
         self.register_buffer("resample_filter", setup_filter(resample_filter))
@@ -422,7 +421,7 @@ class DiscriminatorBlock(nn.Module):
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
                  first_layer_idx: int, architecture: str = "resnet", activation: str = "lrelu",
                  resample_filter=RESAMPLE_FILTER, conv_clamp: float | None = None, use_fp16: bool = False,
-                 fp16_channels_last: bool = False, freeze_layers: int = 0):
+                 freeze_layers: int = 0):
         super().__init__()
         self.architecture = _check_architecture(architecture)
         self.in_channels, self.resolution, self.use_fp16 = in_channels, resolution, use_fp16

@@ -6,41 +6,10 @@ a recipe, a manifest or a file name reproduces the same picture in every tool.
 """
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
-
-
-def parse_seeds(text: str | int | Sequence[int]) -> list[int]:
-    """'0-3,7' -> [0, 1, 2, 3, 7] (ranges inclusive, order kept, duplicates dropped)."""
-    if isinstance(text, int):
-        return [text]
-    if not isinstance(text, str):
-        return [int(s) for s in text]
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)|(\d+)", part)
-        if not m:
-            raise ValueError(f"cannot read seeds {text!r}: use numbers and inclusive ranges like '0-3,7'")
-        if m.group(3) is not None:
-            values = [int(m.group(3))]
-        else:
-            lo, hi = int(m.group(1)), int(m.group(2))
-            if hi < lo:
-                raise ValueError(f"seed range {part!r} runs backwards")
-            values = list(range(lo, hi + 1))
-        seeds.extend(v for v in values if v not in seeds)
-    if not seeds:
-        raise ValueError("no seeds given")
-    if max(seeds) >= 2 ** 32:
-        raise ValueError("seeds must be below 2**32 (numpy RandomState's limit)")
-    return seeds
 
 
 def device_of(G) -> torch.device:
@@ -115,33 +84,16 @@ def seed_to_w(G, seed: int | Sequence[int], truncation_psi: float = 1.0, class_i
     return G.mapping(z, class_labels(G, class_idx, z.shape[0]), truncation_psi=truncation_psi)
 
 
+def to_uint8_tensor(img: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] float in [-1, 1] -> uint8 of the same shape and device, rounded as the official generate.py does."""
+    return (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
 def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] float in [-1, 1] -> [N, H, W, C] uint8, rounded as the official generate.py does."""
-    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
+    """[N, C, H, W] float in [-1, 1] -> [N, H, W, C] uint8 numpy (what PNG writers and grids take)."""
+    return to_uint8_tensor(img).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @torch.no_grad()
 def synthesize_uint8(G, ws: torch.Tensor, noise_mode: str = "const") -> np.ndarray:
     return to_uint8(G.synthesis(ws.to(device_of(G)), noise_mode=noise_mode))
-
-
-def to_pil(pixels: np.ndarray) -> Image.Image:
-    """HWC uint8 (C = 1 or 3) -> PIL image."""
-    return Image.fromarray(pixels[..., 0], "L") if pixels.shape[-1] == 1 else Image.fromarray(pixels, "RGB")
-
-
-def image_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 2,
-               background: int = 255) -> np.ndarray:
-    """Tile equally sized HWC uint8 images into one contact sheet."""
-    if not len(images):
-        raise ValueError("no images to tile")
-    n = len(images)
-    cols = cols or int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    h, w, c = images[0].shape
-    sheet = np.full([rows * h + (rows + 1) * pad, cols * w + (cols + 1) * pad, c], background, np.uint8)
-    for i, im in enumerate(images):
-        r, k = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + k * (w + pad)
-        sheet[y:y + h, x:x + w] = im
-    return sheet

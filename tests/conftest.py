@@ -82,6 +82,66 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def tiny_generator(res: int = 16, dim: int = 16, c_dim: int = 0, *, seed: int | None = 0, layers: int = 2,
+                   channel_base: int = 256, channel_max: int = 16, eval_mode: bool = True,
+                   noise_strength: float | None = None, base_shape=(4, 4), **synthesis):
+    """The tests' random tiny Generator: `res` px, z = w = `dim`, `layers` mapping layers, seeded by `seed`.
+
+    `noise_strength` makes the noise inputs matter (a fresh network has 0); other keywords go to the
+    synthesis network (e.g. num_fp16_res=0, conv_clamp=None); `eval_mode=False` leaves it in training mode;
+    `base_shape` (4, 3) makes it a portrait.
+    """
+    import torch
+
+    from stylegan2.networks import Generator
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    G = Generator(z_dim=dim, c_dim=c_dim, w_dim=dim, img_resolution=res, img_channels=3, base_shape=base_shape,
+                  mapping_kwargs=dict(num_layers=layers),
+                  synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, **synthesis))
+    if noise_strength is not None:
+        with torch.no_grad():
+            for name, p in G.named_parameters():
+                if name.endswith("noise_strength"):
+                    p.fill_(noise_strength)
+    return G.eval() if eval_mode else G
+
+
+# train.py flags of a tiny 16 px run on the CPU (end-to-end training tests)
+TINY = ["--cbase", "128", "--cmax", "16", "--zdim", "16", "--map", "2", "--batch", "4", "--metrics", "none",
+        "--workers", "0", "--cpu", "--tick", "0.008"]
+
+
+def make_dataset(root: pathlib.Path, n=8, res=16, classes=0, seed=0, width=None) -> pathlib.Path:
+    """Random-noise images (easy for D to memorise) with optional dataset.json labels; `width` < res: portrait."""
+    import json
+
+    import numpy as np
+    import PIL.Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    rnd = np.random.RandomState(seed)
+    labels = []
+    for i in range(n):
+        PIL.Image.fromarray(rnd.randint(0, 256, size=(res, width or res, 3), dtype=np.uint8)).save(root / f"{i:04d}.png")
+        labels.append([f"{i:04d}.png", i % max(classes, 1)])
+    if classes:
+        (root / "dataset.json").write_text(json.dumps({"labels": labels, "class_names": [f"k{j}" for j in range(classes)]}))
+    return root
+
+
+def only_run(outdir: pathlib.Path) -> pathlib.Path:
+    (run,) = [d for d in outdir.iterdir() if d.is_dir()]
+    return run
+
+
+def read_stats(run):
+    import json
+
+    return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
 def make_studio(folder: pathlib.Path, resolution: int = 16, base_shape=(4, 4)):
     """A random `resolution` px studio with 6 hand-made orthonormal components and two labelled directions
     (16 px: num_ws = 6, coarse 0-1, middle 2-3, fine 4-5); `base_shape` (4, 3) makes it a 16x12 portrait."""

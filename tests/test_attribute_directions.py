@@ -132,7 +132,7 @@ def test_ganspace_attribute_writes_a_labelled_vector_direction_beside_others(net
     assert result.exit_code == 0, result.output
     sha = load_network_file(attrs).sha256
     loaded = load_directions(directions, network_sha256=sha)
-    sleeve = loaded.by_name("sleeve: short sleeves to long sleeves")
+    sleeve = loaded.directions[0]
     assert sleeve.component is None and sleeve.sigma > 0 and sleeve.sign == "+ = long sleeves, - = short sleeves"
     assert [d.name for d in loaded.directions] == ["sleeve: short sleeves to long sleeves", "garment: dress to top"]
     assert "sigma apart" in sleeve.description and sleeve.layers == (0, load_network_file(attrs).G_ema.num_ws - 1)

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from conftest import OFFICIAL, require
+from stylegan2 import legacy
 from training.augment import (AUGPIPE_PRESETS, SYM2, SYM6, AdaptiveAugment, AugmentPipe, affine_resample, band_filters,
                               blit, blit_matrix, brightness_matrix, color_matrix_apply, contrast_matrix, hue_matrix, lumaflip_matrix,
-                              rotate90, saturation_matrix, translation_matrix)
+                              saturation_matrix, translation_matrix)
 
 
 def images(n=8, c=3, h=16, w=16, seed=0):
@@ -83,14 +84,21 @@ def test_xint_pipe_shifts_within_xint_max():
     assert len(set(shifts)) > 3
 
 
-def test_rotate90_four_times_is_identity_and_matches_rot90():
+def quarter_turns(x, k):
+    """blit with rotation only: each sample turned by its own number of quarter turns."""
+    k = torch.as_tensor(k).expand(x.shape[0])
+    zeros = torch.zeros_like(k)
+    return blit(x, zeros, k, zeros, zeros)
+
+
+def test_quarter_turns_four_times_are_identity_and_match_rot90():
     x = images(n=4, h=6, w=6)
     y = x
     for _ in range(4):
-        y = rotate90(y, 1)
+        y = quarter_turns(y, 1)
     assert torch.equal(y, x)
     k = torch.tensor([0, 1, 2, 3])
-    y = rotate90(x, k)
+    y = quarter_turns(x, k)
     for i in range(4):
         assert torch.equal(y[i], torch.rot90(x[i], int(k[i]), dims=(2, 1)))
 
@@ -110,13 +118,13 @@ def test_quarter_turn_and_flip_of_a_portrait_image_are_the_exact_rotation_about_
     that source point lies in the image (rows 2..13; the two rows at each end are mirrored); no stretching."""
     x, u, v = portrait()
     zero = torch.zeros(1, dtype=torch.long)
-    turned = rotate90(x, 1)
+    turned = quarter_turns(x, 1)
     inside = (slice(None), slice(None), slice(2, 14), slice(None))
     torch.testing.assert_close(turned[inside], analytic(v, -u)[None, None][inside], atol=1e-6, rtol=0)
     torch.testing.assert_close(blit(x, zero + 1, zero, zero, zero), analytic(-u, v)[None, None], atol=1e-6, rtol=0)
     y = x
     for _ in range(4):
-        y = rotate90(y, 1)
+        y = quarter_turns(y, 1)
     assert not torch.equal(y, x)  # the mirrored ends do not come back: content really left the frame
     # the resampled path (used when a general op fires too) agrees with the exact one inside its border
     resampled = affine_resample(x, blit_matrix(zero, zero + 1, zero, zero), AugmentPipe().Hz_geom)
@@ -417,7 +425,6 @@ def test_presets_construct_and_state_dict_names():
 
 
 def test_official_pickle_augment_pipe_constructs_ours_with_identical_filters():
-    legacy = pytest.importorskip('stylegan2.legacy')
     record = legacy.read_official_pickle(require(OFFICIAL / 'tiny32c.pkl'))['augment_pipe']
     pipe = AugmentPipe(*record.init_args, **record.init_kwargs)
     state = legacy.record_state_dict(record)

@@ -5,24 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_within_one_level
+from conftest import assert_within_one_level, tiny_generator
 from stylegan2 import compiled
-from stylegan2.networks import Generator
 from stylegan2.render import class_labels, seed_z, synthesize_uint8
 
 
 def tiny_conditional_generator():
-    torch.manual_seed(0)
-    G = Generator(z_dim=16, c_dim=3, w_dim=16, img_resolution=16, img_channels=3,
-                  mapping_kwargs=dict(num_layers=2),
-                  synthesis_kwargs=dict(channel_base=256, channel_max=32, conv_clamp=256))
-    for name, buf in G.named_buffers():  # noise strengths start at 0: make noise visible
+    G = tiny_generator(c_dim=3, channel_max=32, conv_clamp=256, noise_strength=0.3)  # noise strengths start at 0
+    for name, buf in G.named_buffers():  # make noise visible
         if name.endswith("noise_const"):
             buf.normal_()
-    for name, p in G.named_parameters():
-        if name.endswith("noise_strength"):
-            p.data.fill_(0.3)
-    return G.eval().requires_grad_(False)
+    return G.requires_grad_(False)
 
 
 def render(G, seeds, psi=0.7):

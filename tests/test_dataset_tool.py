@@ -19,7 +19,7 @@ import dataset_tool
 from fashion_data import pipeline
 from fashion_data.pipeline import BuildOptions, build_dataset
 from fashion_data.writer import DestinationError
-from tests.conftest import CLOTHING, require
+from conftest import CLOTHING, require
 from training.dataset import ImageDataset
 
 RES = 32

@@ -297,7 +297,7 @@ def test_temporaries_of_killed_runs_are_swept_and_scratch_sits_beside_dest(tmp_p
 
 
 def test_stale_atomic_temporaries_are_swept_and_live_ones_kept(tmp_path):
-    from stylegan2.atomic import sweep_stale_temporaries
+    from toolkit.atomic import sweep_stale_temporaries
 
     dead = _dead_pid()
     stale = tmp_path / f".network.safetensors.a1b2c3d4e5f6-{dead}.tmp"

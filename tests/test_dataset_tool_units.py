@@ -275,7 +275,7 @@ def test_summary_marks_attribute_lists_it_cuts_with_an_ellipsis():
     for i, colour in enumerate(["red", "blue", "green", "black", "white", "gold", "pink", "grey"]):
         for _ in range(8 - i):
             report.keep({"colour": colour}, None, ["colour"])
-    line = [l for l in report.summary().splitlines() if l.strip().startswith("colour:")][0]
+    line = [row for row in report.summary().splitlines() if row.strip().startswith("colour:")][0]
     assert line.strip() == "colour: red 8, blue 7, green 6, black 5, white 4, gold 3, ... (2 more)"
     short = Report({})
     short.keep({"colour": "red"}, None, ["colour"])

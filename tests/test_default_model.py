@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 import generate
+from conftest import assert_within_one_level
 from fashion_models import bundled_dir, load_model, resolve_model_file
-from tests.conftest import assert_within_one_level
 
 MODEL = bundled_dir() / "default"
 # The exact command that drew samples.png (the model card and the README show its output).

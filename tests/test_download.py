@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from stylegan2.download import DownloadError, cached_path, download
+from toolkit.download import DownloadError, cached_path, download
 
 PAYLOAD = bytes(range(256)) * 1000  # 256 kB, every byte position distinguishable
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

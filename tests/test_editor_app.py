@@ -14,8 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from gradio_client import Client, handle_file  # noqa: E402
 
 from editor.app import launch  # noqa: E402
+from conftest import free_port, make_studio  # noqa: E402
 from design.recipe import Mix, Recipe  # noqa: E402
-from tests.conftest import free_port, make_studio  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pathlib
 
 import pytest
 
-from tests.conftest import REPO, free_port
+from conftest import REPO, free_port
 
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -13,6 +13,8 @@ import requests
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from conftest import free_port
+
 import editor.__main__ as studio_cli
 import design.recipe as recipe_module
 from editor.app import launch, parse_strengths
@@ -93,12 +95,7 @@ def test_upload_size_is_checked_before_anything_is_read(tmp_path):
 
 
 def test_gradio_gets_an_upload_limit_and_cleans_its_cache(studio):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    demo, url = launch(studio, port=port, block=False)
+    demo, url = launch(studio, port=free_port(), block=False)
     try:
         assert demo.max_file_size == MAX_UPLOAD_BYTES
         frequency, age = demo.delete_cache
@@ -206,12 +203,7 @@ def test_login_guessing_is_throttled(monkeypatch):
 
 
 def test_gradio_awaits_the_throttled_login(studio):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    demo, url = launch(studio, port=port, block=False, auth=studio_cli.throttled_login("stylist", "right"))
+    demo, url = launch(studio, port=free_port(), block=False, auth=studio_cli.throttled_login("stylist", "right"))
     try:
         wrong = requests.post(f"{url}login", data={"username": "stylist", "password": "nope"}, timeout=30)
         right = requests.post(f"{url}login", data={"username": "stylist", "password": "right"}, timeout=30)

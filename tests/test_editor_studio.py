@@ -16,7 +16,6 @@ from editor.session import Session
 from editor.studio import Studio
 from design.recipe import read_recipe
 from stylegan2.render import seed_to_w
-from tests.conftest import make_studio
 
 from conftest import make_studio
 
@@ -140,8 +139,7 @@ def test_session_undo_redo_and_favourites():
     assert not session.redo() and session.undo_stack == recipes[:2]
     thumb = np.zeros((4, 4, 3), np.uint8)
     assert session.star(recipes[0], thumb) and not session.star(recipes[0], thumb)
-    session.unstar(0)
-    assert session.favourites == []
+    assert [f.recipe for f in session.favourites] == [recipes[0]]
 
 
 def test_export_image_embeds_a_recipe_that_restores_the_same_pixels(studio, tmp_path):

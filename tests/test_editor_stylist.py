@@ -15,8 +15,8 @@ from editor.network import load_studio_network
 from editor.session import Session
 from editor.store import SessionStore, labels_path, new_session_id, user_data_dir
 from editor.studio import Studio
+from conftest import REPO, assert_within_one_level
 from fashion_models import ModelCard, bundled_dir, companion_files
-from tests.conftest import REPO, assert_within_one_level
 
 DEFAULT = bundled_dir() / "default"
 
@@ -251,7 +251,7 @@ def test_first_command_prints_the_model_and_the_url(tmp_path):
     import time
     import urllib.request
 
-    from tests.conftest import free_port
+    from conftest import free_port
 
     port = free_port()
     env = {**os.environ, "AFRO_FASHION_DATA": str(tmp_path), "DISPLAY": ""}

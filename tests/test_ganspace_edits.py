@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import tiny_generator
 from ganspace.components import Components
 from ganspace.directions import Direction, DirectionsError, append_direction, load_directions
 from ganspace.edits import Edit, apply_edits, orthogonalize
@@ -23,6 +24,10 @@ def random_ws(n=3, seed=0):
 def unit_vector(seed):
     v = np.random.RandomState(seed).randn(W_DIM)
     return v / np.linalg.norm(v)
+
+
+def named(directions_file, name):
+    return next(d for d in directions_file.directions if d.name == name)
 
 
 def test_additive_edit_changes_only_the_chosen_layers():
@@ -147,7 +152,7 @@ def test_valid_file_loads_with_defaults_and_resolved_vectors(tmp_path, comps_fil
     edit = sleeve.edit(2.0)
     assert (edit.strength, edit.sigma, edit.layers) == (2.0, pytest.approx(1.5), (0, 1))
     assert sleeve.edit(1.0, layers=(2, 3)).layers == (2, 3)
-    assert loaded.by_name("colour") is colour
+    assert named(loaded, "colour") is colour
 
 
 def replace_line(text, old, new):
@@ -208,7 +213,7 @@ def test_append_direction_keeps_comments_and_a_backup(tmp_path, comps_file):
     assert path.read_text().startswith("# labelled by hand")
     loaded = load_directions(path)
     assert [d.name for d in loaded.directions] == ["sleeve length", "colour", "custom", "hem"]
-    hem = loaded.by_name("hem")
+    hem = named(loaded, "hem")
     assert (hem.component, hem.layers, hem.sigma, hem.sign) == (4, (2, 3), 0.5, "+ = lower hem")
     with pytest.raises(DirectionsError, match="already exists"):
         append_direction(path, new)
@@ -221,9 +226,9 @@ def test_append_direction_creates_a_file_and_stores_free_vectors(tmp_path, comps
                      components_path="components.npz")
     append_direction(path, Direction(name="flat", vector=-v, layers=(1, 1), sigma=1.0, mode="absolute"))
     loaded = load_directions(path, network_sha256=HASH)
-    np.testing.assert_allclose(loaded.by_name("free").vector, v, atol=1e-12)
-    np.testing.assert_allclose(loaded.by_name("flat").vector, -v, atol=1e-12)
-    assert loaded.by_name("flat").mode == "absolute" and (tmp_path / "new.yaml.bak").exists()
+    np.testing.assert_allclose(named(loaded, "free").vector, v, atol=1e-12)
+    np.testing.assert_allclose(named(loaded, "flat").vector, -v, atol=1e-12)
+    assert named(loaded, "flat").mode == "absolute" and (tmp_path / "new.yaml.bak").exists()
 
 
 # ------------------------------------------------------------------ recipes
@@ -267,17 +272,12 @@ def test_validator_reports_every_problem_in_one_run_with_full_hashes(tmp_path, c
 
 
 def test_template_is_a_commented_file_that_validates_for_its_network(tmp_path, monkeypatch):
-    import torch
     from click.testing import CliRunner
 
     from ganspace.__main__ import cli
     from fashion_models import load_model
     from stylegan2.checkpoint import save_checkpoint
-    from stylegan2.networks import Generator
-
-    torch.manual_seed(0)
-    G = Generator(z_dim=W_DIM, c_dim=0, w_dim=W_DIM, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=1),
-                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    G = tiny_generator(8, W_DIM, layers=1, channel_base=64, channel_max=8, eval_mode=False)
     network = save_checkpoint(tmp_path / "net.safetensors", G_ema=G)
     comps = Components(np.eye(W_DIM)[:4], np.zeros(W_DIM), [2.0, 1.0, 0.5, 0.25], [0.4, 0.3, 0.2, 0.1],
                        dict(num_ws=G.num_ws, network_sha256="ab" * 32))

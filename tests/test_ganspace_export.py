@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import tiny_generator
 from ganspace.__main__ import cli
 from ganspace.components import Components
 from ganspace.directions import DirectionsFile, Direction
@@ -22,17 +23,13 @@ from stylegan2.render import seed_to_w, synthesize_uint8
 from ganspace.sheets import component_sheets, render_sweep, sweep_edit
 from fashion_models import load_model
 from stylegan2.checkpoint import save_checkpoint
-from stylegan2.networks import Generator
 
 HASH = "cd" * 32
 
 
 @pytest.fixture(scope="module")
 def G():
-    torch.manual_seed(1)
-    return Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=16, img_channels=3,
-                     mapping_kwargs=dict(num_layers=2),
-                     synthesis_kwargs=dict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=None)).eval()
+    return tiny_generator(16, 32, seed=1, channel_max=32, num_fp16_res=0, conv_clamp=None)
 
 
 @pytest.fixture(scope="module")
@@ -215,9 +212,7 @@ def test_export_of_an_official_conditional_pickle_reproduces_official_pixels_at_
 
 
 def test_cli_sheets_and_hints_on_a_conditional_network_show_one_class_per_seed(tmp_path, monkeypatch):
-    torch.manual_seed(2)
-    G = Generator(z_dim=16, c_dim=3, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
-                  synthesis_kwargs=dict(channel_base=256, channel_max=16)).eval()
+    G = tiny_generator(c_dim=3, seed=2)
     network = save_checkpoint(tmp_path / "cond.safetensors", G_ema=G, meta={"class_names": ["dress", "hat", "shoes"]})
     comps = Components(np.eye(16)[:2], np.zeros(16), np.ones(2), np.full(2, 0.5), {"num_ws": G.num_ws})
     comps.save(tmp_path / "c.npz")
@@ -256,9 +251,7 @@ def test_cli_sheets_and_hints_on_a_conditional_network_show_one_class_per_seed(t
 
 
 def test_export_on_a_conditional_network_says_what_class_accepts(tmp_path):
-    torch.manual_seed(2)
-    G = Generator(z_dim=16, c_dim=3, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
-                  synthesis_kwargs=dict(channel_base=256, channel_max=16)).eval()
+    G = tiny_generator(c_dim=3, seed=2)
     network = save_checkpoint(tmp_path / "cond.safetensors", G_ema=G, meta={"class_names": ["dress", "hat", "shoes"]})
     (tmp_path / "d.yaml").write_text("directions: []\nnum_ws: 6\n")
     result = CliRunner().invoke(cli, ["export", "--network", str(network), "--directions", str(tmp_path / "d.yaml"),

@@ -5,21 +5,22 @@ import numpy as np
 import pytest
 import torch
 
+import conftest
 import ganspace.fit as fit_module
 from ganspace.components import Components, load_components
-from ganspace.estimators import StreamingCovariance
-from ganspace.fit import fit_components, fit_sefa
+from ganspace.fit import FINDERS, WSampler, find, measure_sigma
 from ganspace.layers import layer_groups, parse_layers
-from ganspace.sampling import iter_w
+from ganspace.sampling import CLASS_MIX, iter_w
 from ganspace.sefa import affine_layer_index
-from stylegan2.networks import Generator
+
+
+def fit(G, num_samples, k, estimator="pca", batch_size=10_000, seed=0, class_idx=CLASS_MIX, **options):
+    """A PCA-family fit through the one finder interface."""
+    return find(estimator, G, k, WSampler(G, batch_size, seed, class_idx), num_samples=num_samples, **options)
 
 
 def tiny_generator(c_dim=0, seed=0):
-    torch.manual_seed(seed)
-    return Generator(z_dim=32, c_dim=c_dim, w_dim=32, img_resolution=16, img_channels=3,
-                     mapping_kwargs=dict(num_layers=2),
-                     synthesis_kwargs=dict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=None)).eval()
+    return conftest.tiny_generator(16, 32, c_dim, seed=seed, channel_max=32, num_fp16_res=0, conv_clamp=None)
 
 
 class PlantedMapping(torch.nn.Module):
@@ -52,7 +53,7 @@ def all_samples(G, n, seed=0, class_idx="mix"):
 
 
 def test_pca_matches_numpy_svd_on_the_same_samples(G):
-    comps = fit_components(G, 5000, 10, batch_size=700, stdev_samples=1000, seed=3)
+    comps = fit(G, 5000, 10, batch_size=700, stdev_samples=1000, seed=3)
     x = all_samples(G, 5000, seed=3)
     centred = x - x.mean(axis=0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
@@ -64,7 +65,7 @@ def test_pca_matches_numpy_svd_on_the_same_samples(G):
 
 
 def test_sigma_is_the_std_of_projections_of_fresh_samples(G):
-    comps = fit_components(G, 4000, 5, batch_size=1000, stdev_samples=3000, seed=1)
+    comps = fit(G, 4000, 5, batch_size=1000, stdev_samples=3000, seed=1)
     fresh = all_samples(G, 3000, seed=[1, 2])
     fitted = all_samples(G, 3000, seed=1)
     assert not np.allclose(fresh[:10], fitted[:10])                     # really other samples
@@ -75,22 +76,12 @@ def test_sigma_is_the_std_of_projections_of_fresh_samples(G):
     np.testing.assert_allclose(comps.stdev, np.sqrt(eigvals), rtol=0.1)
 
 
-def test_streaming_covariance_equals_numpy_even_with_a_large_offset():
-    rng = np.random.RandomState(0)
-    data = rng.randn(3001, 7) * [1, 2, 3, 4, 5, 6, 7] + 1e4
-    stats = StreamingCovariance(7)
-    for start in range(0, 3001, 250):
-        stats.update(data[start:start + 250])
-    np.testing.assert_allclose(stats.mean, data.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(stats.covariance, np.cov(data.T), rtol=1e-9, atol=1e-9)
-
-
 def test_streaming_fit_equals_in_memory_fit(G):
-    one_batch = fit_components(G, 2000, 8, batch_size=2000, stdev_samples=300)
-    many_batches = fit_components(G, 2000, 8, batch_size=137, stdev_samples=300)
+    one_batch = fit(G, 2000, 8, batch_size=2000, stdev_samples=300)
+    many_batches = fit(G, 2000, 8, batch_size=137, stdev_samples=300)
     np.testing.assert_allclose(one_batch.comp, many_batches.comp, atol=1e-5)
     np.testing.assert_allclose(one_batch.var_ratio, many_batches.var_ratio, rtol=1e-5)
-    ipca = fit_components(G, 2000, 8, estimator="ipca", batch_size=665, stdev_samples=300)   # last batch: 5 rows
+    ipca = fit(G, 2000, 8, estimator="ipca", batch_size=665, stdev_samples=300)   # last batch: 5 rows
     np.testing.assert_allclose(np.abs(ipca.comp @ one_batch.comp.T)[:3, :3], np.eye(3), atol=1e-3)
     np.testing.assert_allclose(ipca.mean, one_batch.mean, atol=1e-5)                         # all 2000 were used
 
@@ -104,7 +95,7 @@ def test_memory_stays_flat_in_the_number_of_samples(monkeypatch, estimator):
 
     def peak(n):
         tracemalloc.start()
-        fit_components(G, n, 4, estimator=estimator, batch_size=500, stdev_samples=500)
+        fit(G, n, 4, estimator=estimator, batch_size=500, stdev_samples=500)
         _, top = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         return top
@@ -116,7 +107,7 @@ def test_memory_stays_flat_in_the_number_of_samples(monkeypatch, estimator):
 @pytest.mark.parametrize("estimator", ["pca", "ipca"])
 def test_planted_direction_is_recovered_as_component_0(estimator):
     G = PlantedGenerator()
-    comps = fit_components(G, 20_000, 3, estimator=estimator, batch_size=2000, stdev_samples=5000)
+    comps = fit(G, 20_000, 3, estimator=estimator, batch_size=2000, stdev_samples=5000)
     u = G.mapping.u.double().numpy()
     assert abs(comps.comp[0] @ u) > 0.999
     expected_ratio = (16 + 0.09) / (16 + 0.09 * 16)
@@ -127,7 +118,7 @@ def test_planted_direction_is_recovered_as_component_0(estimator):
 @pytest.mark.parametrize("estimator", ["sparsepca", "ica"])
 def test_subsample_estimators_give_unit_directions_sorted_by_variance(estimator):
     G = PlantedGenerator()
-    comps = fit_components(G, 50_000, 3, estimator=estimator, batch_size=1000, subsample=3000, stdev_samples=500)
+    comps = fit(G, 50_000, 3, estimator=estimator, batch_size=1000, subsample=3000, stdev_samples=500)
     assert comps.meta["num_samples"] == 3000
     np.testing.assert_allclose(np.linalg.norm(comps.comp, axis=1), 1, atol=1e-5)
     assert np.all(np.diff(comps.var_ratio) <= 1e-7)
@@ -135,8 +126,8 @@ def test_subsample_estimators_give_unit_directions_sorted_by_variance(estimator)
 
 
 def test_fit_is_deterministic_and_the_file_round_trips(G, tmp_path):
-    a = fit_components(G, 2000, 4, batch_size=500, stdev_samples=500, network_sha256="ab" * 32)
-    b = fit_components(G, 2000, 4, batch_size=500, stdev_samples=500, network_sha256="ab" * 32)
+    a = fit(G, 2000, 4, batch_size=500, stdev_samples=500, network_sha256="ab" * 32)
+    b = fit(G, 2000, 4, batch_size=500, stdev_samples=500, network_sha256="ab" * 32)
     np.testing.assert_array_equal(a.comp, b.comp)
     a.save(tmp_path / "c.npz")
     with np.load(tmp_path / "c.npz") as raw:       # GANSpace's key names
@@ -145,6 +136,33 @@ def test_fit_is_deterministic_and_the_file_round_trips(G, tmp_path):
     np.testing.assert_array_equal(back.comp, a.comp)
     np.testing.assert_array_equal(back.stdev, a.stdev)
     assert back.meta["network_sha256"] == "ab" * 32 and back.meta["estimator"] == "pca"
+
+
+def test_measure_sigma_of_any_vector_matches_the_planted_spread():
+    """w = 0.3 z + 4 z_last u: σ along u is sqrt(0.3² + 4²) and 0.3 across it, whatever origin is used."""
+    G = PlantedGenerator()
+    u = G.mapping.u.double().numpy()
+    across = np.random.RandomState(1).randn(16)
+    across -= (across @ u) * u
+    across /= np.linalg.norm(across)
+    sampler = WSampler(G, batch_size=2000)
+    stdev, mean = measure_sigma(sampler, u, None, 20_000)           # one vector: one σ
+    assert stdev.shape == (1,) and stdev[0] == pytest.approx(np.hypot(0.3, 4), rel=0.03)
+    both, _ = measure_sigma(sampler, np.stack([u, across]), np.ones(16), 20_000)
+    np.testing.assert_allclose(both, [np.hypot(0.3, 4), 0.3], rtol=0.03)
+    np.testing.assert_allclose(mean, 0, atol=0.1)
+
+
+@pytest.mark.filterwarnings("ignore:FastICA did not converge")  # 1000 samples are enough for this test
+@pytest.mark.parametrize("method", sorted(FINDERS))
+def test_every_finder_gives_unit_directions_with_sigma_and_says_what_its_scores_mean(G, method, tmp_path):
+    comps = find(method, G, 3, WSampler(G, batch_size=500), num_samples=1000, subsample=1000, stdev_samples=300)
+    assert comps.comp.shape == (3, G.w_dim) and comps.meta["estimator"] == method and np.all(comps.stdev > 0)
+    np.testing.assert_allclose(np.linalg.norm(comps.comp, axis=1), 1, atol=1e-5)
+    comps.save(tmp_path / "c.npz")
+    back = load_components(tmp_path / "c.npz")
+    assert ("singular values" if method == "sefa" else "variance") in back.score_meaning
+    assert back.score_label(0).endswith("of the style affines' energy" if method == "sefa" else "of variance")
 
 
 def test_ganspace_style_file_with_k_1_wdim_components_loads(tmp_path):
@@ -162,8 +180,8 @@ def test_conditional_fit_for_one_class_and_for_the_mix():
         w_class1 = G.mapping(z, torch.eye(3)[[1] * 600])[:, 0].double().numpy()
         classes = np.random.RandomState([0, 1]).randint(0, 3, size=600)
         w_mix = G.mapping(z, torch.eye(3)[classes])[:, 0].double().numpy()
-    one = fit_components(G, 600, 3, batch_size=200, stdev_samples=200, class_idx=1)
-    mix = fit_components(G, 600, 3, batch_size=200, stdev_samples=200)
+    one = fit(G, 600, 3, batch_size=200, stdev_samples=200, class_idx=1)
+    mix = fit(G, 600, 3, batch_size=200, stdev_samples=200)
     np.testing.assert_allclose(one.mean, w_class1.mean(axis=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(mix.mean, w_mix.mean(axis=0), rtol=1e-5, atol=1e-6)
     assert one.meta["class_idx"] == 1 and mix.meta["class_idx"] == "mix"
@@ -179,7 +197,7 @@ def test_sefa_equals_svd_of_the_row_normalised_affines(G):
     a = np.concatenate(weights)
     a /= np.linalg.norm(a, axis=1, keepdims=True)
     _, s, vt = np.linalg.svd(a, full_matrices=False)
-    comps = fit_sefa(G, 6, stdev_samples=500)
+    comps = find("sefa", G, 6, WSampler(G), stdev_samples=500)
     np.testing.assert_allclose(np.abs(comps.comp @ vt[:6].T), np.eye(6), atol=1e-5)
     np.testing.assert_allclose(comps.var_ratio, (s ** 2 / (s ** 2).sum())[:6], rtol=1e-5)
     np.testing.assert_allclose(comps.mean, G.mapping.w_avg.numpy())
@@ -187,7 +205,7 @@ def test_sefa_equals_svd_of_the_row_normalised_affines(G):
     sub = np.concatenate(weights[3:6])
     sub /= np.linalg.norm(sub, axis=1, keepdims=True)
     _, _, vt_sub = np.linalg.svd(sub, full_matrices=False)
-    part = fit_sefa(G, 2, layers=(2, 3), stdev_samples=200)
+    part = find("sefa", G, 2, WSampler(G), layers=(2, 3), stdev_samples=200)
     np.testing.assert_allclose(np.abs(part.comp @ vt_sub[:2].T), np.eye(2), atol=1e-5)
 
 
@@ -207,7 +225,7 @@ def test_affine_layer_indices_follow_the_order_of_use():
 def test_layer_groups(num_ws, expected):
     groups = layer_groups(num_ws)
     assert groups == {"all": (0, num_ws - 1), **expected}
-    covered = [l for g in ("coarse", "middle", "fine") for l in range(groups[g][0], groups[g][1] + 1)]
+    covered = [i for g in ("coarse", "middle", "fine") for i in range(groups[g][0], groups[g][1] + 1)]
     assert covered == list(range(num_ws))
 
 

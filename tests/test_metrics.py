@@ -11,10 +11,10 @@ import pytest
 import scipy.linalg
 import torch
 
+import conftest
 from conftest import image_folder
 
-from stylegan2.download import cached_path, file_sha256
-from stylegan2.networks import Generator
+from toolkit.download import cached_path, file_sha256
 from training import feature_net as fn
 from training.dataset import ImageDataset
 from training.inception import InceptionV3, cached_file
@@ -196,10 +196,7 @@ class CountingFeatures(TinyFeatures):
 
 
 def tiny_generator(c_dim=0):
-    torch.manual_seed(1)
-    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs=dict(num_layers=2),
-                     synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=0, conv_clamp=None)).eval()
+    return conftest.tiny_generator(c_dim=c_dim, seed=1, num_fp16_res=0, conv_clamp=None)
 
 
 class Replay(torch.nn.Module):
@@ -496,9 +493,7 @@ def test_portrait_reals_and_fakes_are_padded_to_a_square_alike(tmp_path):
     two columns of mid grey (128) each side, for the reals and for the generator's fakes."""
     rng = np.random.RandomState(3)
     reals = rng.randint(0, 256, (8, 3, 16, 12)).astype(np.uint8)
-    torch.manual_seed(1)
-    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3, base_shape=(4, 3),
-                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=16)).eval()
+    G = conftest.tiny_generator(16, 16, seed=1, base_shape=(4, 3))
     net = Recording()
     fid = compute_metric('fid10k_full', G, ArrayDataset(reals, name='portrait'), net, num_gen=8, batch_size=8,
                          cache_dir=tmp_path, progress=False)

@@ -6,15 +6,13 @@ import pytest
 import torch
 
 from stylegan2.networks import Discriminator, Generator, MinibatchStdLayer
-from tests.conftest import OFFICIAL, require
+from conftest import OFFICIAL, require, tiny_generator
 
 TINY_SYN = dict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=None)
 
 
 def tiny_G(res=16, c_dim=0, base_shape=(4, 4), **syn):
-    torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=res, img_channels=3, base_shape=base_shape,
-                     mapping_kwargs=dict(num_layers=2), synthesis_kwargs={**TINY_SYN, **syn}).eval()
+    return tiny_generator(res, c_dim=c_dim, base_shape=base_shape, **{**TINY_SYN, **syn})
 
 
 def tiny_D(res=16, c_dim=0, **kw):

@@ -6,9 +6,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 import generate
+from conftest import OFFICIAL, assert_within_one_level, require
 from fashion_models import load_model
-from stylegan2.render import class_labels, parse_seeds, seed_z
-from tests.conftest import OFFICIAL, assert_within_one_level, require
+from stylegan2.render import class_labels, seed_z
 
 SEEDS = [0, 1, 2, 3, 7, 1234]
 
@@ -76,14 +76,6 @@ def test_generate_py_grid_projected_w_and_errors(tmp_path):
     result = runner.invoke(generate.main, ["--network", str(pkl), "--projected-w", str(tmp_path / "bad.npz"),
                                            "--outdir", str(tmp_path / "bad")])
     assert result.exit_code != 0 and "needs [N, 8, 64]" in result.output
-
-
-def test_parse_seeds():
-    assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
-    assert parse_seeds("5, 2-3, 5") == [5, 2, 3]
-    for bad in ["", "a-b", "3-1", "1,,x", str(2 ** 32)]:
-        with pytest.raises(ValueError):
-            parse_seeds(bad)
 
 
 def test_generate_py_takes_a_class_by_name(tmp_path):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from stylegan2 import ops
 from stylegan2.ops.bias_act import ACTIVATIONS, bias_act
 from stylegan2.ops.conv2d_resample import conv2d_resample
-from stylegan2.ops.upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
+from stylegan2.ops.upfirdn2d import downsample2d, setup_filter, upfirdn2d, upsample2d
 
 
 BIAS_ACT = ops.implementations("bias_act")
@@ -154,8 +154,7 @@ def test_resample_helpers_sizes_and_dc_gain():
     x = torch.ones(1, 1, 8, 8, dtype=torch.float64)
     up = upsample2d(x, f.double())
     down = downsample2d(x, f.double())
-    same = filter2d(x, f.double())
-    assert up.shape[-2:] == (16, 16) and down.shape[-2:] == (4, 4) and same.shape[-2:] == (8, 8)
+    assert up.shape[-2:] == (16, 16) and down.shape[-2:] == (4, 4)
     # A constant image stays constant away from the borders: the filters have unit DC gain.
     assert torch.allclose(up[..., 3:-3, 3:-3], torch.ones_like(up[..., 3:-3, 3:-3]))
     assert torch.allclose(down[..., 1:-1, 1:-1], torch.ones_like(down[..., 1:-1, 1:-1]))

@@ -7,6 +7,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+import conftest
 import generate
 import project
 from projection import latent
@@ -18,7 +19,6 @@ from projection.target import TargetError, read_target
 from projection.tuning import TuneOptions, save_tuned, tune
 from fashion_models import load_model
 from stylegan2.checkpoint import save_checkpoint
-from stylegan2.networks import Generator
 from stylegan2.render import seed_to_w, synthesize_uint8, to_uint8
 from conftest import assert_differs_beyond_rounding, assert_within_one_level
 
@@ -27,16 +27,10 @@ RES = 16
 FAST = dict(w_avg_samples=2000)
 
 
-def tiny_generator(c_dim: int = 0, noise_strength: float = 0.2) -> Generator:
+def tiny_generator(c_dim: int = 0, noise_strength: float = 0.2):
     """A random 16 px generator whose noise inputs matter (a fresh one has noise_strength 0)."""
-    torch.manual_seed(1)
-    G = Generator(z_dim=32, c_dim=c_dim, w_dim=32, img_resolution=RES, img_channels=3,
-                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=32))
-    with torch.no_grad():
-        for name, p in G.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(noise_strength)
-    return G.eval().requires_grad_(False)
+    return conftest.tiny_generator(RES, 32, c_dim, seed=1, channel_max=32, noise_strength=noise_strength
+                                   ).requires_grad_(False)
 
 
 def rendered(G, ws) -> torch.Tensor:

@@ -3,19 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from stylegan2.networks import Generator
-from stylegan2.render import class_labels, image_grid, seed_to_w, to_uint8
-
-
-def test_image_grid_places_images_in_rows_with_padding():
-    images = [np.full((2, 2, 3), i * 10, np.uint8) for i in range(7)]
-    sheet = image_grid(images, cols=3, pad=0)
-    assert sheet.shape == (6, 6, 3)
-    assert sheet[2, 2, 0] == 40 and sheet[4, 0, 0] == 60 and sheet[4, 2, 0] == 255  # empty cell stays white
-    padded = image_grid(images[:2], cols=2, pad=1, background=7)
-    assert padded.shape == (4, 7, 3) and padded[0, 0, 0] == 7 and padded[1, 4, 0] == 10
-    with pytest.raises(ValueError):
-        image_grid([])
+from conftest import tiny_generator
+from stylegan2.render import class_labels, seed_to_w, to_uint8
 
 
 def test_to_uint8_rounds_like_the_official_generate_py():
@@ -25,9 +14,7 @@ def test_to_uint8_rounds_like_the_official_generate_py():
 
 
 def test_class_labels_and_seeds_batch():
-    torch.manual_seed(0)
-    G = Generator(z_dim=8, c_dim=3, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=1),
-                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    G = tiny_generator(8, 8, c_dim=3, layers=1, channel_base=64, channel_max=8, eval_mode=False)
     c = class_labels(G, [2, 0], 2)
     assert c.tolist() == [[0, 0, 1], [1, 0, 0]]
     for bad in (None, 3, -1):
@@ -65,9 +52,7 @@ def test_generate_without_class_on_a_conditional_network_suggests_accepted_value
 
     import generate
     from stylegan2.checkpoint import save_checkpoint
-    torch.manual_seed(0)
-    G = Generator(z_dim=8, c_dim=3, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=1),
-                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    G = tiny_generator(8, 8, c_dim=3, layers=1, channel_base=64, channel_max=8, eval_mode=False)
     network = save_checkpoint(tmp_path / "c.safetensors", G_ema=G, meta={"class_names": ["dress", "hat", "shoes"]})
     result = CliRunner().invoke(generate.main, ["--network", str(network), "--seeds", "0", "--outdir", str(tmp_path)])
     assert result.exit_code != 0
@@ -82,9 +67,7 @@ def test_generate_writes_portrait_images_and_grid_unstretched(tmp_path):
 
     import generate
     from stylegan2.checkpoint import save_checkpoint
-    torch.manual_seed(0)
-    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, base_shape=(4, 3),
-                  mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    G = tiny_generator(16, 8, layers=1, channel_base=64, channel_max=8, base_shape=(4, 3), eval_mode=False)
     network = save_checkpoint(tmp_path / "p.safetensors", G_ema=G)
     result = CliRunner().invoke(generate.main, ["--network", str(network), "--seeds", "0-3", "--outdir",
                                                 str(tmp_path / "out"), "--grid", "--noise-mode", "const"])

@@ -2,7 +2,6 @@
 import datetime
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,16 +10,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import REPO
+from conftest import REPO, TINY, free_port, make_dataset, only_run
 from fashion_models import load_model
 from training import distributed, snapshot
-from test_train_loop import TINY, make_dataset, only_run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, port: int, results):

@@ -11,41 +11,15 @@ from click.testing import CliRunner
 import train
 from fashion_models import load_model
 from training import loop, snapshot
-from conftest import OFFICIAL, require
+from conftest import OFFICIAL, TINY, make_dataset, only_run, read_stats, require
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-TINY = ["--cbase", "128", "--cmax", "16", "--zdim", "16", "--map", "2", "--batch", "4", "--metrics", "none",
-        "--workers", "0", "--cpu", "--tick", "0.008"]
-
-
-def make_dataset(root: pathlib.Path, n=8, res=16, classes=0, width=None) -> pathlib.Path:
-    """Random-noise images (easy for D to memorise) with optional dataset.json labels; `width` < res: portrait."""
-    root.mkdir(parents=True, exist_ok=True)
-    rnd = np.random.RandomState(0)
-    labels = []
-    for i in range(n):
-        pixels = rnd.randint(0, 256, size=(res, width or res, 3), dtype=np.uint8)
-        PIL.Image.fromarray(pixels).save(root / f"{i:04d}.png")
-        labels.append([f"{i:04d}.png", i % max(classes, 1)])
-    if classes:
-        (root / "dataset.json").write_text(json.dumps({"labels": labels, "class_names": [f"k{j}" for j in range(classes)]}))
-    return root
 
 
 def run_cli(args):
     result = CliRunner().invoke(train.main, [str(a) for a in args], catch_exceptions=False)
     return result
-
-
-def only_run(outdir: pathlib.Path) -> pathlib.Path:
-    (run,) = [d for d in outdir.iterdir() if d.is_dir()]
-    return run
-
-
-def read_stats(run):
-    return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
 
 
 def test_a_few_ticks_write_snapshots_grids_and_stats(tmp_path):
@@ -141,13 +115,13 @@ def test_dry_run_of_paper1024_has_the_published_channel_base(tmp_path):
 
 def test_transfer_learning_uses_the_published_ada_speed_and_no_ema_rampup(tmp_path, monkeypatch):
     """--resume of another network: ADA speed 100 kimg, no EMA ramp-up; --dry-run shows it and downloads nothing."""
-    import stylegan2.download
+    import toolkit.download
 
     def no_download(*args, **kwargs):
         raise AssertionError("--dry-run must not download")
 
     monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(stylegan2.download, "download", no_download)
+    monkeypatch.setattr(toolkit.download, "download", no_download)
     monkeypatch.setattr("fashion_models.registry.download", no_download)
     data = make_dataset(tmp_path / "data", res=256, n=2)
     base = ["--outdir", tmp_path / "runs", "--data", data, "--dry-run"]
@@ -315,13 +289,14 @@ def test_a_default_cpu_run_loads_in_process_and_says_what_layout_is_faster(tmp_p
 
 
 def test_tiny_preset_is_narrow_and_short():
-    from training.config import resolve_options
-    opts = resolve_options(data="d", resolution=64, num_channels=3, label_dim=0, dataset_name="d", cfg="tiny")
+    from training.config import TrainArgs, resolve_options
+
+    facts = dict(resolution=64, num_channels=3, label_dim=0, dataset_name="d")
+    opts = resolve_options(TrainArgs(data="d", cfg="tiny"), **facts)
     syn = opts.G_kwargs["synthesis_kwargs"]
     assert (syn["channel_base"], syn["channel_max"], opts.D_kwargs["channel_max"]) == (1024, 32, 32)
     assert opts.batch == 8 and opts.kimg == 10 and opts.G_kwargs["mapping_kwargs"]["num_layers"] == 2
-    assert resolve_options(data="d", resolution=64, num_channels=3, label_dim=0, dataset_name="d", cfg="tiny",
-                           overrides=train.Overrides(cmax=32)).G_kwargs["synthesis_kwargs"]["channel_max"] == 32
+    assert resolve_options(TrainArgs(data="d", cfg="tiny", cmax=32), **facts).G_kwargs["synthesis_kwargs"]["channel_max"] == 32
     assert "--cfg tiny" in (pathlib.Path(train.__file__).parent / "README.md").read_text()
 
 

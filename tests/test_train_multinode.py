@@ -14,34 +14,18 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import PIL.Image
 import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from conftest import REPO
+from conftest import REPO, free_port, make_dataset
 from training import distributed, snapshot
 
 TINY = ["--cbase", "128", "--cmax", "16", "--zdim", "16", "--map", "2", "--batch", "4", "--metrics", "none",
         "--cpu", "--threads", "1", "--tick", "0.008", "--snap", "1", "--deterministic", "--seed", "3"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 ADDR_A, ADDR_B = "10.200.0.1", "10.200.0.2"
-
-
-def make_images(root, n=8, res=16, seed=0):
-    root.mkdir(parents=True, exist_ok=True)
-    rnd = np.random.RandomState(seed)
-    for i in range(n):
-        PIL.Image.fromarray(rnd.randint(0, 256, size=(res, res, 3), dtype=np.uint8)).save(root / f"{i:04d}.png")
-    return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_cmd(*args):
@@ -142,7 +126,7 @@ def test_two_nodes_train_like_one_node_and_resume_exactly_after_losing_one(tmp_p
     same in either order (float addition of two terms commutes), so the two layouts do the same arithmetic.
     """
     ns_a, ns_b = two_hosts
-    data = make_images(tmp_path / "data")
+    data = make_dataset(tmp_path / "data")
     kimg = "0.064"
     common = ["--data", data, "--kimg", kimg, "--keep", "20", *TINY]
 
@@ -201,7 +185,7 @@ def test_a_node_that_cannot_reach_the_rendezvous_names_it(tmp_path, two_hosts):
     ns_a, ns_b = two_hosts
     port = 29900 + os.getpid() % 50
     proc = subprocess.run(["ip", "netns", "exec", ns_b, *train_cmd(
-        "--outdir", tmp_path / "r", "--data", make_images(tmp_path / "data"), "--nodes", "2",
+        "--outdir", tmp_path / "r", "--data", make_dataset(tmp_path / "data"), "--nodes", "2",
         "--rendezvous", f"{ADDR_A}:{port}", "--rendezvous-timeout", "2", *TINY)], cwd=REPO, env=ENV, capture_output=True,
         text=True, timeout=120)
     assert proc.returncode != 0
@@ -224,7 +208,7 @@ def test_unreachable_endpoint_message_names_host_and_port():
 @pytest.mark.slow
 def test_first_node_alone_times_out_naming_the_endpoint(tmp_path):
     port = free_port()
-    proc = subprocess.run(train_cmd("--outdir", tmp_path / "r", "--data", make_images(tmp_path / "data"),
+    proc = subprocess.run(train_cmd("--outdir", tmp_path / "r", "--data", make_dataset(tmp_path / "data"),
                                     "--nodes", "2", "--rendezvous", f"127.0.0.1:{port}", "--rendezvous-timeout", "3", *TINY),
                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
@@ -257,8 +241,8 @@ def two_loopback_nodes(tmp_path, args_a, args_b):
 
 @pytest.mark.slow
 def test_nodes_with_other_options_or_another_dataset_refuse_to_start(tmp_path):
-    data = make_images(tmp_path / "data")
-    other = make_images(tmp_path / "elsewhere" / "data", seed=1)  # same name and size, other pictures
+    data = make_dataset(tmp_path / "data")
+    other = make_dataset(tmp_path / "elsewhere" / "data", seed=1)  # same name and size, other pictures
     common = ["--kimg", "0.008", *TINY]
     codes, logs = two_loopback_nodes(tmp_path, ["--data", data, "--gamma", "1", *common],
                                      ["--data", other, "--gamma", "2", "--mirror", *common])

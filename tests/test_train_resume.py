@@ -12,10 +12,9 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 import train
-from conftest import REPO
+from conftest import REPO, TINY, make_dataset, only_run, read_stats
 from fashion_models import load_model
 from training import snapshot
-from test_train_loop import TINY, make_dataset, only_run, read_stats
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

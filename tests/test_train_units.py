@@ -8,20 +8,22 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_generator
 from stylegan2.networks import Discriminator, Generator
 from training import snapshot
-from training.config import PUBLISHED_CFGS, Overrides, auto_spec, on_processes, resolve_options
-from training.loop import InfiniteSampler, build_phases, step_phase, update_ema
+from training.config import PUBLISHED_CFGS, TrainArgs, auto_spec, on_processes, resolve_options
+from training.dataset import InfiniteSampler
+from training.loop import build_phases, step_phase, update_ema
 from training.loss import StyleGAN2Loss
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def options(**kw):
-    base = dict(data="x", resolution=256, num_channels=3, label_dim=0, dataset_name="x")
-    base.update(kw)
-    return resolve_options(**base)
+def options(resolution=256, label_dim=0, base_shape=(4, 4), **flags):
+    """Resolved options for train.py flags (TrainArgs fields) on a 3-channel dataset (networks' base `base_shape`)."""
+    return resolve_options(TrainArgs(data="x", **flags), resolution=resolution, num_channels=3, label_dim=label_dim,
+                           dataset_name="x", base_shape=base_shape)
 
 
 # ----------------------------------------------------------------------------- config
@@ -98,7 +100,7 @@ def test_gpu_presets_and_overrides():
     assert (t4.batch, t4.batch_gpu, t4.rounds) == (32, 16, 2)
     assert options(cfg="t4", resolution=512).batch_gpu == 8
     assert options(cfg="a100", resolution=512).batch == 64
-    o = options(cfg="auto", resolution=64, overrides=Overrides(cbase=8192, cmax=256, map=4, zdim=128, batch=8))
+    o = options(cfg="auto", resolution=64, cbase=8192, cmax=256, map_layers=4, zdim=128, batch=8)
     assert o.G_kwargs["synthesis_kwargs"]["channel_base"] == 8192 and o.D_kwargs["channel_max"] == 256
     assert o.G_kwargs["mapping_kwargs"]["num_layers"] == 4 and o.G_kwargs["w_dim"] == 128 and o.batch_gpu == 8
     fp32 = options(fp32=True)
@@ -107,7 +109,7 @@ def test_gpu_presets_and_overrides():
 
 @pytest.mark.parametrize("kw, words", [
     (dict(cond=True), "--cond needs labels"),
-    (dict(overrides=Overrides(batch=6, batch_gpu=4)), "multiple"),
+    (dict(batch=6, batch_gpu=4), "multiple"),
     (dict(aug="fixed"), "--p"),
     (dict(cfg="nope"), "unknown --cfg"),
 ])
@@ -116,13 +118,41 @@ def test_inconsistent_options_are_clear_errors(kw, words):
         options(**kw)
 
 
+# train.py's public flags as they were before the options were defined once (issue #14, point 5), with
+# --attr-dropout (multi-attribute conditioning, #23).
+TRAIN_FLAGS = ["--outdir", "--data", "--gpus", "--nodes", "--rendezvous", "--rendezvous-timeout", "--max-restarts",
+               "--cfg", "--cond", "--attr-dropout", "--mirror", "--kimg", "--batch", "--batch-gpu", "--gamma", "--lr", "--ema", "--cbase",
+               "--cmax", "--map", "--zdim", "--mbstd-group", "--fp16-res", "--aug", "--p", "--target", "--augpipe",
+               "--ada-kimg", "--ema-rampup", "--resume", "--freezed", "--tick", "--snap", "--keep", "--metrics",
+               "--feature-net", "--fp32", "--allow-tf32", "--deterministic", "--seed", "--workers", "--cpu",
+               "--threads", "--dry-run"]
+
+
+def test_train_py_flags_are_unchanged_and_each_fills_one_train_args_field_with_its_default():
+    import dataclasses
+
+    import click
+    from click.testing import CliRunner
+
+    import train
+
+    params = [p for p in train.main.params if isinstance(p, click.Option)]
+    assert [name for p in params for name in p.opts] == TRAIN_FLAGS
+    help_text = CliRunner().invoke(train.main, ["--help"]).output
+    assert all(flag in help_text for flag in TRAIN_FLAGS)
+    fields = {f.name: f.default for f in dataclasses.fields(TrainArgs)}
+    assert sorted(p.name for p in params) == sorted(fields)
+    parsed = train.main.make_context("train.py", ["--outdir", "runs"]).params   # what main(**params) receives
+    assert parsed == {**fields, "outdir": "runs"}
+
+
 def test_options_json_roundtrip():
     o = options(cfg="t4", cond=False, metrics=["fid10k"])
     assert type(o).from_json(o.to_json()) == o
 
 
 def test_moving_a_run_to_more_processes_keeps_the_global_batch():
-    o = options(cfg="auto", resolution=64, overrides=Overrides(batch=16))  # one process, micro-batch 16, mbstd 4
+    o = options(cfg="auto", resolution=64, batch=16)  # one process, micro-batch 16, mbstd 4
     assert (o.gpus, o.batch_gpu, o.rounds) == (1, 16, 1)
     two = on_processes(o, 2)
     assert (two.gpus, two.batch, two.batch_gpu, two.rounds) == (2, 16, 8, 1)
@@ -259,7 +289,7 @@ def test_r1_pass_reports_the_signs_of_real_logits_for_ada():
     loss = StyleGAN2Loss(LinearG(), D, r1_gamma=1.0, style_mixing_prob=0.0)
     real, z, c = torch.randn(6, 3, 4, 4, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64), torch.zeros(6, 0)
     expected = D(real, c).detach().sign()
-    for phase in ("Dmain", "Dreg", "Dboth"):
+    for phase in ("Dmain", "Dreg"):
         stats = loss.accumulate_gradients(phase, real, c, z, c, gain=1)
         assert torch.equal(stats["Loss/signs/real"], expected), phase
         assert torch.equal(stats["Loss/scores/real"], D(real, c).detach()), phase
@@ -284,8 +314,7 @@ def test_style_mixing_takes_late_layers_from_a_second_latent():
 
 
 def test_style_mixing_does_not_update_w_avg_twice():
-    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=1),
-                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    G = tiny_generator(8, 8, seed=None, layers=1, channel_base=64, channel_max=8, eval_mode=False)
     loss = StyleGAN2Loss(G, LinearD([3, 8, 8]), style_mixing_prob=1.0)
     z = torch.randn(4, 8)
     torch.manual_seed(0)
@@ -390,9 +419,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 # ----------------------------------------------------------------------------- transfer learning
 
 def tiny_G(c_dim):
-    torch.manual_seed(c_dim)
-    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=8, img_channels=3,
-                     mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=16))
+    return tiny_generator(8, c_dim=c_dim, seed=c_dim, channel_base=64, eval_mode=False)
 
 
 def test_conditional_network_from_unconditional_source_draws_the_same_images():
@@ -409,8 +436,7 @@ def test_conditional_network_from_unconditional_source_draws_the_same_images():
 
 def test_transfer_skips_mismatched_shapes_with_a_note():
     src = tiny_G(0)
-    dst = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=2),
-                    synthesis_kwargs=dict(channel_base=128, channel_max=32))
+    dst = tiny_generator(8, seed=None, channel_base=128, channel_max=32, eval_mode=False)
     notes = snapshot.transfer_weights(src, dst)
     assert any("synthesis.b4.const" in n and "initialised fresh" in n for n in notes)
     assert torch.equal(dst.mapping.fc1.weight, src.mapping.fc1.weight)
@@ -450,7 +476,8 @@ def test_square_to_portrait_transfer_crops_the_const_noise_and_epilogue(base_sha
     assert not any("fresh" in n or "new" in n for n in notes)
     rows, cols = cells
     assert torch.equal(G_dst.synthesis.b4.const, G_src.synthesis.b4.const[:, rows, cols])
-    scale = lambda s: slice(s.start * 4, s.stop * 4)  # 16 px: 4 pixels per base cell
+    def scale(s):  # 16 px: 4 pixels per base cell
+        return slice(s.start * 4, s.stop * 4)
     assert torch.equal(G_dst.synthesis.b16.conv1.noise_const,
                        G_src.synthesis.b16.conv1.noise_const[scale(rows), scale(cols)])
     # D's epilogue fc: a naive loop over the kept (channel, row, column) inputs of the flattened features
@@ -512,17 +539,3 @@ def test_one_adam_step_does_not_depend_on_how_the_batch_is_split(phase_name):
     for split in after[1:]:
         for a, b in zip(after[0], split):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
-
-
-def test_both_phase_is_main_plus_regulariser():
-    """Non-lazy regularisation ("Dboth") gives the sum of the main and R1 gradients."""
-    D = LinearD([3, 4, 4])
-    loss = StyleGAN2Loss(LinearG(), D, r1_gamma=2.0, style_mixing_prob=0.0)
-    real, z, c = torch.randn(3, 3, 4, 4, dtype=torch.float64), torch.randn(3, 3, dtype=torch.float64), torch.zeros(3, 0)
-    grads = []
-    for phases in (["Dmain", "Dreg"], ["Dboth"]):
-        D.a.grad = None
-        for phase in phases:
-            loss.accumulate_gradients(phase, real, c, z, c, gain=1)
-        grads.append(D.a.grad.clone())
-    assert torch.allclose(grads[0], grads[1])

@@ -7,8 +7,7 @@ import safetensors.torch
 import torch
 from click.testing import CliRunner
 
-from conftest import image_folder
-from stylegan2.networks import Generator
+from conftest import image_folder, tiny_generator
 from training.vgg16 import VGG16_ENV, VGG16Error, load_vgg16_fc7
 
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)   # torchvision's features.N
@@ -90,9 +89,7 @@ def test_vgg16_files_with_code_or_missing_layers_are_refused(vgg_state, tmp_path
 def _tiny_network(folder):
     from stylegan2.checkpoint import save_checkpoint
 
-    torch.manual_seed(1)
-    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
-                  synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=0, conv_clamp=None)).eval()
+    G = tiny_generator(seed=1, num_fp16_res=0, conv_clamp=None)
     folder.mkdir()
     save_checkpoint(folder / "network-snapshot-000001.safetensors", G_ema=G)
     return folder / "network-snapshot-000001.safetensors"

@@ -9,6 +9,8 @@ import re
 
 import click
 
+from toolkit.parsing import parse_seed_list
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 NETWORK_HELP = ("Network: a .safetensors checkpoint, an official .pkl, an http(s) URL, or a name "
                 "(default = the bundled model, ffhq256, ...).")
@@ -107,10 +109,8 @@ class SeedList(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, list):
             return value
-        from stylegan2.render import parse_seeds
-
         try:
-            return parse_seeds(value)
+            return parse_seed_list(value)
         except ValueError as error:
             self.fail(str(error), param, ctx)
 

@@ -143,14 +143,6 @@ def blit(images: torch.Tensor, flip: torch.Tensor, quarter_turns: torch.Tensor,
     return images.reshape(n, c, h * w).gather(2, index).reshape(n, c, h, w)
 
 
-def rotate90(images: torch.Tensor, quarter_turns: torch.Tensor | int) -> torch.Tensor:
-    """Rotate each sample by its own number of quarter turns (exact)."""
-    n = images.shape[0]
-    k = torch.as_tensor(quarter_turns, device=images.device).expand(n)
-    zeros = torch.zeros_like(k)
-    return blit(images, zeros, k, zeros, zeros)
-
-
 # ----------------------------------------------------------------------------- geometry
 
 def blit_matrix(flip: torch.Tensor, quarter_turns: torch.Tensor, shift_x: torch.Tensor,

@@ -207,121 +207,157 @@ def split_batch(batch: int, gpus: int, batch_gpu: int, mbstd: int) -> tuple[int,
 
 
 @dataclass
-class Overrides:
-    """Command-line values that replace the preset's (None = keep the preset)."""
+class TrainArgs:
+    """What train.py was asked for: one field per command-line flag, filled straight from click's parameters.
 
+    None means "the preset's value" (or, for workers and threads, the machine's choice). `resolve_options`
+    turns these, with the dataset's facts, into the complete TrainingOptions a run saves.
+    """
+
+    outdir: str = "."
+    data: str | None = None
+    # processes
+    gpus: int = 1
+    nodes: int = 1
+    rendezvous: str | None = None
+    rendezvous_timeout: float = 600
+    max_restarts: int = 3
+    # what
+    cfg: str = "auto"
+    cond: bool = False
+    attr_dropout: float = 0.0
+    mirror: bool = False
+    kimg: float | None = None
     batch: int | None = None
     batch_gpu: int | None = None
     gamma: float | None = None
-    kimg: float | None = None
     lr: float | None = None
     ema: float | None = None
+    # architecture overrides
     cbase: int | None = None
     cmax: int | None = None
-    map: int | None = None
+    map_layers: int | None = None
     zdim: int | None = None
     mbstd_group: int | None = None
     fp16_res: int | None = None
+    # augmentation
+    aug: str = "ada"
+    p: float | None = None
+    target: float = 0.6
+    augpipe: str = "bgc"
     ada_kimg: float | None = None
     ema_rampup: float | None = None  # 0 = no ramp-up
-    ada_kimg: float | None = None
-    ema_rampup: float | None = None  # 0 = no ramp-up
+    # transfer learning and resume
+    resume: str | None = None
+    freezed: int = 0
+    # schedule and outputs
+    tick: float = 4
+    snap: int = 50
+    keep: int = 5
+    metrics: str | list[str] = "auto"  # train.py turns the text into names before resolving
+    feature_net: str | None = None
+    # numerics and machine
+    fp32: bool = False
+    allow_tf32: bool = False
+    deterministic: bool = False
+    seed: int = 0
+    workers: int | None = None
+    cpu: bool = False
+    threads: int | None = None
+    dry_run: bool = False
 
 
-
-def resolve_options(*, data: str, resolution: int, num_channels: int, label_dim: int, dataset_name: str,
-                    cfg: str = "auto", gpus: int = 1, cond: bool = False, attr_dropout: float = 0.0,
-                    mirror: bool = False,
-                    overrides: Overrides | None = None, tick: float = 4, snap: int = 50, keep: int = 5,
-                    aug: str = "ada", augpipe: str = "bgc", target: float = 0.6, p: float | None = None,
-                    resume: str | None = None, freezed: int = 0, metrics: list[str] | None = None,
-                    feature_net: str | None = None,
-                    seed: int = 0, workers: int = 3, fp32: bool = False, allow_tf32: bool = False,
-                    deterministic: bool = False, base_shape=SQUARE) -> TrainingOptions:
-    """Turn the user's choices into complete options, checking that they are consistent.
+def resolve_options(args: TrainArgs, *, resolution: int, num_channels: int, label_dim: int, dataset_name: str,
+                    processes: int | None = None, base_shape=SQUARE) -> TrainingOptions:
+    """Turn the user's choices into complete options for `processes` (default: gpus x nodes), checking that
+    they are consistent. `args.data` is recorded as given (train.py makes it absolute).
 
     `resolution` is the images' longer side and `base_shape` the networks' (h0, w0) (portrait: (4, 3)).
     """
-    ov = overrides or Overrides()
+    gpus = processes if processes is not None else args.gpus * args.nodes
     if gpus < 1:
         raise ValueError("--gpus must be at least 1")
-    if cond and label_dim == 0:
+    if args.cond and label_dim == 0:
         raise ValueError("--cond needs labels: the dataset has no dataset.json labels (see dataset_tool.py)")
-    if attr_dropout and not cond:
+    if args.attr_dropout and not args.cond:
         raise ValueError("--attr-dropout drops label blocks: it needs --cond")
-    if not 0 <= attr_dropout < 1:
-        raise ValueError(f"--attr-dropout must be in [0, 1), got {attr_dropout}")
+    if not 0 <= args.attr_dropout < 1:
+        raise ValueError(f"--attr-dropout must be in [0, 1), got {args.attr_dropout}")
     height, width = image_shape(resolution, base_shape)
-    spec = cfg_spec(cfg, resolution, gpus, pixels=height * width)
+    spec = cfg_spec(args.cfg, resolution, gpus, pixels=height * width)
 
-    batch = ov.batch if ov.batch is not None else spec.mb
-    if ov.batch_gpu is not None:
-        batch_gpu = ov.batch_gpu
-    elif ov.batch is not None:
+    batch = args.batch if args.batch is not None else spec.mb
+    if args.batch_gpu is not None:
+        batch_gpu = args.batch_gpu
+    elif args.batch is not None:
         batch_gpu = batch // gpus
     elif spec.batch_gpu is not None:
         batch_gpu = spec.batch_gpu
     else:
         batch_gpu = max(spec.mb // spec.ref_gpus, 1)
-    batch_gpu, mbstd = split_batch(batch, gpus, batch_gpu, ov.mbstd_group if ov.mbstd_group is not None else spec.mbstd)
+    mbstd = args.mbstd_group if args.mbstd_group is not None else spec.mbstd
+    batch_gpu, mbstd = split_batch(batch, gpus, batch_gpu, mbstd)
 
-    channel_base = ov.cbase if ov.cbase is not None else int(spec.fmaps * 32768)
-    channel_max = ov.cmax if ov.cmax is not None else spec.cmax
-    zdim = ov.zdim if ov.zdim is not None else 512
-    num_fp16_res = 0 if fp32 else (ov.fp16_res if ov.fp16_res is not None else 4)
-    conv_clamp = None if fp32 else 256
+    channel_base = args.cbase if args.cbase is not None else int(spec.fmaps * 32768)
+    channel_max = args.cmax if args.cmax is not None else spec.cmax
+    zdim = args.zdim if args.zdim is not None else 512
+    num_fp16_res = 0 if args.fp32 else (args.fp16_res if args.fp16_res is not None else 4)
+    conv_clamp = None if args.fp32 else 256
     G_kwargs = dict(
-        z_dim=zdim, c_dim=label_dim if cond else 0, w_dim=zdim, img_resolution=resolution, img_channels=num_channels,
-        mapping_kwargs=dict(num_layers=ov.map if ov.map is not None else spec.map),
+        z_dim=zdim, c_dim=label_dim if args.cond else 0, w_dim=zdim, img_resolution=resolution,
+        img_channels=num_channels,
+        mapping_kwargs=dict(num_layers=args.map_layers if args.map_layers is not None else spec.map),
         synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res,
                               conv_clamp=conv_clamp, architecture="skip"),
         **shape_kwargs(base_shape),
     )
     D_kwargs = dict(
-        c_dim=label_dim if cond else 0, img_resolution=resolution, img_channels=num_channels,
-        architecture="orig" if cfg == "cifar" else "resnet",  # the published CIFAR-10 setup uses a plain D
+        c_dim=label_dim if args.cond else 0, img_resolution=resolution, img_channels=num_channels,
+        architecture="orig" if args.cfg == "cifar" else "resnet",  # the published CIFAR-10 setup uses a plain D
         channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
-        block_kwargs=dict(freeze_layers=freezed), epilogue_kwargs=dict(mbstd_group_size=mbstd),
+        block_kwargs=dict(freeze_layers=args.freezed), epilogue_kwargs=dict(mbstd_group_size=mbstd),
         **shape_kwargs(base_shape),
     )
-    lr = ov.lr if ov.lr is not None else spec.lrate
+    lr = args.lr if args.lr is not None else spec.lrate
     opt = dict(lr=lr, betas=[0.0, 0.99], eps=1e-8)
-    gamma = ov.gamma if ov.gamma is not None else spec.gamma
+    gamma = args.gamma if args.gamma is not None else spec.gamma
     loss = dict(r1_gamma=gamma, style_mixing_prob=0.9, pl_weight=2.0, pl_batch_shrink=2, pl_decay=0.01)
-    if cfg == "cifar":  # the published CIFAR setup turns both generator regularisers off
+    if args.cfg == "cifar":  # the published CIFAR setup turns both generator regularisers off
         loss.update(style_mixing_prob=0.0, pl_weight=0.0)
 
-    if aug not in ("ada", "noaug", "fixed"):
-        raise ValueError(f"--aug must be ada, noaug or fixed, got {aug!r}")
-    if aug == "fixed" and p is None:
+    if args.aug not in ("ada", "noaug", "fixed"):
+        raise ValueError(f"--aug must be ada, noaug or fixed, got {args.aug!r}")
+    if args.aug == "fixed" and args.p is None:
         raise ValueError("--aug fixed needs --p (the fixed augmentation probability)")
-    if p is not None and not 0 <= p <= 1:
-        raise ValueError(f"--p must be in [0, 1], got {p}")
-    if not 0 < target <= 1:
-        raise ValueError(f"--target must be in (0, 1], got {target}")
-    if freezed < 0:
+    if args.p is not None and not 0 <= args.p <= 1:
+        raise ValueError(f"--p must be in [0, 1], got {args.p}")
+    if not 0 < args.target <= 1:
+        raise ValueError(f"--target must be in (0, 1], got {args.target}")
+    if args.freezed < 0:
         raise ValueError("--freezed must be >= 0")
-    transfer = resume is not None  # `--resume latest` continues a run and never gets here
-    ada_kimg = ov.ada_kimg if ov.ada_kimg is not None else TRANSFER_ADA_KIMG if transfer else DEFAULT_ADA_KIMG
-    if ov.ema_rampup is not None:
-        ema_rampup = ov.ema_rampup or None
+    transfer = args.resume is not None  # `--resume latest` continues a run and never gets here
+    ada_kimg = args.ada_kimg if args.ada_kimg is not None else TRANSFER_ADA_KIMG if transfer else DEFAULT_ADA_KIMG
+    if args.ema_rampup is not None:
+        ema_rampup = args.ema_rampup or None
     else:
         ema_rampup = None if transfer else spec.ramp
     if ada_kimg <= 0 or (ema_rampup is not None and ema_rampup < 0):
         raise ValueError("--ada-kimg must be > 0 and --ema-rampup >= 0")
-    kimg = ov.kimg if ov.kimg is not None else spec.kimg
-    if kimg <= 0 or tick <= 0 or snap < 1 or keep < 1:
+    kimg = args.kimg if args.kimg is not None else spec.kimg
+    if kimg <= 0 or args.tick <= 0 or args.snap < 1 or args.keep < 1:
         raise ValueError("--kimg and --tick must be > 0, --snap and --keep >= 1")
 
+    p = (args.p if args.p is not None else 0.0) if args.aug != "noaug" else 0.0
     return TrainingOptions(
-        data=str(data), resolution=resolution, num_channels=num_channels, label_dim=label_dim, cond=cond,
-        mirror=mirror, dataset_name=dataset_name, gpus=gpus, batch=batch, batch_gpu=batch_gpu, kimg=kimg,
-        tick=tick, snap=snap, keep=keep, cfg=cfg, G_kwargs=G_kwargs, D_kwargs=D_kwargs, G_opt=dict(opt),
-        D_opt=dict(opt), ema_kimg=ov.ema if ov.ema is not None else spec.ema, ema_rampup=ema_rampup, loss=loss,
-        aug=aug, augpipe=augpipe, target=target, p=(p if p is not None else 0.0) if aug != "noaug" else 0.0,
-        ada_kimg=ada_kimg,
-        resume=resume, freezed=freezed, metrics=list(metrics or []), feature_net=feature_net, seed=seed, workers=workers, fp32=fp32,
-        allow_tf32=allow_tf32, deterministic=deterministic, attr_dropout=attr_dropout,
+        data=str(args.data), resolution=resolution, num_channels=num_channels, label_dim=label_dim, cond=args.cond,
+        mirror=args.mirror, dataset_name=dataset_name, gpus=gpus, batch=batch, batch_gpu=batch_gpu, kimg=kimg,
+        tick=args.tick, snap=args.snap, keep=args.keep, cfg=args.cfg, G_kwargs=G_kwargs, D_kwargs=D_kwargs,
+        G_opt=dict(opt), D_opt=dict(opt), ema_kimg=args.ema if args.ema is not None else spec.ema,
+        ema_rampup=ema_rampup, loss=loss, aug=args.aug, augpipe=args.augpipe, target=args.target, p=p,
+        ada_kimg=ada_kimg, resume=args.resume, freezed=args.freezed,
+        metrics=[] if isinstance(args.metrics, str) else list(args.metrics),
+        feature_net=args.feature_net, seed=args.seed, workers=args.workers if args.workers is not None else 3,
+        fp32=args.fp32, allow_tf32=args.allow_tf32, deterministic=args.deterministic, attr_dropout=args.attr_dropout,
     )
 
 

@@ -197,3 +197,29 @@ class ImageDataset:
     def __getstate__(self):
         # An open zip handle cannot be pickled into DataLoader workers; each reopens its own.
         return {**self.__dict__, "_zip": None, "_zip_pid": None}
+
+
+class InfiniteSampler:
+    """Endless reshuffled epochs, rank r taking every world-th index; restartable at any `position`.
+
+    The order is a pure function of (seed, epoch), so the sampler state is just the number of indices
+    this rank has consumed, which the loop advances itself (DataLoader prefetching runs ahead of it).
+    A DataLoader takes any iterable of indices as its sampler.
+    """
+
+    def __init__(self, size: int, rank: int = 0, num_replicas: int = 1, seed: int = 0):
+        if size < 1:
+            raise ValueError("the dataset is empty")
+        self.size, self.rank, self.num_replicas, self.seed = size, rank, num_replicas, seed
+        self.position = 0
+
+    def __iter__(self):
+        epoch, order = -1, None
+        k = self.position
+        while True:
+            global_pos = k * self.num_replicas + self.rank
+            if global_pos // self.size != epoch:
+                epoch = global_pos // self.size
+                order = np.random.RandomState((self.seed + epoch) % 2 ** 32).permutation(self.size)
+            yield int(order[global_pos % self.size])
+            k += 1

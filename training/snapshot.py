@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from stylegan2.atomic import atomic_write, atomic_write_bytes
+from toolkit.atomic import atomic_write, atomic_write_bytes
 
 NETWORK_PREFIX = "network-snapshot-"
 STATE_PREFIX = "training-state-"
@@ -33,6 +33,12 @@ def kimg_label(cur_nimg: int, tick_kimg: float) -> str:
 
 
 # ----------------------------------------------------------------------------- RNG state
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
 
 def capture_rng_state(device: torch.device) -> dict[str, Any]:
     """Every generator the loop draws from, as tensors and plain numbers (loadable with weights_only)."""
@@ -68,6 +74,50 @@ def preserved_rng(device: torch.device) -> Iterator[None]:
         yield
     finally:
         restore_rng_state(state, device)
+
+
+# ----------------------------------------------------------------------------- training state
+
+def capture_training_state(counters: dict[str, int], *, phases, loss, augment_pipe, ada, sampler, world_size: int,
+                           device: torch.device, gather: Callable[[Any], list]) -> dict[str, Any]:
+    """Everything besides the weights that `--resume latest` needs to go on bit for bit.
+
+    `counters` are the loop's cur_nimg, cur_tick and batch_idx; `gather(obj)` returns every rank's obj
+    (ADA statistics and RNG states are per rank). One Adam serves both phases of a network (`phases[::2]`).
+    """
+    return {
+        **counters, "world_size": world_size,
+        "optimizers": [phase.opt.state_dict() for phase in phases[::2]],
+        "pl_mean": loss.pl_mean.detach().cpu(),
+        "augment_p": augment_pipe.p.detach().cpu() if augment_pipe is not None else None,
+        "ada": gather(ada.state_dict()) if ada is not None else None,
+        "sampler_position": sampler.position,
+        "rng": gather(capture_rng_state(device)),
+    }
+
+
+def restore_training_state(state: dict[str, Any], *, phases, loss, augment_pipe, ada, sampler, rank: int,
+                           world_size: int, device: torch.device, rank_seed: int) -> int:
+    """Put a captured state back into the loop's parts; returns the world size it was saved on.
+
+    On the same world size the continuation is exact. On another one, per-rank random streams cannot be
+    split or merged: they restart from seeds distinct from the run's start, while the data order goes on.
+    """
+    for phase_state, phase in zip(state["optimizers"], phases[::2]):
+        phase.opt.load_state_dict(phase_state)
+    loss.pl_mean.copy_(state["pl_mean"])
+    if augment_pipe is not None:
+        augment_pipe.p.copy_(state["augment_p"])
+    saved_world = state["world_size"]
+    if ada is not None:
+        ada.load_state_dict(ada_state_for_rank(state["ada"], rank, world_size))
+    # Each rank has consumed `position` indices of one global stream: the same point in it on any world size.
+    sampler.position = state["sampler_position"] * saved_world // world_size
+    if saved_world == world_size:
+        restore_rng_state(state["rng"][rank], device)
+    else:
+        seed_everything(rank_seed + state["cur_nimg"] * world_size)
+    return saved_world
 
 
 # ----------------------------------------------------------------------------- snapshot files

@@ -2,7 +2,7 @@
 
 No package on the registry ships VGG16 weights, so both users of VGG16 take a file the user supplies
 (``.pth`` read with PyTorch's weights-only unpickler, or ``.safetensors``; a path or an http(s) URL,
-downloaded once through ``stylegan2.download``): the projector's LPIPS distance
+downloaded once through ``toolkit.download``): the projector's LPIPS distance
 (``projection.distance``: the five ReLU maps of ``VGG16Features``) and the official precision/recall
 ``pr50k3_full`` (``VGG16FC7``: the 4096-d fc7 features). Layers are found by shape in the natural
 order of their names (``features.0`` ... ``features.28``, ``classifier.0/3/6``, with any prefix).
@@ -123,7 +123,7 @@ def _read_tensors(path: pathlib.Path) -> dict[str, torch.Tensor]:
 
 def read_vgg16_tensors(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
     """The tensors of a VGG16 file given as a path or an http(s) URL (downloaded once), and its path."""
-    from stylegan2.download import download
+    from toolkit.download import download
 
     text = os.fspath(source)
     path = download(text) if text.startswith(("http://", "https://")) else pathlib.Path(text).expanduser()

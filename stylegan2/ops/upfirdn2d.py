@@ -116,15 +116,6 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     return F.conv2d(x, f[None, None, :, None].expand(c, 1, f.shape[0], 1), groups=c, stride=(downy, 1))
 
 
-def filter2d(x: torch.Tensor, f: torch.Tensor, padding: Padding = 0, flip_filter: bool = False,
-             gain: float = 1.0) -> torch.Tensor:
-    """Filter without changing the image size (padding adds to the 'same' padding)."""
-    fw, fh = filter_size(f)
-    px0, px1, py0, py1 = parse_padding(padding)
-    pads = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
-    return upfirdn2d(x, f, padding=pads, flip_filter=flip_filter, gain=gain)
-
-
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2, padding: Padding = 0,
                flip_filter: bool = False, gain: float = 1.0) -> torch.Tensor:
     """Upsample by `up` with an aligned low-pass filter; output is exactly `up` times larger."""
