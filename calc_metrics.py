@@ -36,10 +36,10 @@ from training.vgg16 import VGG16_ENV, VGG16Error, load_vgg16_fc7
 
 
 def _metric_names(ctx, param, value: str) -> list[str]:
-    names = [m.strip() for m in value.split(',') if m.strip()]
+    names = [m.strip() for m in value.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
-        listing = '\n'.join(f"  {name}: {spec.about}" for name, spec in METRICS.items())
+        listing = "\n".join(f"  {name}: {spec.about}" for name, spec in METRICS.items())
         raise click.BadParameter(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from\n{listing}")
     return names
 
@@ -61,20 +61,20 @@ def _jsonl_folder(outdir: str | None, network_file: pathlib.Path | None) -> path
 
 @cli.command(help=__doc__, context_settings=dict(max_content_width=110))
 @cli.network_option(required=False)
-@click.option('--data', type=click.Path(exists=True), required=True, help="Dataset (zip or folder) the reals come from.")
-@click.option('--reference', type=click.Path(exists=True), help="Compare --data against this image set (no network).")
-@click.option('--halves', is_flag=True, help="Compare one random half of --data with the other (no network).")
-@click.option('--metrics', 'names', default='fid50k_full', show_default=True, callback=_metric_names,
+@click.option("--data", type=click.Path(exists=True), required=True, help="Dataset (zip or folder) the reals come from.")
+@click.option("--reference", type=click.Path(exists=True), help="Compare --data against this image set (no network).")
+@click.option("--halves", is_flag=True, help="Compare one random half of --data with the other (no network).")
+@click.option("--metrics", "names", default="fid50k_full", show_default=True, callback=_metric_names,
               help=f"Comma-separated: {', '.join(METRICS)}.")
-@click.option('--mirror', is_flag=True, help="Add x-flipped reals, as a run trained with --mirror saw them.")
-@click.option('--num-gen', type=click.IntRange(min=2), help="Fakes per metric instead of its own count (not comparable).")
+@click.option("--mirror", is_flag=True, help="Add x-flipped reals, as a run trained with --mirror saw them.")
+@click.option("--num-gen", type=click.IntRange(min=2), help="Fakes per metric instead of its own count (not comparable).")
 @cli.trunc_option(default=1.0, why=" Of the fakes; the published metrics use 1.")
-@click.option('--seed', type=int, default=0, show_default=True, help="Seed of the fakes' z and classes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fakes' z and classes.")
 @cli.outdir_option("Folder for metric-<name>.jsonl.", required=False)
-@click.option('--feature-net', help="Inception-v3 archive (path or URL). [$AFRO_FASHION_INCEPTION, then the fetched file]")
-@click.option('--vgg16', 'vgg16_source', envvar=VGG16_ENV, show_envvar=True,
+@click.option("--feature-net", help="Inception-v3 archive (path or URL). [$AFRO_FASHION_INCEPTION, then the fetched file]")
+@click.option("--vgg16", "vgg16_source", envvar=VGG16_ENV, show_envvar=True,
               help="VGG16 state dict (torchvision layout, .pth/.safetensors; path or URL) for pr50k3_full.")
-@click.option('--batch', type=click.IntRange(min=1), default=32, show_default=True, help="Images per feature batch.")
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True, help="Images per feature batch.")
 @cli.device_option()
 def main(network, data, reference, halves, names, mirror, num_gen, truncation_psi, seed, outdir, feature_net,
          vgg16_source, batch, device):
@@ -83,7 +83,7 @@ def main(network, data, reference, halves, names, mirror, num_gen, truncation_ps
     if network is not None and (reference is not None or halves):
         raise click.UsageError("--network measures a generator; --reference and --halves compare real images")
     vgg16 = None
-    if any(METRICS[n].network == 'vgg16' for n in names):
+    if any(METRICS[n].network == "vgg16" for n in names):
         if not vgg16_source:
             raise click.ClickException(VGG16_HOW_TO)
         from toolkit.download import DownloadError
@@ -98,7 +98,7 @@ def main(network, data, reference, halves, names, mirror, num_gen, truncation_ps
         network_file = pathlib.Path(model.source) if model.source else None
         G = model.generator()
     net = None
-    if any(METRICS[n].network == 'inception' for n in names):
+    if any(METRICS[n].network == "inception" for n in names):
         net = load_feature_net(feature_net, device=device)
         if net is None:
             raise click.ClickException(f"no Inception-v3 weights: {HOW_TO}")
@@ -118,22 +118,22 @@ def main(network, data, reference, halves, names, mirror, num_gen, truncation_ps
     elapsed = time.time() - start
     folder = _jsonl_folder(outdir, network_file)
     for name in names:
-        mine = {k: v for k, v in results.items() if k == name or k.startswith(f'{name}_')}
-        line = dict(results=mine, metric=name, total_time=elapsed, network=str(network_file or network or ''),
-                    data=str(data), reference=str(reference or ('halves' if halves else '')), mirror=mirror,
+        mine = {k: v for k, v in results.items() if k == name or k.startswith(f"{name}_")}
+        line = dict(results=mine, metric=name, total_time=elapsed, network=str(network_file or network or ""),
+                    data=str(data), reference=str(reference or ("halves" if halves else "")), mirror=mirror,
                     num_gen=num_gen, truncation_psi=truncation_psi, seed=seed, timestamp=time.time())
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-            with open(folder / f'metric-{name}.jsonl', 'a') as f:
-                f.write(json.dumps(line) + '\n')
+            with open(folder / f"metric-{name}.jsonl", "a") as f:
+                f.write(json.dumps(line) + "\n")
     for key, value in results.items():
         click.echo(f"{key} {value:.6g}")
     if folder is None:
         click.echo("(no metric-*.jsonl written: give --outdir to keep them)", err=True)
-    fid = next((results[n] for n in names if METRICS[n].kind == 'fid'), None)
+    fid = next((results[n] for n in names if METRICS[n].kind == "fid"), None)
     if fid is not None:
         click.echo(f"FID {fid:.4f}")
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

@@ -172,7 +172,7 @@ class Recipe:
         if isinstance(data, dict) and "format" not in data and isinstance(data.get("edits"), list):
             data = studio_dict_from_export(data)
         if not isinstance(data, dict) or data.get("format") != RECIPE_FORMAT:
-            raise RecipeError(f"This is not an Afro Fashion recipe (expected \"format\": \"{RECIPE_FORMAT}\").")
+            raise RecipeError(f'This is not an Afro Fashion recipe (expected "format": "{RECIPE_FORMAT}").')
         if data.get("version") not in READABLE_VERSIONS:
             raise RecipeError(f"Recipe version {data.get('version')!r} is not supported "
                               f"(this studio reads {', '.join(map(str, READABLE_VERSIONS))}).")

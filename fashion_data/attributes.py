@@ -163,7 +163,7 @@ class Vocabulary:
     def _word(self, word) -> str:
         if isinstance(word, bool):   # YAML 1.1 reads a bare no/yes/on/off as a boolean
             raise VocabularyError(f"{self.source}: a bare {word} in a list is read as a boolean by YAML; "
-                                  f"put quotes around words like \"no\", \"on\", \"off\"")
+                                  f'put quotes around words like "no", "on", "off"')
         return str(word)
 
     def _add_phrase(self, phrase, targets: dict[str, str]) -> None:

@@ -152,7 +152,7 @@ class Labeller:
         self.palette = vocabulary_palette(self.vocabulary, DERIVED_COLOUR) if options.derive_colour else None
         if self.palette is not None and not self.palette.names:
             raise ValueError(f"--derive-colour needs reference colours: give the {DERIVED_COLOUR} values of "
-                             f"{self.vocabulary.source} an rgb: \"#rrggbb\" entry")
+                             f'{self.vocabulary.source} an rgb: "#rrggbb" entry')
 
     @property
     def attribute_names(self) -> list[str]:

@@ -32,7 +32,7 @@ def mirror(i, n):
 
 # ----------------------------------------------------------------------------- identity and exact blits
 
-@pytest.mark.parametrize('preset', sorted(AUGPIPE_PRESETS))
+@pytest.mark.parametrize("preset", sorted(AUGPIPE_PRESETS))
 def test_p_zero_is_exact_identity(preset):
     x = images()
     assert torch.equal(pipe_at(0.0, **AUGPIPE_PRESETS[preset])(x), x)
@@ -109,7 +109,7 @@ def analytic(u, v):
 
 
 def portrait(h=16, w=12):
-    v, u = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2, indexing='ij')
+    v, u = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2, indexing="ij")
     return analytic(u, v)[None, None], u, v
 
 
@@ -177,17 +177,17 @@ def test_identity_and_integer_translation_resample_exactly():
 
 def smooth_image(n=32, c=2):
     """Low frequencies plus a ramp: bilinear interpolation of its 2x image is good to ~1e-4."""
-    v, u = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32), indexing='ij')
+    v, u = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32), indexing="ij")
     img = 0.5 * torch.cos(2 * math.pi * (0.6 * u + 0.3 * v) / n + 0.4) + 0.02 * (u - 1.5 * v)
     return torch.stack([img, img.flip(0) * 0.8][:c])[None]
 
 
-@pytest.mark.parametrize('what', ['identity', 'xflip', 'rotate90', 'rotate270', 'flip+rotate90'])
+@pytest.mark.parametrize("what", ["identity", "xflip", "rotate90", "rotate270", "flip+rotate90"])
 def test_resampled_flips_and_quarter_turns_equal_the_exact_ones(what):
     """The transform is centred on the grid our up/down chain really samples (sym6 is asymmetric)."""
     x = smooth_image()
-    flip, turns = {'identity': (0, 0), 'xflip': (1, 0), 'rotate90': (0, 1), 'rotate270': (0, 3),
-                   'flip+rotate90': (1, 1)}[what]
+    flip, turns = {"identity": (0, 0), "xflip": (1, 0), "rotate90": (0, 1), "rotate270": (0, 3),
+                   "flip+rotate90": (1, 1)}[what]
     flip, turns, zero = torch.tensor([flip]), torch.tensor([turns]), torch.zeros(1, dtype=torch.long)
     exact = blit(x, flip, turns, zero, zero)
     resampled = affine_resample(x, blit_matrix(flip, turns, zero, zero), AugmentPipe().Hz_geom)
@@ -219,11 +219,11 @@ def test_integer_translation_and_general_geometry_resample_once_from_the_origina
     """
     n = 32
     grid = torch.stack(torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64),
-                                      indexing='xy'), dim=-1)  # [H, W, (x, y)]
+                                      indexing="xy"), dim=-1)  # [H, W, (x, y)]
     x = reflect_symmetric(n, grid).float()[None, None].repeat(24, 1, 1, 1)
     pipe = pipe_at(1.0, xint=1, scale=1, rotate=1, scale_std=0.2, rotate_max=0.25)
     torch.manual_seed(21)
-    draws = pipe.draw_geometry(24, n, n, 'cpu')
+    draws = pipe.draw_geometry(24, n, n, "cpu")
     torch.manual_seed(21)
     y = pipe._geometry_stage(x)
     composed = draws.general.double() @ blit_matrix(draws.flip, draws.turns, draws.shift_x, draws.shift_y).double()
@@ -237,9 +237,9 @@ def test_integer_translation_and_general_geometry_resample_once_from_the_origina
 
 def test_pixel_blits_alone_stay_exact():
     x = images(n=16)
-    pipe = pipe_at(1.0, **AUGPIPE_PRESETS['blit'])
+    pipe = pipe_at(1.0, **AUGPIPE_PRESETS["blit"])
     torch.manual_seed(22)
-    draws = pipe.draw_geometry(16, 16, 16, 'cpu')
+    draws = pipe.draw_geometry(16, 16, 16, "cpu")
     torch.manual_seed(22)
     assert torch.equal(pipe(x), blit(x, draws.flip, draws.turns, draws.shift_x, draws.shift_y))
     assert not draws.general_fired.any() and draws.blit_fired.sum() > 8
@@ -295,7 +295,7 @@ def test_brightness_pipe_offsets_each_sample_uniformly():
 
 def test_grayscale_images_go_through_every_stage():
     torch.manual_seed(5)
-    y = pipe_at(1.0, **AUGPIPE_PRESETS['bgcfnc'])(images(n=4, c=1))
+    y = pipe_at(1.0, **AUGPIPE_PRESETS["bgcfnc"])(images(n=4, c=1))
     assert y.shape == (4, 1, 16, 16) and torch.isfinite(y).all()
 
 
@@ -318,7 +318,7 @@ def test_band_gains_normalise_each_band_and_multiply():
     expected = torch.tensor([10, 1, 1, 1], dtype=torch.float64) / 13
     pipe = pipe_at(1.0, imgfilter=1)
     torch.manual_seed(6)
-    gains, fired = pipe.band_gains(256, 'cpu')
+    gains, fired = pipe.band_gains(256, "cpu")
     # Replay the draws and build the product by hand in float64.
     torch.manual_seed(6)
     for _ in range(4):
@@ -335,7 +335,7 @@ def test_band_gains_normalise_each_band_and_multiply():
     assert fired.shape == (256, 4) and fired.all()
     # One band alone keeps the power exactly.
     single = pipe_at(1.0, imgfilter=1, imgfilter_bands=(0, 0, 1, 0))
-    gains, fired = single.band_gains(64, 'cpu')
+    gains, fired = single.band_gains(64, "cpu")
     assert fired[:, 2].all() and not fired[:, [0, 1, 3]].any()
     torch.testing.assert_close((expected * gains.double().square()).sum(dim=1), torch.ones(64, dtype=torch.float64),
                                rtol=1e-6, atol=0)
@@ -375,7 +375,7 @@ def test_noise_pipe_adds_zero_mean_noise():
 # ----------------------------------------------------------------------------- gradients and determinism
 
 def test_gradients_flow_through_bgc_and_match_the_affine_map():
-    pipe = pipe_at(1.0, **AUGPIPE_PRESETS['bgc'])
+    pipe = pipe_at(1.0, **AUGPIPE_PRESETS["bgc"])
     x = images(n=6).requires_grad_(True)
     d = images(n=6, seed=1)
     w = images(n=6, seed=2)
@@ -391,7 +391,7 @@ def test_gradients_flow_through_bgc_and_match_the_affine_map():
 
 
 def test_second_order_gradients_for_r1():
-    pipe = pipe_at(1.0, **AUGPIPE_PRESETS['bgc'])
+    pipe = pipe_at(1.0, **AUGPIPE_PRESETS["bgc"])
     x = images(n=4).requires_grad_(True)
     weight = torch.randn(3, 3, 3, 3, requires_grad=True)
     torch.manual_seed(11)
@@ -402,7 +402,7 @@ def test_second_order_gradients_for_r1():
 
 
 def test_same_seed_same_output_other_seed_other_output():
-    pipe = pipe_at(0.8, **AUGPIPE_PRESETS['bgcfnc'])
+    pipe = pipe_at(0.8, **AUGPIPE_PRESETS["bgcfnc"])
     x = images(n=8)
     outs = []
     for seed in (12, 12, 13):
@@ -417,19 +417,19 @@ def test_same_seed_same_output_other_seed_other_output():
 def test_presets_construct_and_state_dict_names():
     for name, kwargs in AUGPIPE_PRESETS.items():
         pipe = AugmentPipe(**kwargs)
-        assert set(pipe.state_dict()) == {'p', 'Hz_geom', 'Hz_fbank'}, name
-    assert AUGPIPE_PRESETS['bgc'] == dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1,
+        assert set(pipe.state_dict()) == {"p", "Hz_geom", "Hz_fbank"}, name
+    assert AUGPIPE_PRESETS["bgc"] == dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1,
                                           brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)
     with pytest.raises(ValueError, match="imgfilter_bands"):
         AugmentPipe(imgfilter_bands=[1, 1])
 
 
 def test_official_pickle_augment_pipe_constructs_ours_with_identical_filters():
-    record = legacy.read_official_pickle(require(OFFICIAL / 'tiny32c.pkl'))['augment_pipe']
+    record = legacy.read_official_pickle(require(OFFICIAL / "tiny32c.pkl"))["augment_pipe"]
     pipe = AugmentPipe(*record.init_args, **record.init_kwargs)
     state = legacy.record_state_dict(record)
-    torch.testing.assert_close(pipe.Hz_geom, state['Hz_geom'], atol=1e-7, rtol=0)
-    torch.testing.assert_close(pipe.Hz_fbank, state['Hz_fbank'], atol=1e-7, rtol=0)
+    torch.testing.assert_close(pipe.Hz_geom, state["Hz_geom"], atol=1e-7, rtol=0)
+    torch.testing.assert_close(pipe.Hz_fbank, state["Hz_fbank"], atol=1e-7, rtol=0)
     pipe.load_state_dict(state)
     assert float(pipe.p) == pytest.approx(0.25)
     assert pipe.xflip == 1 and pipe.saturation == 1 and pipe.imgfilter == 0
@@ -442,7 +442,7 @@ def test_official_pickle_augment_pipe_constructs_ours_with_identical_filters():
 # ----------------------------------------------------------------------------- ADA heuristic
 
 def test_ada_raises_p_when_reals_look_too_real_and_clamps_at_zero():
-    pipe = AugmentPipe(**AUGPIPE_PRESETS['bgc'])
+    pipe = AugmentPipe(**AUGPIPE_PRESETS["bgc"])
     ada = AdaptiveAugment(pipe, target=0.6, interval=4, speed_kimg=500)
     step = 64 * 4 / 500_000
     for _ in range(4):

@@ -161,7 +161,7 @@ def test_deeply_nested_recipe_json_is_a_message(app, studio, tmp_path):
 
 
 def test_manifest_csv_cells_cannot_be_spreadsheet_formulas(studio, tmp_path):
-    hostile = ["=HYPERLINK(\"http://evil\")", "+1+1", "-2+3", "@SUM(A1)"]
+    hostile = ['=HYPERLINK("http://evil")', "+1+1", "-2+3", "@SUM(A1)"]
     directions = [dataclasses.replace(studio.directions[0], name=name) for name in hostile]
     rows = export_directions(studio.private_generator(), dataclasses.replace(studio.directions_file,
                                                                                directions=directions),

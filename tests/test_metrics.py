@@ -104,8 +104,8 @@ def test_streaming_stats_equal_numpy_mean_and_cov():
 
 def test_stats_save_load_round_trip(tmp_path):
     stats = FeatureStats.of(np.random.RandomState(6).randn(50, 3), keep_features=True)
-    stats.save(tmp_path / 's.npz')
-    back = FeatureStats.load(tmp_path / 's.npz')
+    stats.save(tmp_path / "s.npz")
+    back = FeatureStats.load(tmp_path / "s.npz")
     assert back.count == 50
     np.testing.assert_array_equal(back.mean, stats.mean)
     np.testing.assert_array_equal(back.cov, stats.cov)
@@ -135,7 +135,7 @@ def test_load_feature_net_from_path_env_and_fetched_file(inception_file, monkeyp
     monkeypatch.setenv(fn.INCEPTION_ENV, str(inception_file))
     assert isinstance(fn.load_feature_net(), InceptionV3)
     monkeypatch.delenv(fn.INCEPTION_ENV)
-    monkeypatch.setenv('AFRO_FASHION_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path / "cache"))
     cached_file().parent.mkdir(parents=True)
     shutil.copyfile(inception_file, cached_file())  # where `python -m training.inception fetch` puts it
     assert isinstance(fn.load_feature_net(), InceptionV3)
@@ -144,13 +144,13 @@ def test_load_feature_net_from_path_env_and_fetched_file(inception_file, monkeyp
 def test_load_feature_net_from_local_url_caches_the_download(inception_file, tmp_path):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(inception_file.parent))
     handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{inception_file.name}"
-        net = fn.load_feature_net(url, cache_dir=tmp_path / 'dl')
-        assert isinstance(net, InceptionV3) and cached_path(url, tmp_path / 'dl').is_file()
-        assert fn.load_feature_net(url.replace(inception_file.name, 'missing.pt'), cache_dir=tmp_path / 'dl') is None
+        net = fn.load_feature_net(url, cache_dir=tmp_path / "dl")
+        assert isinstance(net, InceptionV3) and cached_path(url, tmp_path / "dl").is_file()
+        assert fn.load_feature_net(url.replace(inception_file.name, "missing.pt"), cache_dir=tmp_path / "dl") is None
     finally:
         server.shutdown()
         server.server_close()
@@ -158,13 +158,13 @@ def test_load_feature_net_from_local_url_caches_the_download(inception_file, tmp
 
 def test_missing_feature_net_returns_none_with_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv(fn.INCEPTION_ENV, raising=False)
-    monkeypatch.setenv('AFRO_FASHION_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path / "cache"))
     assert fn.load_feature_net() is None
-    assert fn.load_feature_net(tmp_path / 'nope.pt') is None
-    (tmp_path / 'junk.pt').write_bytes(b'not torchscript')
-    assert fn.load_feature_net(tmp_path / 'junk.pt') is None
+    assert fn.load_feature_net(tmp_path / "nope.pt") is None
+    (tmp_path / "junk.pt").write_bytes(b"not torchscript")
+    assert fn.load_feature_net(tmp_path / "junk.pt") is None
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and all('python -m training.inception fetch' in line for line in lines)
+    assert len(lines) == 3 and all("python -m training.inception fetch" in line for line in lines)
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -172,7 +172,7 @@ def test_missing_feature_net_returns_none_with_one_line(monkeypatch, tmp_path, c
 class ArrayDataset:
     """The ImageDataset contract over arrays: uint8 [C, H, W] images and one-hot labels."""
 
-    def __init__(self, images, labels=None, name='tiny'):
+    def __init__(self, images, labels=None, name="tiny"):
         self.images = images
         self.labels = labels if labels is not None else np.zeros([len(images), 0], np.float32)
         self.name = name
@@ -209,7 +209,7 @@ class Replay(torch.nn.Module):
         self.pixels = torch.as_tensor(images).float()
         self.next = 0
 
-    def forward(self, z, c, truncation_psi=1.0, noise_mode='random'):
+    def forward(self, z, c, truncation_psi=1.0, noise_mode="random"):
         idx = torch.arange(self.next, self.next + len(z)) % len(self.pixels)
         self.next += len(z)
         return (self.pixels[idx] - 128) / 127.5
@@ -220,30 +220,30 @@ def test_compute_metric_end_to_end_with_cache(tmp_path):
     dataset = ArrayDataset(rng.randint(0, 256, (24, 3, 16, 16)).astype(np.uint8))
     net = CountingFeatures()
     calls_before = CountingFeatures.calls
-    fid = compute_metric('fid10k_full', tiny_generator(), dataset, net, num_gen=20, batch_size=8, cache_dir=tmp_path,
+    fid = compute_metric("fid10k_full", tiny_generator(), dataset, net, num_gen=20, batch_size=8, cache_dir=tmp_path,
                          progress=False)
     assert np.isfinite(fid) and fid > 0
     calls_first = CountingFeatures.calls
     assert calls_first - calls_before == 3 + 3  # 24 reals and 20 fakes in batches of 8
-    again = compute_metric('fid10k_full', tiny_generator(), dataset, net, num_gen=20, batch_size=8, cache_dir=tmp_path,
+    again = compute_metric("fid10k_full", tiny_generator(), dataset, net, num_gen=20, batch_size=8, cache_dir=tmp_path,
                            progress=False)
     assert again == fid  # same seed, same numbers
     assert CountingFeatures.calls - calls_first == 3  # reals came from the cache
-    assert len(list(tmp_path.glob('tiny-*.npz'))) == 1
+    assert len(list(tmp_path.glob("tiny-*.npz"))) == 1
     dataset.images[0, 0, 0, 0] ^= 1  # changed content -> new cache entry
-    compute_metric('fid10k_full', tiny_generator(), dataset, net, num_gen=8, batch_size=8, cache_dir=tmp_path,
+    compute_metric("fid10k_full", tiny_generator(), dataset, net, num_gen=8, batch_size=8, cache_dir=tmp_path,
                    progress=False)
-    assert len(list(tmp_path.glob('tiny-*.npz'))) == 2
+    assert len(list(tmp_path.glob("tiny-*.npz"))) == 2
 
 
 def test_cache_is_keyed_by_the_network_and_upgraded_when_features_are_needed(tmp_path):
     rng = np.random.RandomState(16)
     dataset = ArrayDataset(rng.randint(0, 256, (10, 3, 16, 16)).astype(np.uint8))
     old, new = CountingFeatures(), CountingFeatures()
-    old.fingerprint, new.fingerprint = 'inception:v1:abc', 'inception:v2:abc'  # same weights, other preprocessing
+    old.fingerprint, new.fingerprint = "inception:v1:abc", "inception:v2:abc"  # same weights, other preprocessing
     real_feature_stats(dataset, old, batch_size=5, cache_dir=tmp_path, progress=False)
     real_feature_stats(dataset, new, batch_size=5, cache_dir=tmp_path, progress=False)
-    assert len(list(tmp_path.glob('tiny-*.npz'))) == 2
+    assert len(list(tmp_path.glob("tiny-*.npz"))) == 2
     calls = CountingFeatures.calls
     assert not real_feature_stats(dataset, new, batch_size=5, cache_dir=tmp_path, progress=False).keep_features
     assert CountingFeatures.calls == calls  # FID statistics came from the cache
@@ -251,13 +251,13 @@ def test_cache_is_keyed_by_the_network_and_upgraded_when_features_are_needed(tmp
                                        progress=False)
     assert with_features.features.shape == (10, 8) and CountingFeatures.calls == calls + 2  # recomputed once
     real_feature_stats(dataset, new, batch_size=5, cache_dir=tmp_path, progress=False)  # and served both since
-    assert CountingFeatures.calls == calls + 2 and len(list(tmp_path.glob('tiny-*.npz'))) == 2
+    assert CountingFeatures.calls == calls + 2 and len(list(tmp_path.glob("tiny-*.npz"))) == 2
 
 
 def test_generator_that_replays_the_data_scores_zero(tmp_path):
     rng = np.random.RandomState(8)
     images = rng.randint(0, 256, (16, 1, 16, 16)).astype(np.uint8)  # grayscale goes through as RGB
-    fid = compute_metric('fid10k_full', Replay(images), ArrayDataset(images), TinyFeatures(), num_gen=16,
+    fid = compute_metric("fid10k_full", Replay(images), ArrayDataset(images), TinyFeatures(), num_gen=16,
                          batch_size=5, cache_dir=tmp_path, progress=False)
     assert abs(fid) < 1e-6
 
@@ -270,12 +270,12 @@ def test_conditional_generator_and_kid(tmp_path):
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
-    kid = compute_metric('kid10k_full', G, dataset, net, num_gen=12, batch_size=6,
+    kid = compute_metric("kid10k_full", G, dataset, net, num_gen=12, batch_size=6,
                          cache_dir=tmp_path, progress=False)
     assert np.isfinite(kid)
     assert torch.equal(torch.rand(1), before)  # the caller's RNG stream is untouched
     with pytest.raises(ValueError, match="use_labels"):
-        compute_metric('kid10k_full', G, ArrayDataset(dataset.images), net, num_gen=4, cache_dir=tmp_path,
+        compute_metric("kid10k_full", G, ArrayDataset(dataset.images), net, num_gen=4, cache_dir=tmp_path,
                        progress=False)
 
 
@@ -287,43 +287,43 @@ def test_fid10k_uses_a_fixed_subset_of_reals(tmp_path):
 
 
 def test_path_backed_fingerprint_reads_no_images_and_tracks_file_changes(tmp_path):
-    folder = tmp_path / 'photos'
+    folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(3):
-        (folder / f'{i}.png').write_bytes(bytes([i]) * 10)
-    dataset = ArrayDataset(np.zeros((3, 3, 16, 16), np.uint8), name='photos')
+        (folder / f"{i}.png").write_bytes(bytes([i]) * 10)
+    dataset = ArrayDataset(np.zeros((3, 3, 16, 16), np.uint8), name="photos")
     dataset.path = folder
     first = dataset_fingerprint(dataset)
     assert dataset.reads == 0 and dataset_fingerprint(dataset) == first
-    (folder / '1.png').write_bytes(b'changed, and longer')
+    (folder / "1.png").write_bytes(b"changed, and longer")
     assert dataset_fingerprint(dataset) != first
 
 
 def test_unknown_metric_and_missing_network(monkeypatch, tmp_path):
     dataset = ArrayDataset(np.zeros((2, 3, 16, 16), np.uint8))
     with pytest.raises(ValueError, match="fid50k_full"):
-        compute_metric('fid1k', tiny_generator(), dataset, TinyFeatures())
+        compute_metric("fid1k", tiny_generator(), dataset, TinyFeatures())
     monkeypatch.delenv(fn.INCEPTION_ENV, raising=False)
-    monkeypatch.setenv('AFRO_FASHION_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path / "cache"))
     with pytest.raises(FeatureNetworkUnavailable, match=fn.INCEPTION_ENV):
-        compute_metric('fid50k_full', tiny_generator(), dataset)
-    with pytest.raises(ValueError, match='compute_metrics'):
-        compute_metric('pr50k3_inception', tiny_generator(), dataset, TinyFeatures())
-    assert {'fid50k_full', 'kid50k_full', 'pr50k3_inception', 'fid_full', 'kid_full'} <= set(METRICS)
+        compute_metric("fid50k_full", tiny_generator(), dataset)
+    with pytest.raises(ValueError, match="compute_metrics"):
+        compute_metric("pr50k3_inception", tiny_generator(), dataset, TinyFeatures())
+    assert {"fid50k_full", "kid50k_full", "pr50k3_inception", "fid_full", "kid_full"} <= set(METRICS)
 
 
 def test_fingerprint_tells_apart_equal_size_samples_of_one_dataset(tmp_path):
     """Two --max-size samples (other seeds) of the same folder hold other images: their cached stats must differ."""
-    folder = tmp_path / 'photos'
+    folder = tmp_path / "photos"
     folder.mkdir()
     rng = np.random.RandomState(0)
     for i in range(12):
-        PIL.Image.fromarray(rng.randint(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f'{i:02d}.png')
+        PIL.Image.fromarray(rng.randint(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
     a, b = (ImageDataset(folder, max_size=6, seed=seed) for seed in (0, 1))
     assert len(a) == len(b) and a.image_names != b.image_names
     assert dataset_fingerprint(a) != dataset_fingerprint(b)
     assert dataset_fingerprint(a) == dataset_fingerprint(ImageDataset(folder, max_size=6, seed=0))
-    stats_a, stats_b = (real_feature_stats(d, TinyFeatures(), batch_size=6, cache_dir=tmp_path / 'cache',
+    stats_a, stats_b = (real_feature_stats(d, TinyFeatures(), batch_size=6, cache_dir=tmp_path / "cache",
                                            progress=False) for d in (a, b))
     assert not np.allclose(stats_a.mean, stats_b.mean)
 
@@ -350,7 +350,7 @@ def test_precision_recall_match_naive_loops():
     assert got == pytest.approx(expected, abs=1e-12)
     assert 0 < expected[0] < 1 and 0 < expected[1] < 1 and expected[0] != expected[1]
     assert precision_recall(real, real, k=3) == (1.0, 1.0)
-    with pytest.raises(ValueError, match='more than 3'):
+    with pytest.raises(ValueError, match="more than 3"):
         precision_recall(real[:3], fake, k=3)
 
 
@@ -361,48 +361,48 @@ def test_metrics_share_one_run_of_fakes_and_full_means_as_many_as_reals(tmp_path
     dataset = ArrayDataset(rng.randint(0, 256, (24, 3, 16, 16)).astype(np.uint8))
     net = CountingFeatures()
     before = CountingFeatures.calls
-    results = compute_metrics(['fid10k_full', 'kid10k_full', 'pr50k3_inception'], tiny_generator(), dataset, net,
+    results = compute_metrics(["fid10k_full", "kid10k_full", "pr50k3_inception"], tiny_generator(), dataset, net,
                               num_gen=16, batch_size=8, cache_dir=tmp_path, progress=False)
     assert CountingFeatures.calls - before == 3 + 2  # 24 reals once, 16 fakes once for all three metrics
-    assert set(results) == {'fid10k_full', 'kid10k_full', 'pr50k3_inception_precision', 'pr50k3_inception_recall'}
-    alone = compute_metric('fid10k_full', tiny_generator(), dataset, net, num_gen=16, batch_size=8,
+    assert set(results) == {"fid10k_full", "kid10k_full", "pr50k3_inception_precision", "pr50k3_inception_recall"}
+    alone = compute_metric("fid10k_full", tiny_generator(), dataset, net, num_gen=16, batch_size=8,
                            cache_dir=tmp_path, progress=False)
-    assert alone == pytest.approx(results['fid10k_full'], rel=1e-12)
+    assert alone == pytest.approx(results["fid10k_full"], rel=1e-12)
     before = CountingFeatures.calls
-    compute_metrics(['fid_full'], tiny_generator(), dataset, net, batch_size=8, cache_dir=tmp_path, progress=False)
+    compute_metrics(["fid_full"], tiny_generator(), dataset, net, batch_size=8, cache_dir=tmp_path, progress=False)
     assert CountingFeatures.calls - before == 3  # reals cached; 24 fakes, as many as reals
 
 
 def test_fewer_fakes_are_the_first_images_of_the_larger_run(tmp_path, monkeypatch):
-    monkeypatch.setitem(METRICS, 'fid12_full', MetricSpec('fid', 12, None, 'test'))
+    monkeypatch.setitem(METRICS, "fid12_full", MetricSpec("fid", 12, None, "test"))
     rng = np.random.RandomState(13)
     images = rng.randint(0, 256, (20, 3, 16, 16)).astype(np.uint8)
     net = CountingFeatures()
     before = CountingFeatures.calls
-    both = compute_metrics(['fid_full', 'fid12_full'], Replay(images), ArrayDataset(images), net, batch_size=8,
+    both = compute_metrics(["fid_full", "fid12_full"], Replay(images), ArrayDataset(images), net, batch_size=8,
                            cache_dir=tmp_path, progress=False)
     assert CountingFeatures.calls - before == 3 + 3  # 20 reals, then one run of 20 fakes (batches of 8)
     features = net(torch.from_numpy(images)).detach().numpy()
-    assert abs(both['fid_full']) < 1e-6  # the replayed fakes are the reals
-    assert both['fid12_full'] == pytest.approx(fid_from_features(features, features[:12]), rel=1e-6)
+    assert abs(both["fid_full"]) < 1e-6  # the replayed fakes are the reals
+    assert both["fid12_full"] == pytest.approx(fid_from_features(features, features[:12]), rel=1e-6)
 
 
 def test_real_vs_real_and_halves_against_direct_computation(tmp_path):
     rng = np.random.RandomState(14)
-    a = ArrayDataset(rng.randint(0, 256, (18, 3, 16, 16)).astype(np.uint8), name='a')
-    b = ArrayDataset(rng.randint(0, 128, (14, 3, 16, 16)).astype(np.uint8), name='b')
+    a = ArrayDataset(rng.randint(0, 256, (18, 3, 16, 16)).astype(np.uint8), name="a")
+    b = ArrayDataset(rng.randint(0, 128, (14, 3, 16, 16)).astype(np.uint8), name="b")
     net = CountingFeatures()
     features = {d.name: net(torch.from_numpy(d.images)).detach().numpy() for d in (a, b)}
-    got = compare_datasets(['fid_full', 'kid_full'], a, b, net, batch_size=5, cache_dir=tmp_path, progress=False)
-    assert got['fid_full'] == pytest.approx(fid_from_features(features['b'], features['a']), rel=1e-5)
-    assert got['kid_full'] == pytest.approx(kid_from_features(features['b'], features['a']), rel=1e-4)
-    assert compare_datasets(['fid_full'], a, a, net, cache_dir=tmp_path, progress=False)['fid_full'] < 1e-6
+    got = compare_datasets(["fid_full", "kid_full"], a, b, net, batch_size=5, cache_dir=tmp_path, progress=False)
+    assert got["fid_full"] == pytest.approx(fid_from_features(features["b"], features["a"]), rel=1e-5)
+    assert got["kid_full"] == pytest.approx(kid_from_features(features["b"], features["a"]), rel=1e-4)
+    assert compare_datasets(["fid_full"], a, a, net, cache_dir=tmp_path, progress=False)["fid_full"] < 1e-6
     calls = CountingFeatures.calls
-    halves = compare_halves(['fid_full'], a, net, seed=3, cache_dir=tmp_path, progress=False)
+    halves = compare_halves(["fid_full"], a, net, seed=3, cache_dir=tmp_path, progress=False)
     assert CountingFeatures.calls == calls  # the cached features of a were reused
     order = np.random.RandomState(3).permutation(18)
-    expected = fid_from_features(features['a'][order[:9]], features['a'][order[9:]])
-    assert halves['fid_full'] == pytest.approx(expected, rel=1e-5)
+    expected = fid_from_features(features["a"][order[:9]], features["a"][order[9:]])
+    assert halves["fid_full"] == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.slow
@@ -410,8 +410,8 @@ def test_fid_on_real_photos_is_zero_for_itself_and_grows_with_blur_and_noise(inc
     import PIL.ImageFilter
     from conftest import CLOTHING, require
 
-    photos = sorted(require(CLOTHING).rglob('*.jpg'))[::200][:12]
-    images = [PIL.Image.open(p).convert('RGB').resize((64, 64), PIL.Image.LANCZOS) for p in photos]
+    photos = sorted(require(CLOTHING).rglob("*.jpg"))[::200][:12]
+    images = [PIL.Image.open(p).convert("RGB").resize((64, 64), PIL.Image.LANCZOS) for p in photos]
     rng = np.random.RandomState(0)
 
     def features(pictures):
@@ -438,11 +438,11 @@ def test_calc_metrics_usage_errors_need_no_weights(tmp_path):
     from click.testing import CliRunner
 
     import calc_metrics
-    data = image_folder(tmp_path / 'a', np.zeros((2, 3, 8, 8), np.uint8))
-    result = CliRunner().invoke(calc_metrics.main, ['--data', str(data), '--metrics', 'fid1k'])
-    assert result.exit_code == 2 and 'fid50k_full' in result.output and 'Traceback' not in result.output
-    result = CliRunner().invoke(calc_metrics.main, ['--data', str(data)])
-    assert result.exit_code == 2 and '--reference' in result.output
+    data = image_folder(tmp_path / "a", np.zeros((2, 3, 8, 8), np.uint8))
+    result = CliRunner().invoke(calc_metrics.main, ["--data", str(data), "--metrics", "fid1k"])
+    assert result.exit_code == 2 and "fid50k_full" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(calc_metrics.main, ["--data", str(data)])
+    assert result.exit_code == 2 and "--reference" in result.output
 
 
 @pytest.mark.slow
@@ -451,29 +451,29 @@ def test_calc_metrics_real_vs_real_and_a_network(inception_file, tmp_path, monke
 
     import calc_metrics
     from stylegan2.checkpoint import save_checkpoint
-    monkeypatch.setenv('AFRO_FASHION_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path / "cache"))
     rng = np.random.RandomState(15)
-    a = image_folder(tmp_path / 'a', rng.randint(0, 256, (5, 3, 16, 16)).astype(np.uint8))
-    b = image_folder(tmp_path / 'b', np.repeat(rng.randint(0, 256, (5, 3, 4, 4)), 4, 2).repeat(4, 3).astype(np.uint8))
-    common = ['--feature-net', str(inception_file), '--batch', '5']
-    result = CliRunner().invoke(calc_metrics.main, ['--data', str(a), '--reference', str(b), '--metrics',
-                                                    'fid_full,kid_full', '--outdir', str(tmp_path / 'out'), *common])
+    a = image_folder(tmp_path / "a", rng.randint(0, 256, (5, 3, 16, 16)).astype(np.uint8))
+    b = image_folder(tmp_path / "b", np.repeat(rng.randint(0, 256, (5, 3, 4, 4)), 4, 2).repeat(4, 3).astype(np.uint8))
+    common = ["--feature-net", str(inception_file), "--batch", "5"]
+    result = CliRunner().invoke(calc_metrics.main, ["--data", str(a), "--reference", str(b), "--metrics",
+                                                    "fid_full,kid_full", "--outdir", str(tmp_path / "out"), *common])
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith('FID ') and float(last.split()[1]) > 1
-    line = json.loads((tmp_path / 'out' / 'metric-fid_full.jsonl').read_text().splitlines()[-1])
-    assert line['metric'] == 'fid_full' and line['results']['fid_full'] == pytest.approx(float(last.split()[1]), 1e-3)
-    assert 'kid_full' in json.loads((tmp_path / 'out' / 'metric-kid_full.jsonl').read_text())['results']
+    assert last.startswith("FID ") and float(last.split()[1]) > 1
+    line = json.loads((tmp_path / "out" / "metric-fid_full.jsonl").read_text().splitlines()[-1])
+    assert line["metric"] == "fid_full" and line["results"]["fid_full"] == pytest.approx(float(last.split()[1]), 1e-3)
+    assert "kid_full" in json.loads((tmp_path / "out" / "metric-kid_full.jsonl").read_text())["results"]
 
-    run = tmp_path / 'run'
+    run = tmp_path / "run"
     run.mkdir()
-    save_checkpoint(run / 'network-snapshot-000001.safetensors', G_ema=tiny_generator())
-    result = CliRunner().invoke(calc_metrics.main, ['--network', str(run / 'network-snapshot-000001.safetensors'),
-                                                    '--data', str(a), '--metrics', 'fid_full', '--num-gen', '4',
+    save_checkpoint(run / "network-snapshot-000001.safetensors", G_ema=tiny_generator())
+    result = CliRunner().invoke(calc_metrics.main, ["--network", str(run / "network-snapshot-000001.safetensors"),
+                                                    "--data", str(a), "--metrics", "fid_full", "--num-gen", "4",
                                                     *common])
     assert result.exit_code == 0, result.output
-    line = json.loads((run / 'metric-fid_full.jsonl').read_text())  # beside the network: its folder is writable
-    assert line['results']['fid_full'] > 0 and line['num_gen'] == 4
+    line = json.loads((run / "metric-fid_full.jsonl").read_text())  # beside the network: its folder is writable
+    assert line["results"]["fid_full"] > 0 and line["num_gen"] == 4
 
 
 class Recording(TinyFeatures):
@@ -495,7 +495,7 @@ def test_portrait_reals_and_fakes_are_padded_to_a_square_alike(tmp_path):
     reals = rng.randint(0, 256, (8, 3, 16, 12)).astype(np.uint8)
     G = conftest.tiny_generator(16, 16, seed=1, base_shape=(4, 3))
     net = Recording()
-    fid = compute_metric('fid10k_full', G, ArrayDataset(reals, name='portrait'), net, num_gen=8, batch_size=8,
+    fid = compute_metric("fid10k_full", G, ArrayDataset(reals, name="portrait"), net, num_gen=8, batch_size=8,
                          cache_dir=tmp_path, progress=False)
     assert np.isfinite(fid)
     real_input, fake_input = net.seen
@@ -504,5 +504,5 @@ def test_portrait_reals_and_fakes_are_padded_to_a_square_alike(tmp_path):
         assert (batch[..., :2] == 128).all() and (batch[..., 14:] == 128).all()
     assert torch.equal(real_input[..., 2:14], torch.from_numpy(reals))
     assert (fake_input[..., 2:14] != 128).float().mean() > 0.9  # the fakes' own pixels
-    assert compute_metric('fid10k_full', Replay(reals), ArrayDataset(reals, name='portrait'), TinyFeatures(),
+    assert compute_metric("fid10k_full", Replay(reals), ArrayDataset(reals, name="portrait"), TinyFeatures(),
                           num_gen=8, batch_size=8, cache_dir=tmp_path, progress=False) == pytest.approx(0, abs=1e-3)

