@@ -298,11 +298,12 @@ def check_nodes_agree(opts: TrainingOptions, dist) -> None:
 
 
 def code_version() -> str:
-    """sha256 of this checkout's Python sources that training runs (train.py, training/, stylegan2/)."""
+    """sha256 of this checkout's Python sources that training runs (train.py and the packages it imports)."""
     import hashlib
     root = pathlib.Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted([root / "train.py", *(root / "training").rglob("*.py"), *(root / "stylegan2").rglob("*.py")]):
+    packages = ("training", "stylegan2", "toolkit", "fashion_models")
+    for path in sorted([root / "train.py", *(p for pkg in packages for p in (root / pkg).rglob("*.py"))]):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 

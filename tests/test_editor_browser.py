@@ -233,7 +233,7 @@ def test_every_number_box_takes_whatever_is_typed(default_studio, browser):
                     page.get_by_role("button", name="Label this component").click()
                 page.wait_for_timeout(600)
                 assert overlays(page) == 0, (selector, typed)
-            expect(message).not_to_be_empty(timeout=20_000)
+            expect(message, f"no message after typing into {selector}").not_to_be_empty(timeout=20_000)
         page.get_by_role("tab", name="Design").click()
         assert image.is_visible() and overlays(page) == 0
     finally:
