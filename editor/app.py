@@ -141,9 +141,18 @@ class StudioApp:
             self.store.save(session.session_id, session.to_dict())
 
     def view(self, session: Session, message: str = "", full: bool = False) -> dict:
-        """Updates showing the session's recipe (one render); `full` also refreshes every control."""
+        """Updates showing the session's recipe (one render); `full` also refreshes every control.
+
+        A message stays while its design is current: the browser sends a clamped value it was shown
+        back as a new event, and that event must not wipe the note that explains the clamp."""
         recipe = self.current(session)
         session.recipe = recipe
+        if message:
+            session.note = (recipe, message)
+        elif session.note[0] == recipe:
+            message = session.note[1]
+        else:
+            session.note = (None, "")
         self.save(session)
         updates = {
             self.state: session,

@@ -34,6 +34,7 @@ class Session:
     page_psi: float = 0.7                 # what the browse tiles on screen were drawn with, so a tile
     page_class: int | None = None         # opens as shown even after the controls changed
     session_id: str = ""                  # key of this session in the store ("" = not stored)
+    note: tuple[Recipe | None, str] = (None, "")  # the last message shown and the design it was about
 
     def apply(self, recipe: Recipe) -> None:
         """Make `recipe` current; the previous one becomes undoable."""

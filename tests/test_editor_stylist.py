@@ -58,6 +58,12 @@ def test_typed_values_reach_the_handlers_and_get_a_message_or_a_clamp(app, studi
     assert "needs a number" in app.guarded(app.on_direction_slider)(0, session, "-")[app.message]
     assert session.recipe.sliders == {"sleeves": 3.0}                     # the design is untouched
     assert app.on_edit(session, "3", 9, None, "const")[app.message].endswith("set to 1.5.")
+    # the browser echoes the clamped value back: the note stays; a real change or a typo replaces it
+    assert app.on_edit(session, "3", 1.5, None, "const")[app.message].endswith("set to 1.5.")
+    assert app.guarded(app.on_edit)(session, "3", "abc", None, "const")[app.message].startswith("⚠️")
+    assert app.on_edit(session, "3", 1.5, None, "const")[app.message].endswith("set to 1.5.")
+    assert app.on_edit(session, "3", 1.0, None, "const")[app.message] == ""
+    assert app.on_edit(session, "3", 1.5, None, "const")[app.message] == ""   # a new design: the old note is gone
     assert app._page(session, -4, 2, None)[app.page] == 0
     assert app.guarded(app.on_label)(session, None, "x", "", "", "all")[app.message].startswith("⚠️ Label component")
     assert app.guarded(app.on_mix)(session, "4", "fine", "")[app.message].startswith("⚠️ Blend weight needs")
