@@ -16,7 +16,7 @@ from ganspace.directions import load_directions
 from design.recipe import RECIPE_KEY
 from stylegan2.checkpoint import load_network_file, save_checkpoint
 from stylegan2.render import seed_z, to_uint8
-from tests.conftest import attribute_layout
+from conftest import attribute_layout
 
 LAYOUT = attribute_layout()   # garment 0-2, fabric 3-4, sleeve 5-6
 pytestmark = pytest.mark.usefixtures("one_thread")

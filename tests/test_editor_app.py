@@ -1,21 +1,16 @@
 """The studio as users reach it: Gradio on 127.0.0.1, driven by gradio_client (one Client = one tab)."""
 import json
-import os
 import threading
 import zipfile
 
 import numpy as np
 import pytest
+from gradio_client import Client, handle_file
 from PIL import Image
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from gradio_client import Client, handle_file  # noqa: E402
-
-from editor.app import launch  # noqa: E402
-from conftest import free_port, make_studio  # noqa: E402
-from design.recipe import Mix, Recipe  # noqa: E402
+from editor.app import launch
+from conftest import free_port, make_studio
+from design.recipe import Mix, Recipe
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,15 @@
 """The studio on a multi-attribute network: one picker per attribute (with "any") instead of the class menu,
 driven through gradio_client; the recipe carries the choices and browse pages follow them."""
-import os
-
 import numpy as np
 import pytest
+from gradio_client import Client
 from PIL import Image
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from gradio_client import Client  # noqa: E402
-
-from editor.app import StudioApp, launch  # noqa: E402
-from editor.exporting import image_name  # noqa: E402
-from design.recipe import Recipe, RecipeError  # noqa: E402
-from stylegan2.render import seed_to_w, synthesize_uint8  # noqa: E402
-from tests.conftest import free_port, make_attribute_studio  # noqa: E402
+from editor.app import StudioApp, launch
+from editor.exporting import image_name
+from design.recipe import Recipe, RecipeError
+from stylegan2.render import seed_to_w, synthesize_uint8
+from conftest import free_port, make_attribute_studio
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def photo_file(studio, tmp_path) -> pathlib.Path:
     """A real long-sleeve photo from ../shared when present, else a design of the model saved as JPEG."""
     from PIL import Image
 
-    from tests.conftest import CLOTHING
+    from conftest import CLOTHING
 
     photos = sorted((CLOTHING / "validation" / "longsleeve").glob("*.jpg"))[:1]
     if photos:
@@ -246,7 +246,7 @@ def test_a_portrait_network_is_shown_unstretched(browser, tmp_path):
     from playwright.sync_api import expect
 
     from editor.app import launch
-    from tests.conftest import make_studio
+    from conftest import make_studio
 
     studio = make_studio(tmp_path, resolution=32, base_shape=(4, 3))
     demo, url = launch(studio, port=free_port(), block=False)

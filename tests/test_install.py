@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, assert_within_one_level
+from conftest import REPO, assert_within_one_level
 
 NOT_SHIPPED = ("tests", "benchmarks", "notebooks", "docs", ".venv", ".git", "build", "__pycache__", "*.egg-info",
                "default-run", "runs", "out", ".cache", "data")
