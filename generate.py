@@ -78,7 +78,7 @@ def main(network, seeds, truncation_psi, truncation_cutoff, class_idx, attrs, no
         for path in recipes:
             pixels = _render_recipe(G, net.sha256, pathlib.Path(path), latents, layout_from_meta(net.meta),
                                     ws[:1] if projected_w is not None else None)
-            to_pil(pixels).save(out / f"{pathlib.Path(path).name.split('.')[0]}.png")
+            to_pil(pixels).save(out / f"{recipe_stem(pathlib.Path(path))}.png")
             written.append(pixels)
     elif projected_w is not None:
         compile_generator(G, compile_, images=len(ws))
@@ -125,6 +125,15 @@ def _labels_to_render(G, class_value: str | None, attrs, meta) -> list[tuple[str
                 for suffix, label in attribute_labels(layout, attrs)]
     except LabelLayoutError as e:
         raise click.BadParameter(str(e), param_hint="--attr") from e
+
+
+def recipe_stem(path: pathlib.Path) -> str:
+    """The output name of a recipe: 'design.recipe.json' -> 'design'; 'seed0002_colour_s+1.50.png' keeps its
+    '1.50' (cutting at the first dot made s+1.50 and s+1.25 both 's+1', one overwriting the other)."""
+    name = path.name
+    for suffix in (".json", ".recipe", ".png"):
+        name = name.removesuffix(suffix)
+    return name
 
 
 def _render_recipe(G, network_sha256: str, path: pathlib.Path, latents: str | None, layout=None,

@@ -114,7 +114,7 @@ def test_studio_export_and_generate_draw_one_design_the_same(studio, network_fil
     np.testing.assert_array_equal(studio.render(recipe), pixels(png))
     result = run_generate(network_file, "--recipe", png, "--outdir", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    np.testing.assert_array_equal(pixels(tmp_path / "out" / f"{png.name.split('.')[0]}.png"), pixels(png))
+    np.testing.assert_array_equal(pixels(tmp_path / "out" / f"{png.stem}.png"), pixels(png))
     design = portable_design(data)
     assert design.base == Base(2, 0.7, None) and len(design.edits) == 1
 
@@ -216,7 +216,7 @@ def test_batch_export_of_a_photo_design_sweeps_its_latent_and_restores_after_a_r
     result = run_generate(network_file, "--recipe", edited, "--latents", tmp_path / "batch" / "latents",
                           "--outdir", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    np.testing.assert_array_equal(pixels(tmp_path / "out" / f"{edited.name.split('.')[0]}.png"), pixels(edited))
+    np.testing.assert_array_equal(pixels(tmp_path / "out" / edited.name), pixels(edited))
 
     seeds = app.on_export_batch(session, "3", "1", progress=lambda *a, **k: None)[app.batch_file]
     with zipfile.ZipFile(seeds) as zf:   # typed seeds still sweep seeds, without the photo's latent
@@ -240,8 +240,9 @@ def test_generate_applies_a_recipes_edits_to_a_projected_w(studio, network_file,
     result = run_generate(network_file, "--projected-w", tmp_path / "projected_w.npz", *[a for r in recipes
                           for a in ("--recipe", r)], "--outdir", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    plain, edited = (pixels(tmp_path / "out" / f"{r.name.split('.')[0]}.png") for r in recipes)
+    plain, edited = (pixels(tmp_path / "out" / r.name) for r in recipes)
     assert "s+0.00" in recipes[0].name
+    assert generate.recipe_stem(recipes[0].parent / "seed4-psi0.7-colour+1.5.recipe.json") == "seed4-psi0.7-colour+1.5"
     assert_within_one_level(plain, synthesize_uint8(studio.G, w)[0])
     assert_within_one_level(edited, synthesize_uint8(studio.G, apply_edits(w, [studio.direction("colour").edit(1.5)]))[0])
     assert_differs_beyond_rounding(edited, pixels(recipes[1]))   # not the seed's own edited image
