@@ -8,6 +8,7 @@ Examples:
   python generate.py --network attrs.safetensors --seeds 0-7 --attr garment=dress --attr fabric=kente --outdir out
   python generate.py --network attrs.safetensors --seeds 0-3 --attr garment=all --attr colour=all --outdir out --grid
   python generate.py --network default --recipe design.png --outdir out     # a studio or export recipe
+  python generate.py --network out/tuned.safetensors --projected-w out/projected_w.npz --recipe edit.png --outdir e
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ from toolkit.images import image_grid, to_pil
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--projected-w", type=click.Path(exists=True, dir_okay=False),
               help="Render W+ codes from an .npz with key 'w' [N, num_ws, w_dim] instead of seeds "
-                   "(project.py's noise maps in it are used too).")
+                   "(project.py's noise maps in it are used too). With --recipe: each recipe's edits and mix "
+                   "applied to the first code instead of the recipe's own base.")
 @click.option("--recipe", "recipes", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Render a design from a recipe (.json, or a PNG the studio or `ganspace export` wrote); repeatable. "
                    "A photo design's latent is looked up as latents/<sha256>.npz beside the recipe, or in --latents.")
@@ -57,8 +59,8 @@ def main(network, seeds, truncation_psi, truncation_cutoff, class_idx, attrs, no
          latents, outdir, grid, device, compile_):
     """Write OUTDIR/seedNNNN.png for each seed (seedNNNN-CLASS.png with --class all, seedNNNN-VALUE.png with
     --attr NAME=all; projNN.png for each projected W+ code; NAME.png for each --recipe NAME.json/.png)."""
-    if sum((seeds is not None, projected_w is not None, bool(recipes))) != 1:
-        raise click.UsageError("give one of --seeds, --projected-w or --recipe")
+    if sum((seeds is not None, projected_w is not None or bool(recipes))) != 1:
+        raise click.UsageError("give one of --seeds, --projected-w or --recipe (or --projected-w with --recipe)")
     net = load_model(network, device=device)
     G = net.generator()
     out = pathlib.Path(outdir)
@@ -66,17 +68,19 @@ def main(network, seeds, truncation_psi, truncation_cutoff, class_idx, attrs, no
     written: list[np.ndarray] = []
     grid_cols = None  # image_grid's square default, or one row per class with --class all
 
-    if recipes:
-        for path in recipes:
-            pixels = _render_recipe(G, net.sha256, pathlib.Path(path), latents, layout_from_meta(net.meta))
-            to_pil(pixels).save(out / f"{pathlib.Path(path).name.split('.')[0]}.png")
-            written.append(pixels)
-    elif projected_w is not None:
+    if projected_w is not None:
         try:  # the noise maps project.py saved beside 'w' redraw its proj.png exactly (noise_mode const)
             projected = latent.load(projected_w)
             ws, G = projected.ws(G), projected.generator(G)
         except latent.LatentError as e:
             raise click.ClickException(f"{projected_w}: {e}") from None
+    if recipes:
+        for path in recipes:
+            pixels = _render_recipe(G, net.sha256, pathlib.Path(path), latents, layout_from_meta(net.meta),
+                                    ws[:1] if projected_w is not None else None)
+            to_pil(pixels).save(out / f"{recipe_stem(pathlib.Path(path))}.png")
+            written.append(pixels)
+    elif projected_w is not None:
         compile_generator(G, compile_, images=len(ws))
         for idx, w in enumerate(ws):
             with torch.no_grad():
@@ -123,8 +127,19 @@ def _labels_to_render(G, class_value: str | None, attrs, meta) -> list[tuple[str
         raise click.BadParameter(str(e), param_hint="--attr") from e
 
 
-def _render_recipe(G, network_sha256: str, path: pathlib.Path, latents: str | None, layout=None) -> np.ndarray:
-    """A recipe's image through the design model (`design.model.design_ws`), as the studio draws it."""
+def recipe_stem(path: pathlib.Path) -> str:
+    """The output name of a recipe: 'design.recipe.json' -> 'design'; 'seed0002_colour_s+1.50.png' keeps its
+    '1.50' (cutting at the first dot made s+1.50 and s+1.25 both 's+1', one overwriting the other)."""
+    name = path.name
+    for suffix in (".json", ".recipe", ".png"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _render_recipe(G, network_sha256: str, path: pathlib.Path, latents: str | None, layout=None,
+                   projected: torch.Tensor | None = None) -> np.ndarray:
+    """A recipe's image through the design model (`design.model.design_ws`), as the studio draws it;
+    `projected` (W+ [1, num_ws, w_dim]) stands in for the recipe's own base (a photo projected by project.py)."""
     try:
         data = read_recipe_file(path)
         design = portable_design(data)
@@ -140,7 +155,10 @@ def _render_recipe(G, network_sha256: str, path: pathlib.Path, latents: str | No
                     return folder.load(sha256).ws(G)[:1]
             raise LatentMissing(sha256)
 
-        ws = design_ws(G, design, lambda base: base_ws(G, base, stored, layout=layout))
+        def bases(base):   # `is`: the mix's second seed is another Base, even when it names the same seed
+            return projected if projected is not None and base is design.base else base_ws(G, base, stored, layout)
+
+        ws = design_ws(G, design, bases)
         recipe = Recipe.from_dict(data)
         torch.manual_seed(recipe.noise_seed)
         return synthesize_uint8(G, ws, noise_mode=recipe.noise_mode)[0]

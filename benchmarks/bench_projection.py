@@ -69,7 +69,8 @@ def image_tensor(pixels: np.ndarray) -> torch.Tensor:
 @click.option("--strip", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG strip: photo | W | W+ | W+ tuned | tuned and edited, for every photo.")
 @click.option("--edit", default="blue-to-pink:2", show_default=True,
-              help="NAME:STRENGTH of the network's directions.yaml for the strip's last column.")
+              help="NAME:STRENGTH of the network's directions.yaml for the strip's last column "
+                   "(no such column for a network without directions, e.g. a training snapshot).")
 def main(network, photos, heldout, per_class, num_steps, tune_steps, threads, strip, edit):
     torch.set_num_threads(threads)
     inception_path = find_inception()
@@ -86,8 +87,10 @@ def main(network, photos, heldout, per_class, num_steps, tune_steps, threads, st
     G = model.generator()
     names = model.class_names or []
     edit_name, edit_strength = edit.rsplit(":", 1)
-    directions = load_directions(model.directions_path, network_sha256=model.sha256)
-    direction = next(d for d in directions.directions if d.name == edit_name).edit(float(edit_strength))
+    direction = None
+    if model.directions_path is not None:
+        directions = load_directions(model.directions_path, network_sha256=model.sha256)
+        direction = next(d for d in directions.directions if d.name == edit_name).edit(float(edit_strength))
     rows, tiles = [], []
     for cls, path in pick_photos(pathlib.Path(photos), pathlib.Path(heldout), per_class):
         target = read_target(path, G.img_resolution, G.img_channels)
@@ -113,7 +116,8 @@ def main(network, photos, heldout, per_class, num_steps, tune_steps, threads, st
         rows.append((path.name[:8], cls, "W+ tuned", psnr(pixels, reference), dist, perceptual(pixels, reference),
                      rows[-1][-2] + time.perf_counter() - start, rows[-1][-1] + time.process_time() - cpu))
         row_tiles.append(pixels)
-        row_tiles.append(synthesize_uint8(tuned.G, apply_edits(found.ws.unsqueeze(0), [direction]))[0])
+        if direction is not None:
+            row_tiles.append(synthesize_uint8(tuned.G, apply_edits(found.ws.unsqueeze(0), [direction]))[0])
         tiles.append(np.concatenate(row_tiles, axis=1))
         if strip:   # after every photo, so that a long run stopped early still leaves its strip
             to_pil(np.concatenate(tiles, axis=0)).save(strip)
@@ -132,7 +136,7 @@ def main(network, photos, heldout, per_class, num_steps, tune_steps, threads, st
                                          for k, width, digits in ((3, 17, 2), (4, 21, 4), (5, 24, 4), (6, 16, 1),
                                                                   (7, 15, 1))))
     if strip:
-        print(f"wrote {strip} (rows: photo | W | W+ | W+ tuned | tuned, {edit})")
+        print(f"wrote {strip} (rows: photo | W | W+ | W+ tuned" + (f" | tuned, {edit})" if direction else ")"))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ MAX_COMPONENT_SLIDERS = 12
 PER_PAGE = 24
 MAX_BATCH_SEEDS = 1000
 MAX_STRENGTHS = 21
+THIS_DESIGN = "this"     # the batch export's Seeds box: the current design (a photo or its seed)
 UPLOAD_CACHE_S = 3600
 USER_ERRORS = (RecipeError, DirectionsError, ValueError, OSError)
 PSI_RANGE = (-1.0, 1.5)
@@ -87,9 +88,20 @@ class StudioApp:
         self.class_choices = self._class_choices() if self.layout is None else []
         self.attr_pickers: list = []
         self.browse_attrs: list = []
+        self.photo_attrs: list = []
 
     def _attr_choices(self, block):
         return [(ANY, ANY)] + [(caption, value) for caption, value in zip(block.captions, block.values)]
+
+    def attribute_pickers(self, tab: str, start: Recipe) -> list:
+        """One menu per attribute (with "any") in a row, on a multi-attribute network (else none): the label
+        controls of the Browse, Your photo and Design tabs, in the order `_label` reads them."""
+        if self.layout is None:
+            return []
+        with gr.Row():
+            return [gr.Dropdown(self._attr_choices(b), value=start.attributes.get(b.name, ANY),
+                                label=b.name.capitalize(), elem_id=f"{tab}-attr-{b.name}")
+                    for b in self.layout.blocks]
 
     def _class_choices(self):
         c_dim = int(self.studio.G.c_dim)
@@ -405,7 +417,9 @@ class StudioApp:
         return {self.favourites_file: str(path), self.message: f"{len(session.favourites)} favourites exported."}
 
     def on_export_batch(self, session, seeds, strengths, scale="1", progress=gr.Progress()):
-        seeds, strengths = parse_seed_range(seeds), parse_strengths(strengths)
+        """Seeds empty or "this": the current design's own base (a photo or its seed); else those seeds."""
+        this = str(seeds or "").strip().lower() in ("", THIS_DESIGN)
+        seeds, strengths = None if this else parse_seed_range(seeds), parse_strengths(strengths)
         factor, resample = parse_scale(scale)
 
         def report(done_total):
@@ -415,15 +429,18 @@ class StudioApp:
                             resample=resample)
         return {self.batch_file: str(path), self.message: f"Batch export finished ({path.name})."}
 
-    def on_project(self, session, photo, class_idx, steps, progress=gr.Progress()):
-        """Project the uploaded photo (queued: one at a time), then open it in the Design tab."""
+    def on_project(self, session, photo, class_idx, steps, *attr_values, progress=gr.Progress()):
+        """Project the uploaded photo (queued: one at a time) with its class or attributes, then open it in the
+        Design tab."""
         steps, note = parse_number(steps, "Projection steps", 1, MAX_PROJECT_STEPS)
         progress((0, int(steps)), desc="Finding your photo in the model", unit="steps")
 
         def report(step, total, distance):
             progress((step, total), desc="Finding your photo in the model", unit="steps")
 
-        recipe = self.studio.project_photo(photo, self._class(class_idx), int(steps), progress=report)
+        label = self._label(class_idx, attr_values)
+        recipe = self.studio.project_photo(photo, label["class_idx"], int(steps), progress=report,
+                                           attributes=label.get("attributes"))
         updates = self.commit(session, recipe, " ".join(t for t in (note, "Your photo is open: move the sliders, mix, "
                                                                      "star or export it as any design.") if t),
                               full=True)
@@ -465,7 +482,6 @@ class StudioApp:
     def build(self) -> gr.Blocks:
         studio = self.studio
         conditional = bool(studio.G.c_dim) and self.layout is None   # a class menu; attribute pickers otherwise
-        blocks = self.layout.blocks if self.layout is not None else ()
         start = studio.start_recipe()
         with gr.Blocks(title=f"Afro Fashion Studio: {studio.network.describe().name}") as demo:
             self.state = gr.State(Session())
@@ -488,12 +504,7 @@ class StudioApp:
                                                 buttons=[], elem_id="browse-psi")
                         browse_class = gr.Dropdown(self.class_choices, value=start.class_idx, label="Class",
                                                    visible=conditional, elem_id="browse-class")
-                    if blocks:
-                        with gr.Row():
-                            self.browse_attrs = [
-                                gr.Dropdown(self._attr_choices(b), value=start.attributes.get(b.name, ANY),
-                                            label=b.name.capitalize(), elem_id=f"browse-attr-{b.name}")
-                                for b in blocks]
+                    self.browse_attrs = self.attribute_pickers("browse", start)
                     self.gallery = gr.Gallery(label="Seeds: click one to design with it", columns=6,
                                               object_fit="contain", allow_preview=False, elem_id="browse-gallery")
                 with gr.Tab("Your photo", id="photo"):
@@ -508,6 +519,7 @@ class StudioApp:
                     with gr.Row():
                         photo_class = gr.Dropdown(self.class_choices, value=start.class_idx, label="Its class",
                                                   visible=conditional, elem_id="photo-class")
+                        self.photo_attrs = self.attribute_pickers("photo", start)
                         photo_steps = TypedNumber(PROJECT_STEPS, label="Steps (more = closer, slower)", precision=0,
                                                   elem_id="photo-steps")
                         photo_btn = gr.Button("Find it in the model", variant="primary", elem_id="photo-project")
@@ -536,12 +548,7 @@ class StudioApp:
                                                   buttons=[], elem_id="design-psi")
                             self.class_idx = gr.Dropdown(self.class_choices, value=start.class_idx,
                                                          label="Class", visible=conditional, elem_id="design-class")
-                            if blocks:
-                                with gr.Row():
-                                    self.attr_pickers = [
-                                        gr.Dropdown(self._attr_choices(b), value=start.attributes.get(b.name, ANY),
-                                                    label=b.name.capitalize(), elem_id=f"design-attr-{b.name}")
-                                        for b in blocks]
+                            self.attr_pickers = self.attribute_pickers("design", start)
                             with gr.Accordion("Directions (σ units)", open=True):
                                 if not studio.directions:
                                     gr.Markdown("No labelled directions loaded (`--directions FILE.yaml`).")
@@ -617,9 +624,13 @@ class StudioApp:
                                                        label="Export size (favourites and batch)")
                         fav_btn = gr.Button("Export favourites (zip)")
                     self.favourites_file = gr.File(label="Favourites", interactive=False)
-                    gr.Markdown("Batch export: the directions you moved (or all) over many seeds.")
+                    gr.Markdown("Batch export: the directions you moved (or all) at several strengths, on the "
+                                f"current design (Seeds `{THIS_DESIGN}` or empty: your photo or its seed) "
+                                "or over many seeds.")
                     with gr.Row():
-                        batch_seeds = gr.Textbox("0-7", label="Seeds")
+                        batch_seeds = gr.Textbox(THIS_DESIGN, label=f"Seeds ('{THIS_DESIGN}' = the current design)",
+                                                 elem_id="batch-seeds",
+                                                 placeholder=f"{THIS_DESIGN} (the current design), or e.g. 0-7")
                         batch_strengths = gr.Textbox("-2, 0, 2", label="Strengths (σ)")
                         batch_btn = gr.Button("Batch export")
                     self.batch_file = gr.File(label="Batch", interactive=False)
@@ -691,7 +702,7 @@ class StudioApp:
             on(self.tray.select, self.on_tray_select, [s], full + [self.tabs])
             on(fav_btn.click, self.on_export_favourites, [s, favourites_scale], [self.favourites_file, self.message],
                api_name="export_favourites")
-            on(photo_btn.click, self.on_project, [s, photo, photo_class, photo_steps],
+            on(photo_btn.click, self.on_project, [s, photo, photo_class, photo_steps, *self.photo_attrs],
                full + [self.tabs, self.photo_result], api_name="project_photo", concurrency_limit=1)
             on(batch_btn.click, self.on_export_batch, [s, batch_seeds, batch_strengths, favourites_scale],
                [self.batch_file, self.message], api_name="export_batch", concurrency_limit=1)

@@ -107,23 +107,32 @@ def export_favourites(studio: Studio, recipes: list[Recipe], out_dir: pathlib.Pa
     return zip_folder(folder)
 
 
-def export_batch(studio: Studio, recipe: Recipe, seeds: list[int], strengths: list[float],
+def export_batch(studio: Studio, recipe: Recipe, seeds: list[int] | None, strengths: list[float],
                  out_dir: pathlib.Path | None = None, progress=None, scale: int = 1, resample: str = "") -> pathlib.Path:
-    """The recipe's moved directions (all directions when none moved) over many seeds, via the ganspace exporter."""
+    """The recipe's moved directions (all directions when none moved) over many seeds, via the ganspace exporter.
+
+    `seeds` None: over the design's own base instead (its projected photo, with the latent in the zip, or
+    its seed), so a photo design gets the same sweeps, sheets and recipes as a seed."""
     if studio.directions_file is None or not studio.directions:
         raise ValueError("No labelled directions to export: load a directions file (--directions).")
+    studio.check(recipe)
     chosen = [d for d in studio.directions if d.name in recipe.sliders] or studio.directions
-    images = len(chosen) * len(seeds) * len(strengths)
+    latent = recipe.latent if seeds is None else None
+    seeds = [] if latent else [recipe.seed] if seeds is None else seeds
+    images = len(chosen) * max(len(seeds), 1) * len(strengths)
     if images > MAX_BATCH_IMAGES:
         raise RecipeError(f"This batch asks for {images} images ({len(chosen)} directions × {len(seeds)} seeds × "
                           f"{len(strengths)} strengths); one batch makes at most {MAX_BATCH_IMAGES}: "
                           "use fewer seeds or strengths, or move only the sliders you want exported.")
     directions_file = dataclasses.replace(studio.directions_file, directions=chosen)
-    out_dir = out_dir or new_export_dir("batch")
-    export_directions(studio.private_generator(), directions_file, seeds, strengths, out_dir / "batch",
+    folder = (out_dir or new_export_dir("batch")) / "batch"
+    export_directions(studio.private_generator(), directions_file, seeds, strengths, folder,
                       truncation_psi=recipe.truncation_psi, **studio.export_label(recipe),
-                      network_sha256=studio.network_sha256, progress=progress, scale=scale, resample=resample)
-    return zip_folder(out_dir / "batch")
+                      network_sha256=studio.network_sha256, progress=progress, scale=scale, resample=resample,
+                      latent=latent, latents=studio.latent_ws)
+    if latent:
+        _copy_latents(studio, [recipe], folder)
+    return zip_folder(folder)
 
 
 def zip_folder(folder: pathlib.Path) -> pathlib.Path:

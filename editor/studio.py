@@ -352,20 +352,30 @@ class Studio:
 
     # ------------------------------------------------------------------ your photo
     def project_photo(self, photo: str | pathlib.Path, class_idx: int | None = None,
-                      num_steps: int = PROJECT_STEPS, progress=None) -> Recipe:
+                      num_steps: int = PROJECT_STEPS, progress=None, attributes: dict | None = None) -> Recipe:
         """A new recipe whose base is the photo projected into W+ (stored in `latents`, named by its hash).
 
         The photo gets the studio's upload checks (size, PNG/JPEG/WebP) and the dataset tool's framing. The
         search keeps the network's own noise maps (`optimize_noise=False`), so the stored W+ alone redraws the
         result and every edit, mix and export works on it as on a seed. One projection runs at a time per
         process (the others wait on `_projecting`); it works on a private copy of G, so designing goes on
-        meanwhile. `progress(step, num_steps, distance)` is called after every step.
+        meanwhile. `progress(step, num_steps, distance)` is called after every step. On a multi-attribute
+        network `attributes` (name: value; absent = "any") is the photo's label, as a seed design's.
         """
         check_photo(photo)
-        if self.G.c_dim:
+        layout = self.network.label_layout
+        attributes = dict(attributes or {}) if layout is not None else {}
+        label = None
+        if layout is not None:
+            try:
+                label = layout.encode(attributes)
+            except LabelLayoutError as error:
+                raise RecipeError(str(error)) from None
+            class_idx = None
+        elif self.G.c_dim:
             if class_idx is None or not 0 <= int(class_idx) < self.G.c_dim:
                 raise RecipeError(f"Choose the photo's class (0-{self.G.c_dim - 1}) first.")
-            class_idx = int(class_idx)
+            class_idx = label = int(class_idx)
         else:
             class_idx = None
         if not 1 <= int(num_steps) <= MAX_PROJECT_STEPS:
@@ -378,12 +388,12 @@ class Studio:
             options = ProjectOptions(num_steps=int(num_steps), w_plus=True, optimize_noise=False,
                                      w_avg_samples=PROJECT_W_AVG_SAMPLES)
             found = project(self.private_generator(), target.tensor, make_distance(target.tensor.to(self.device)),
-                            options, class_idx=class_idx, progress=progress)
+                            options, class_idx=label, progress=progress)
         projected = ProjectedW(w=found.ws.unsqueeze(0).cpu().numpy(), meta=dict(
             network_sha256=self.network_sha256, target_sha256=target.sha256,
             class_idx=-1 if class_idx is None else class_idx, distance=found.distance))
         sha256 = self.latents.put(latent_bytes(projected))
-        return self.new_recipe(class_idx=class_idx).replace(seed=None, latent=sha256)
+        return self.new_recipe(class_idx=class_idx).replace(seed=None, latent=sha256, attributes=attributes)
 
     def store_latent(self, data: bytes) -> str:
         """Keep a latent file (from an exported zip) so recipes naming it render here; returns its sha256."""

@@ -1,7 +1,8 @@
 """Batch export of labelled directions: PNGs with recipes, contact sheets, GIF sweeps, manifest.
 
-Every image is a `design.model.Design` (seed base, one edit) drawn by `design_ws` and carries the one
-recipe format (`design.recipe`: the slider by name and its edit with the vector). Resumable: a PNG
+Every image is a `design.model.Design` (a base: a seed, or one projected photo's stored latent; one edit)
+drawn by `design_ws` and carries the one recipe format (`design.recipe`: the slider by name and its edit
+with the vector; a photo's recipe names its latent by sha256). Resumable: a PNG
 already on disk whose embedded recipe equals the one it would get is skipped, so an interrupted export
 continues where it stopped, and a changed setting (truncation, direction, network) re-renders instead of
 silently keeping stale files.
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from design.model import Base, Design, base_ws, design_ws, label_key
+from design.model import Base, Design, Latents, base_ws, design_ws, label_key
 from design.recipe import Recipe, edit_to_recipe, read_recipe, save_png_with_recipe
 from ganspace.contact_sheet import contact_sheet, fit_cell
 from ganspace.directions import Direction, DirectionsFile, load_directions, slug
@@ -27,7 +28,7 @@ from toolkit.atomic import atomic_write, atomic_write_text
 from toolkit.images import to_pil
 
 MANIFEST_COLUMNS = ("seed", "class", "truncation", "direction", "component", "layers", "mode", "sigma",
-                    "strength", "file", "network_sha256")
+                    "strength", "file", "network_sha256", "latent")
 GIF_SEEDS = 8
 EXPORT_SCALES = tuple((f, r) for f in (2, 4, 8) for r in ("nearest", "lanczos"))
 RESAMPLE = {"nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
@@ -48,18 +49,23 @@ def upscale_mark(scale: int, resample: str, resolution) -> dict:
     return {"upscaled": True, "scale": scale, "resample": resample, "rendered_resolution": list(resolution)}
 
 
-def image_name(direction: Direction, seed: int, strength: float, class_idx=None, scale: int = 1,
+def row_name(base: Base) -> str:
+    """'seed0004', or 'photo1a2b3c4d' for a projected photo's latent: a row of the batch in file names."""
+    return f"seed{base.seed:04d}" if base.latent is None else f"photo{base.latent[:8]}"
+
+
+def image_name(direction: Direction, base: Base, strength: float, class_idx=None, scale: int = 1,
                resample: str = "") -> str:
     cls = "" if class_idx is None else f"_{class_idx}" if isinstance(class_idx, str) else f"_c{class_idx}"
     mark = f"-x{scale}{resample}" if scale > 1 else ""
-    return f"{slug(direction.name)}/seed{seed:04d}{cls}_{slug(direction.name)}_s{strength:+.2f}{mark}.png"
+    return f"{slug(direction.name)}/{row_name(base)}{cls}_{slug(direction.name)}_s{strength:+.2f}{mark}.png"
 
 
-def make_recipe(direction: Direction, seed: int, strength: float, truncation_psi: float, class_idx,
+def make_recipe(direction: Direction, base: Base, strength: float, class_idx,
                 network_sha256: Optional[str], export: Optional[dict] = None) -> dict:
-    """The recipe of one exported image: the slider by name (what the studio restores) and its edit."""
-    recipe = Recipe(network_sha256=network_sha256, seed=int(seed), truncation_psi=float(truncation_psi),
-                    class_idx=class_idx, sliders={direction.name: float(strength)},
+    """The recipe of one exported image: its base, the slider by name (what the studio restores) and its edit."""
+    recipe = Recipe(network_sha256=network_sha256, seed=base.seed, latent=base.latent,
+                    truncation_psi=base.truncation_psi, class_idx=class_idx, sliders={direction.name: float(strength)},
                     layer_overrides={direction.name: tuple(direction.layers)}).to_dict()
     recipe["edits"] = [edit_to_recipe(direction.edit(strength), direction=direction.name,
                                       component=direction.component)]
@@ -79,8 +85,12 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
                       truncation_psi: float = 0.7, class_idx=None, network_sha256: Optional[str] = None,
                       progress: Optional[Callable] = None, batch_size: int = 8, gif: bool = False,
                       max_cell: int = 256, scale: int = 1, resample: str = "",
-                      attributes: Optional[dict] = None) -> list[dict]:
+                      attributes: Optional[dict] = None, latent: Optional[str] = None,
+                      latents: Optional[Latents] = None) -> list[dict]:
     """Render every (direction, seed, strength); return the manifest rows (also written to out_dir).
+
+    `latent` (the sha256 of a stored latent: a projected photo; `latents` loads it) exports that one
+    design instead of seeds (`seeds` must then be empty): the photo's W+, one direction at a time.
 
     `directions_file` is a DirectionsFile or a path (checked against network_sha256). `scale` > 1 enlarges
     every PNG (`resample` nearest or lanczos), marked in its file name and recipe.
@@ -89,6 +99,10 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
     (names and recipes carry those; unnamed attributes are "any").
     """
     tag = class_idx if attributes is None else "-".join(slug(v) for v in attributes.values()) or "any"
+    if latent is not None and len(seeds):
+        raise ValueError("Export either seeds or one stored latent, not both.")
+    rows = ([Base(None, float(truncation_psi), label_key(class_idx), latent)] if latent is not None
+            else [Base(int(seed), float(truncation_psi), label_key(class_idx)) for seed in seeds])
     if not isinstance(directions_file, DirectionsFile):
         directions_file = load_directions(directions_file, network_sha256=network_sha256)
     out_dir = pathlib.Path(out_dir)
@@ -99,19 +113,19 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
     export = upscale_mark(scale, resample, G.img_shape) if scale > 1 else None
     jobs, manifest = [], []
     for direction in directions_file.directions:
-        for seed in seeds:
+        for base in rows:
             for strength in strengths:
-                name = image_name(direction, seed, strength, tag, scale, resample)
-                recipe = make_recipe(direction, seed, strength, truncation_psi,
-                                     class_idx if attributes is None else None, network_sha256, export)
+                name = image_name(direction, base, strength, tag, scale, resample)
+                recipe = make_recipe(direction, base, strength, class_idx if attributes is None else None,
+                                     network_sha256, export)
                 if attributes is not None:
                     recipe["attributes"] = dict(attributes)
-                jobs.append((direction, seed, strength, out_dir / name, recipe))
-                manifest.append(dict(seed=int(seed), **{"class": tag}, truncation=float(truncation_psi),
+                jobs.append((direction, base, strength, out_dir / name, recipe))
+                manifest.append(dict(seed=base.seed, **{"class": tag}, truncation=float(truncation_psi),
                                      direction=direction.name, component=direction.component,
                                      layers=format_layers(direction.layers), mode=direction.mode,
                                      sigma=float(direction.sigma), strength=strength, file=name,
-                                     network_sha256=network_sha256))
+                                     network_sha256=network_sha256, latent=base.latent))
     total = len(jobs)
     todo = [job for job in jobs if not _up_to_date(job[3], job[4])]
     done = total - len(todo)
@@ -121,42 +135,42 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
 
     def cached(base: Base) -> torch.Tensor:
         if base not in bases:
-            bases[base] = base_ws(G, base)
+            bases[base] = base_ws(G, base, latents)
         return bases[base]
 
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
-        ws = torch.cat([design_ws(G, Design(Base(int(seed), float(truncation_psi), label_key(class_idx)),
-                                            edits=(direction.edit(strength),)), cached)
-                        for direction, seed, strength, _, _ in chunk])
+        ws = torch.cat([design_ws(G, Design(base, edits=(direction.edit(strength),)), cached)
+                        for direction, base, strength, _, _ in chunk])
         for pixels, (_, _, _, path, recipe) in zip(synthesize_uint8(G, ws), chunk):
             save_png_with_recipe(path, upscale(pixels, scale, resample), recipe)
         done += len(chunk)
         if progress:
             progress((done, total))
     for direction in directions_file.directions:
-        _direction_summaries(direction, seeds, strengths, out_dir, tag, gif, max_cell, scale, resample)
+        _direction_summaries(direction, rows, strengths, out_dir, tag, gif, max_cell, scale, resample)
     _write_manifest(out_dir, manifest)
     return manifest
 
 
-def _direction_summaries(direction, seeds, strengths, out_dir, class_idx, gif, max_cell, scale, resample) -> None:
-    """Contact sheet (seeds x strengths) and optional GIF sweep, built from the PNGs on disk."""
-    def load(seed, strength):
-        name = image_name(direction, seed, strength, class_idx, scale, resample)
+def _direction_summaries(direction, rows, strengths, out_dir, class_idx, gif, max_cell, scale, resample) -> None:
+    """Contact sheet (rows: seeds or the photo, x strengths) and optional GIF sweep, from the PNGs on disk."""
+    def load(base, strength):
+        name = image_name(direction, base, strength, class_idx, scale, resample)
         return np.asarray(Image.open(out_dir / name).convert("RGB"))
 
-    cells = [[load(seed, s) for s in strengths] for seed in seeds]
+    cells = [[load(base, s) for s in strengths] for base in rows]
     title = (f"{direction.name}: layers {format_layers(direction.layers)}, {direction.mode}, "
              f"sigma {direction.sigma:.3g}, columns in sigma" + (f"  ({direction.sign})" if direction.sign else ""))
-    sheet = contact_sheet(cells, title, [f"seed {s}" for s in seeds], [f"{s:+.2f}" for s in strengths], max_cell)
+    labels = [f"seed {b.seed}" if b.latent is None else f"photo {b.latent[:8]}" for b in rows]
+    sheet = contact_sheet(cells, title, labels, [f"{s:+.2f}" for s in strengths], max_cell)
     _atomic_image_save(sheet, out_dir / f"sheet_{slug(direction.name)}.png")
     if gif:
         order = sorted(range(len(strengths)), key=lambda j: strengths[j])
         order = order + order[-2:0:-1]   # ping-pong sweep
         frames = []
         for j in order:
-            strip = [fit_cell(cells[i][j], max_cell) for i in range(min(GIF_SEEDS, len(seeds)))]
+            strip = [fit_cell(cells[i][j], max_cell) for i in range(min(GIF_SEEDS, len(rows)))]
             frame = Image.new("RGB", (sum(im.width for im in strip), strip[0].height))
             for k, im in enumerate(strip):
                 frame.paste(im, (k * strip[0].width, 0))

@@ -20,7 +20,8 @@ from design.recipe import RECIPE_KEY, Recipe, RecipeError, portable_design, read
 from editor.exporting import export_favourites, export_image
 from ganspace.edits import apply_edits
 from ganspace.export import export_directions
-from projection.latent import LatentFolder, ProjectedW, to_bytes
+from conftest import assert_differs_beyond_rounding, assert_within_one_level
+from projection.latent import LatentFolder, ProjectedW, save as latent_save, to_bytes
 from stylegan2.checkpoint import save_checkpoint
 from stylegan2.render import seed_to_w, synthesize_uint8
 
@@ -113,7 +114,7 @@ def test_studio_export_and_generate_draw_one_design_the_same(studio, network_fil
     np.testing.assert_array_equal(studio.render(recipe), pixels(png))
     result = run_generate(network_file, "--recipe", png, "--outdir", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    np.testing.assert_array_equal(pixels(tmp_path / "out" / f"{png.name.split('.')[0]}.png"), pixels(png))
+    np.testing.assert_array_equal(pixels(tmp_path / "out" / f"{png.stem}.png"), pixels(png))
     design = portable_design(data)
     assert design.base == Base(2, 0.7, None) and len(design.edits) == 1
 
@@ -161,3 +162,90 @@ def test_recipe_latent_field_is_checked(studio):
         Recipe.from_dict({**base, "latent": "../../etc/passwd"})
     recipe = Recipe.from_dict({**base, "seed": None, "latent": "0f" * 32})
     assert recipe.seed is None and recipe.noise_seed == 0 and recipe.base == Base(None, 0.7, None, "0f" * 32)
+
+
+def photo_latent(studio, seed: int = 9) -> tuple[torch.Tensor, str]:
+    """A W+ off the mapping's image (a seed's W with per-layer noise: what a projection finds), stored."""
+    G = studio.G
+    w = seed_to_w(G, seed, 0.5) + 0.3 * torch.randn(1, G.num_ws, G.w_dim, generator=torch.Generator().manual_seed(1))
+    return w, studio.latents.put(to_bytes(ProjectedW(w=w.numpy())))
+
+
+def test_batch_export_of_a_photo_design_sweeps_its_latent_and_restores_after_a_restart(app, studio, network_file,
+                                                                                     tmp_path):
+    """The Favourites & export tab's batch export with Seeds "this" on a photo design, through the handler; its
+    zip restores in a restarted studio and in generate.py (~7 s at load 5 on 2 cores: the restart builds a
+    second studio and app, and generate.py loads the network once)."""
+    from editor.session import Session
+    from editor.studio import Studio
+
+    w, sha = photo_latent(studio)
+    session = Session()
+    app.commit(session, studio.new_recipe().replace(seed=None, latent=sha))
+    design = studio.render(session.recipe)
+    archive = app.on_export_batch(session, "this", "-1, 0, 1", progress=lambda *a, **k: None)[app.batch_file]
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+        zf.extractall(tmp_path / "batch")
+    assert f"latents/{sha}.npz" in names and "sheet_sleeves.png" in names
+    pngs = sorted(n for n in names if n.endswith(".png") and "/" in n and not n.startswith("latents/"))
+    assert pngs == sorted(f"{d}/photo{sha[:8]}_{d}_s{s}.png" for d in ("sleeves", "colour")
+                          for s in ("-1.00", "+0.00", "+1.00"))
+    for name in ("sleeves", "colour"):
+        assert_within_one_level(pixels(tmp_path / "batch" / name / f"photo{sha[:8]}_{name}_s+0.00.png"), design)
+        moved = pixels(tmp_path / "batch" / name / f"photo{sha[:8]}_{name}_s+1.00.png")
+        assert_differs_beyond_rounding(moved, design)
+        assert_within_one_level(moved, studio.render(session.recipe.replace(sliders={name: 1.0})))
+    edited = tmp_path / "batch" / "sleeves" / f"photo{sha[:8]}_sleeves_s-1.00.png"
+    recipe = read_recipe_upload(edited)
+    assert recipe.latent == sha and recipe.seed is None and recipe.sliders == {"sleeves": -1.0}
+    expected = synthesize_uint8(studio.G, apply_edits(w, [studio.direction("sleeves").edit(-1.0)]))[0]
+    assert_within_one_level(pixels(edited), expected)   # the photo's W+ itself, edited by hand
+
+    # A restart: a studio on the same network whose latent store starts empty.
+    again = Studio(studio.network, studio.directions_path, studio.components_path,
+                   latents=LatentFolder(tmp_path / "fresh-store"))
+    other = type(app)(again)
+    other.build()
+    fresh = Session()
+    assert "not on this machine" in other.on_upload(fresh, str(edited))[other.message]
+    assert "kept" in other.on_upload(fresh, str(tmp_path / "batch" / "latents" / f"{sha}.npz"))[other.message]
+    restored = other.on_upload(fresh, str(edited))
+    assert restored[other.message] == "Recipe restored."
+    np.testing.assert_array_equal(restored[other.image], pixels(edited))
+    result = run_generate(network_file, "--recipe", edited, "--latents", tmp_path / "batch" / "latents",
+                          "--outdir", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(pixels(tmp_path / "out" / edited.name), pixels(edited))
+
+    seeds = app.on_export_batch(session, "3", "1", progress=lambda *a, **k: None)[app.batch_file]
+    with zipfile.ZipFile(seeds) as zf:   # typed seeds still sweep seeds, without the photo's latent
+        assert "sleeves/seed0003_sleeves_s+1.00.png" in zf.namelist()
+        assert not any(n.startswith("latents/") for n in zf.namelist())
+    app.commit(session, studio.new_recipe(seed=4, truncation_psi=0.6))
+    this_seed = app.on_export_batch(session, "", "0", progress=lambda *a, **k: None)[app.batch_file]
+    with zipfile.ZipFile(this_seed) as zf:   # an empty box on a seed design: that seed, at its ψ
+        zf.extract("colour/seed0004_colour_s+0.00.png", tmp_path / "seed")
+    assert_within_one_level(pixels(tmp_path / "seed" / "colour" / "seed0004_colour_s+0.00.png"),
+                            studio.render(session.recipe))
+
+
+def test_generate_applies_a_recipes_edits_to_a_projected_w(studio, network_file, tmp_path):
+    """`generate.py --projected-w W --recipe R`: R's edits (its vectors) on project.py's code, not on R's seed."""
+    w, _ = photo_latent(studio, seed=12)
+    latent_save(tmp_path / "projected_w.npz", ProjectedW(w=w.numpy()))
+    chosen = dataclasses.replace(studio.directions_file, directions=[studio.direction("colour")])
+    export_directions(studio.G, chosen, [2], [0.0, 1.5], tmp_path / "batch", network_sha256=studio.network_sha256)
+    recipes = sorted((tmp_path / "batch" / "colour").glob("*.png"))
+    result = run_generate(network_file, "--projected-w", tmp_path / "projected_w.npz", *[a for r in recipes
+                          for a in ("--recipe", r)], "--outdir", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    plain, edited = (pixels(tmp_path / "out" / r.name) for r in recipes)
+    assert "s+0.00" in recipes[0].name
+    assert generate.recipe_stem(recipes[0].parent / "seed4-psi0.7-colour+1.5.recipe.json") == "seed4-psi0.7-colour+1.5"
+    assert_within_one_level(plain, synthesize_uint8(studio.G, w)[0])
+    assert_within_one_level(edited, synthesize_uint8(studio.G, apply_edits(w, [studio.direction("colour").edit(1.5)]))[0])
+    assert_differs_beyond_rounding(edited, pixels(recipes[1]))   # not the seed's own edited image
+    result = run_generate(network_file, "--projected-w", tmp_path / "projected_w.npz", "--seeds", "1",
+                          "--outdir", tmp_path / "out")
+    assert result.exit_code == 2 and "--projected-w with --recipe" in result.output

@@ -77,3 +77,34 @@ def test_gradio_client_pickers_drive_the_label_and_browse_follows(served):
         # draws for these pickers, not for the others
         distances = [np.abs(page(*attrs) - candidate).mean() for candidate in candidates]
         assert int(np.argmin(distances)) == i, (attrs, distances)
+
+
+def test_your_photo_has_the_design_tabs_pickers_and_projects_with_their_label(served, tmp_path, monkeypatch):
+    """The photo tab's pickers are the Design tab's (one builder); their choice is the projection's label (what
+    w_avg and the search start from) and lands in the photo design's recipe. 3 steps: the label, not the fit."""
+    import editor.studio
+    from editor.session import Session
+
+    studio = served[0]
+    app = StudioApp(studio)
+    app.build()
+    assert [p.label for p in app.photo_attrs] == [p.label for p in app.attr_pickers] == ["Garment", "Fabric", "Sleeve"]
+    assert [p.choices for p in app.photo_attrs] == [p.choices for p in app.attr_pickers]
+    assert [p.elem_id for p in app.photo_attrs] == ["photo-attr-garment", "photo-attr-fabric", "photo-attr-sleeve"]
+    labels, project = [], editor.studio.project
+    monkeypatch.setattr(editor.studio, "project", lambda *a, class_idx=None, **k: labels.append(class_idx)
+                        or project(*a, class_idx=class_idx, **k))
+    Image.fromarray(studio.render(studio.new_recipe(seed=3))).resize((32, 32)).save(tmp_path / "photo.png")
+    session = Session()
+    updates = app.on_project(session, str(tmp_path / "photo.png"), None, 3, "skirt", "any", "long",
+                             progress=lambda *a, **k: None)
+    assert "Your photo is open" in updates[app.message]
+    layout = studio.network.label_layout
+    np.testing.assert_array_equal(labels[-1], layout.encode({"garment": "skirt", "sleeve": "long"}))
+    assert labels[-1].sum() == 2 and session.recipe.latent in studio.latents
+    assert session.recipe.attributes == {"garment": "skirt", "sleeve": "long"} and session.recipe.class_idx is None
+    np.testing.assert_array_equal(updates[app.image], studio.render(session.recipe))
+    app.on_project(session, str(tmp_path / "photo.png"), None, 3, "any", "any", "any", progress=lambda *a, **k: None)
+    np.testing.assert_array_equal(labels[-1], np.zeros(layout.dim, np.float32))   # all "any": zeros
+    with pytest.raises(RecipeError, match="unknown garment 'coat'"):
+        studio.project_photo(tmp_path / "photo.png", num_steps=3, attributes={"garment": "coat"})
