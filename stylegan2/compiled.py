@@ -250,7 +250,7 @@ def compile_generator(G: torch.nn.Module, compile: bool | None = None, images: i
 
 
 def is_compiled(G: torch.nn.Module) -> bool:
-    return any(isinstance(getattr(getattr(G, name), "forward", None), CompiledForward)
+    return any(isinstance(getattr(getattr(G, name, None), "forward", None), CompiledForward)
                for name in ("mapping", "synthesis"))
 
 
