@@ -226,7 +226,8 @@ def start_child_run() -> None:
     print(f"  model loaded {loaded - t0:.1f} s; first compiled render (batch 1) {first - loaded:.1f} s, batch "
           f"{compiled.RENDER_BATCH} done {end - loaded:.1f} s; caches {caches}\n"
           f"  compile time {total:.1f} s: dynamo tracing {tracing:.1f} s, AOTAutograd + inductor (compile or load) "
-          f"{inductor:.1f} s (loading compiled modules {seconds('PyCodeCache.load_by_key_path'):.1f} s), "
+          f"{inductor:.1f} s (of which importing the generated modules, with their C++ builds on a miss, "
+          f"{seconds('PyCodeCache.load_by_key_path'):.1f} s), "
           f"guards and the rest {total - tracing - inductor:.1f} s", flush=True)
 
 
