@@ -31,6 +31,7 @@ import click
 from training.dataset import DatasetError, ImageDataset
 from training.feature_net import HOW_TO, load_feature_net
 from training.metrics import METRICS, VGG16_HOW_TO, compare_datasets, compare_halves, compute_metrics
+from stylegan2.compiled import COMPILE_HELP
 from toolkit import cli
 from training.vgg16 import VGG16_ENV, VGG16Error, load_vgg16_fc7
 
@@ -75,9 +76,10 @@ def _jsonl_folder(outdir: str | None, network_file: pathlib.Path | None) -> path
 @click.option("--vgg16", "vgg16_source", envvar=VGG16_ENV, show_envvar=True,
               help="VGG16 state dict (torchvision layout, .pth/.safetensors; path or URL) for pr50k3_full.")
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True, help="Images per feature batch.")
+@click.option("--compile/--no-compile", "compile_", default=None, help=COMPILE_HELP)
 @cli.device_option()
 def main(network, data, reference, halves, names, mirror, num_gen, truncation_psi, seed, outdir, feature_net,
-         vgg16_source, batch, device):
+         vgg16_source, batch, compile_, device):
     if network is None and reference is None and not halves:
         raise click.UsageError("give --network (a generator vs --data), --reference (two image sets) or --halves")
     if network is not None and (reference is not None or halves):
@@ -108,7 +110,7 @@ def main(network, data, reference, halves, names, mirror, num_gen, truncation_ps
         dataset = _open_dataset(data, use_labels=G.c_dim > 0, xflip=mirror)
         try:
             results = compute_metrics(names, G, dataset, num_gen=num_gen, seed=seed, truncation_psi=truncation_psi,
-                                      **common)
+                                      compile=compile_, **common)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
     elif halves:

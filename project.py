@@ -26,6 +26,7 @@ from projection.distance import LPIPSError, make_distance
 from projection.projector import ProjectOptions, project
 from projection.target import TargetError, read_target
 from projection.tuning import TuneOptions, save_tuned, tune
+from stylegan2.compiled import COMPILE_HELP
 from stylegan2.construct import NetworkLoadError
 from stylegan2.render import resolve_class, synthesize_uint8
 from toolkit import cli
@@ -59,9 +60,10 @@ VIDEO_FRAMES = 100   # frames kept for --save-video, whatever the number of step
 @click.option("--tune", is_flag=True, help="Pivotal tuning: fine-tune a copy of G around the found code.")
 @click.option("--tune-steps", type=click.IntRange(min=1), default=350, show_default=True)
 @click.option("--tune-lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option("--compile/--no-compile", "compile_", default=None, help=COMPILE_HELP)
 @cli.device_option()
 def main(network, target_path, class_idx, outdir, num_steps, seed, save_video, w_plus, lpips_source,
-         use_inception, transform, tune, tune_steps, tune_lr, device):
+         use_inception, transform, tune, tune_steps, tune_lr, compile_, device):
     """Find the code whose image is closest to the photo TARGET; Ctrl-C keeps the best code so far."""
     model = load_model(network, device=device)
     G = model.generator()
@@ -87,7 +89,7 @@ def main(network, target_path, class_idx, outdir, num_steps, seed, save_video, w
     start = time.perf_counter()
     with tqdm(total=num_steps, unit="step", dynamic_ncols=True) as bar:
         result = project(G, target.tensor, distance, options, class_idx=class_idx, progress=_bar(bar),
-                         record_every=max(1, num_steps // VIDEO_FRAMES) if save_video else 0)
+                         record_every=max(1, num_steps // VIDEO_FRAMES) if save_video else 0, compile=compile_)
     seconds = time.perf_counter() - start
     if result.interrupted:
         click.echo(f"interrupted at step {result.steps}: keeping the best code so far", err=True)
@@ -103,12 +105,13 @@ def main(network, target_path, class_idx, outdir, num_steps, seed, save_video, w
     click.echo(f"distance {result.distance:.4f} after {result.steps} steps in {seconds:.1f} s; "
                f"wrote target.png, proj.png, projected_w.npz{', proj.gif' if save_video else ''} to {out}")
     if tune and not result.interrupted:
-        _tune(G, model, result, distance, target, TuneOptions(num_steps=tune_steps, learning_rate=tune_lr), out)
+        _tune(G, model, result, distance, target, TuneOptions(num_steps=tune_steps, learning_rate=tune_lr), out,
+              compile_)
 
 
-def _tune(G, model, result, distance, target, options: TuneOptions, out: pathlib.Path) -> None:
+def _tune(G, model, result, distance, target, options: TuneOptions, out: pathlib.Path, compile_) -> None:
     with tqdm(total=options.num_steps, unit="step", dynamic_ncols=True, desc="tuning") as bar:
-        tuned = tune(G, result.ws, result.noise, distance, options, progress=_bar(bar))
+        tuned = tune(G, result.ws, result.noise, distance, options, progress=_bar(bar), compile=compile_)
     save_tuned(out / "tuned.safetensors", tuned, model, target.sha256, options)
     pixels = synthesize_uint8(tuned.G, result.ws.unsqueeze(0))[0]
     to_pil(pixels).save(out / "proj_tuned.png")

@@ -2,14 +2,17 @@
 
   python benchmarks/bench_train_phases.py                       # the default model's architecture, batch 16
   python benchmarks/bench_train_phases.py --variants eager,channels-last --repeats 9
+  python benchmarks/bench_train_phases.py --quick               # eager vs compiled, batch 8, 2 pairs (~8 min cold)
 
 One process; the variants' timings of a phase are interleaved (a shared machine slows them alike) and
 the table shows medians. Phases are the loss's own (training/loss.py): G main, G reg (path length,
 half batch), D main, D reg (R1), each forward + backward through `accumulate_gradients` with the default
 model's augmentation (bgc, p = 0.2). 'compiled' wraps G's mapping and synthesis and D in torch.compile;
-phases it cannot run (double backward) say so. The data rows time decoding a batch from a zip of PNGs
-and the augmentation's forward, and give their share of one full step
-(G main + D main + 1/4 G reg + 1/16 D reg, the lazy intervals).
+the regularisation phases need double backward (path length: the gradient of the image w.r.t. w; R1: of
+D's logits w.r.t. the reals), which compiled autograd graphs do not support, so 'compiled' does not run
+them ("n/a (double backward)") and its full-step row uses eager times for them, as a compiled run would.
+The data rows time decoding a batch from a zip of PNGs and the augmentation's forward, and give their
+share of one full step (G main + D main + 1/4 G reg + 1/16 D reg, the lazy intervals).
 """
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ from training.loss import StyleGAN2Loss  # noqa: E402
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 VARIANTS = ("eager", "channels-last", "compiled")
 LAZY_SHARE = {"Gmain": 1, "Dmain": 1, "Greg": 1 / 4, "Dreg": 1 / 16}
+DOUBLE_BACKWARD = {"Greg", "Dreg"}  # phases torch.compile cannot differentiate twice
+NOT_RUN = "n/a (double backward)"
 
 
 def build(variant: str, batch: int):
@@ -95,6 +100,20 @@ def time_data(batch: int, res: int, repeats: int) -> tuple[float, float]:
     return statistics.median(decode), statistics.median(aug)
 
 
+def full_step(medians, variant: str, baseline: str) -> float | None:
+    """A step's seconds: G main + D main + the lazy share of the reg phases; a phase `variant` cannot run
+    (double backward) counts at the baseline's time, as a run using that variant would run it."""
+    total = 0.0
+    for p in PHASES:
+        m = medians[(p, variant)]
+        if m is None and variant == "compiled" and p in DOUBLE_BACKWARD:
+            m = medians[(p, baseline)]
+        if m is None:
+            return None
+        total += m * LAZY_SHARE[p]
+    return total
+
+
 @click.command()
 @click.option("--variants", default=",".join(VARIANTS), show_default=True)
 @click.option("--phases", "phases", default=",".join(PHASES), show_default=True,
@@ -102,8 +121,11 @@ def time_data(batch: int, res: int, repeats: int) -> tuple[float, float]:
 @click.option("--batch", type=int, default=16, show_default=True)
 @click.option("--repeats", type=int, default=5, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True)
-def main(variants, phases, batch, repeats, threads):
+@click.option("--quick", is_flag=True, help="Eager vs compiled only, batch 8, 2 pairs: the compiled column in minutes.")
+def main(variants, phases, batch, repeats, threads, quick):
     torch.set_num_threads(threads)
+    if quick:
+        variants, batch, repeats = "eager,compiled", 8, 2
     variants = [v.strip() for v in variants.split(",")]
     phases = [p.strip() for p in phases.split(",")]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, default model's architecture, batch {batch}")
@@ -111,6 +133,9 @@ def main(variants, phases, batch, repeats, threads):
     times: dict[tuple[str, str], list[float] | str] = {}
     for phase in phases:
         for v in variants:  # warm-up (and compile) outside the timing
+            if v == "compiled" and phase in DOUBLE_BACKWARD:
+                times[(phase, v)] = NOT_RUN
+                continue
             try:
                 t0 = time.perf_counter()
                 run_phase(*setups[v], phase)
@@ -126,23 +151,25 @@ def main(variants, phases, batch, repeats, threads):
                     t0 = time.perf_counter()
                     run_phase(*setups[v], phase)
                     times[(phase, v)].append(time.perf_counter() - t0)
-    print(f"\n{'phase':<8}" + "".join(f"{v + ' ms':>18}" for v in variants) + "".join(
+    print(f"\n{'phase':<8}" + "".join(f"{v + ' ms':>22}" for v in variants) + "".join(
         f"{v + '/eager':>20}" for v in variants[1:]))
     medians = {k: statistics.median(t) if isinstance(t, list) else None for k, t in times.items()}
     for phase in phases:
         row = f"{phase:<8}"
         for v in variants:
-            m = medians[(phase, v)]
-            row += f"{m * 1e3:>18.0f}" if m is not None else f"{'n/a':>18}"
+            m, label = medians[(phase, v)], NOT_RUN if times[(phase, v)] == NOT_RUN else "n/a"
+            row += f"{m * 1e3:>22.0f}" if m is not None else f"{label:>22}"
         for v in variants[1:]:
             m, e = medians[(phase, v)], medians[(phase, variants[0])]
             row += f"{m / e:>19.2f}x" if m is not None and e else f"{'-':>20}"
         print(row)
     if set(phases) != set(PHASES):
         return
-    step = sum(medians[(p, variants[0])] * LAZY_SHARE[p] for p in PHASES)
+    steps = {v: full_step(medians, v, variants[0]) for v in variants}
+    step = steps[variants[0]]
     decode, aug = time_data(batch, setups[variants[0]][0].G.img_resolution, repeats)
-    print(f"\nfull step ({variants[0]}, lazy phases amortised): {step * 1e3:.0f} ms for {batch} images")
+    print(f"\nfull step (lazy phases amortised, {batch} images): " + ", ".join(
+        f"{v} {s * 1e3:.0f} ms ({s / step:.2f}x)" if s else f"{v} n/a" for v, s in steps.items()))
     print(f"data path: decode {decode * 1e3:.1f} ms ({decode / step:.1%} of a step), "
           f"augmentation forward {aug * 1e3:.1f} ms per batch (inside the phases: fakes in G main, fakes and "
           f"reals in D main, so x3 per step: {3 * aug / step:.1%})")

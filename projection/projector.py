@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from stylegan2 import compiled
 from stylegan2.render import class_labels, device_of
 
 ProgressFn = Callable[[int, int, float], None]   # (step, num_steps, distance)
@@ -119,14 +120,31 @@ def noise_regularization(maps) -> torch.Tensor:
     return total
 
 
+def projection_step(G, distance: Callable[[torch.Tensor], torch.Tensor], noise: dict[str, torch.Tensor],
+                    options: ProjectOptions) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """One step's forward, loss and backward: ``ws`` -> (distance, images), both detached; the gradients
+    land on whatever ``ws`` came from and on the noise maps. The unit the compiled path compiles."""
+    maps = list(noise.values())
+
+    def step(ws: torch.Tensor):
+        images = G.synthesis(ws, noise_mode="const")
+        dist = distance(images).sum()
+        loss = dist + options.regularize_noise_weight * noise_regularization(maps) if options.optimize_noise else dist
+        loss.backward()
+        return dist.detach(), images.detach()
+    return step
+
+
 def project(G, target: torch.Tensor, distance: Callable[[torch.Tensor], torch.Tensor],
             options: ProjectOptions | None = None, class_idx=None, progress: ProgressFn | None = None,
-            record_every: int = 0) -> Projection:
+            record_every: int = 0, compile: bool | None = False) -> Projection:
     """Optimise a code for ``target`` ([1, C, H, W] in [-1, 1]); ``distance(images) -> [N]``.
 
     ``G`` is not modified (a copy carries the optimised noise maps).  Ctrl-C stops the search and
     returns the best code so far with ``interrupted=True``.  ``record_every`` > 0 keeps a
     side-by-side (target | current) frame every that many steps, for a progress video.
+    ``compile``: run each step through torch.compile (``stylegan2.compiled.compile_step``; None: the
+    switch, auto by step count). Off by default: the first compiled step waits for the compile (minutes).
     """
     options = options or ProjectOptions()
     G = copy.deepcopy(G).eval().requires_grad_(False)
@@ -150,6 +168,8 @@ def project(G, target: torch.Tensor, distance: Callable[[torch.Tensor], torch.Te
     best = Projection(ws=w_opt.detach().expand(1, G.num_ws, -1)[0].clone(),
                       noise={k: v.detach().clone() for k, v in noise.items()}, distance=math.inf, steps=0)
     target_u8 = _uint8(target)
+    run_step = compiled.compile_step(projection_step(G, distance, noise, options), "the projector's step", compile,
+                                     device, images=options.num_steps * compiled.STEP_RENDERS)
     step = 0
     try:
         for step in range(options.num_steps):
@@ -159,17 +179,13 @@ def project(G, target: torch.Tensor, distance: Callable[[torch.Tensor], torch.Te
                 group["lr"] = learning_rate(t, options)
             w_noise = torch.randn(w_opt.shape, generator=generator).to(device) * noise_scale
             ws = (w_opt + w_noise).expand(1, G.num_ws, -1)
-            images = G.synthesis(ws, noise_mode="const")
-            dist = distance(images).sum()
-            loss = dist + options.regularize_noise_weight * noise_regularization(noise.values()) \
-                if options.optimize_noise else dist
-            if float(dist.detach()) < best.distance:
-                best.ws, best.distance = ws.detach()[0].clone(), float(dist.detach())
+            optimizer.zero_grad(set_to_none=True)
+            dist, images = run_step(ws)
+            if float(dist) < best.distance:
+                best.ws, best.distance = ws.detach()[0].clone(), float(dist)
                 best.noise = {k: v.detach().clone() for k, v in noise.items()}
             if record_every and step % record_every == 0:
-                best.frames.append(np.concatenate([target_u8, _uint8(images.detach())], axis=1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+                best.frames.append(np.concatenate([target_u8, _uint8(images)], axis=1))
             optimizer.step()
             if options.optimize_noise:
                 with torch.no_grad():
@@ -177,7 +193,7 @@ def project(G, target: torch.Tensor, distance: Callable[[torch.Tensor], torch.Te
                         buf -= buf.mean()
                         buf *= buf.square().mean().rsqrt()
             if progress is not None:
-                progress(step + 1, options.num_steps, float(dist.detach()))
+                progress(step + 1, options.num_steps, float(dist))
         step = options.num_steps
     except KeyboardInterrupt:
         best.interrupted = True

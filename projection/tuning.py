@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from projection.projector import ProgressFn, with_noise
+from stylegan2 import compiled
 
 TUNED_KEY = "tuned_from"
 
@@ -44,12 +45,22 @@ class Tuned:
     interrupted: bool = False
 
 
+def tuning_step(G, distance: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One step's forward, loss and backward to G's synthesis weights: ``pivot`` -> the distance, detached."""
+    def step(pivot: torch.Tensor) -> torch.Tensor:
+        loss = distance(G.synthesis(pivot, noise_mode="const")).sum()
+        loss.backward()
+        return loss.detach()
+    return step
+
+
 def tune(G, ws: torch.Tensor, noise: dict[str, torch.Tensor], distance: Callable[[torch.Tensor], torch.Tensor],
-         options: TuneOptions | None = None, progress: ProgressFn | None = None) -> Tuned:
+         options: TuneOptions | None = None, progress: ProgressFn | None = None,
+         compile: bool | None = False) -> Tuned:
     """Fine-tune a copy of G's synthesis so that ``ws`` [num_ws, w_dim] renders closer to the target.
 
     ``noise`` (the projection's maps) is written into the copy and kept fixed. G is not modified;
-    Ctrl-C stops early and keeps the weights reached.
+    Ctrl-C stops early and keeps the weights reached. ``compile`` as in ``projection.projector.project``.
     """
     options = options or TuneOptions()
     G = with_noise(copy.deepcopy(G), noise).eval().requires_grad_(False)
@@ -60,15 +71,16 @@ def tune(G, ws: torch.Tensor, noise: dict[str, torch.Tensor], distance: Callable
     pivot = ws.detach().unsqueeze(0)
     with torch.no_grad():
         before = float(distance(G.synthesis(pivot, noise_mode="const")).sum())
+    run_step = compiled.compile_step(tuning_step(G, distance), "the tuning step", compile, pivot.device,
+                                     images=options.num_steps * compiled.STEP_RENDERS)
     step, interrupted = 0, False
     try:
         for step in range(options.num_steps):
-            loss = distance(G.synthesis(pivot, noise_mode="const")).sum()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = run_step(pivot)
             optimizer.step()
             if progress is not None:
-                progress(step + 1, options.num_steps, float(loss.detach()))
+                progress(step + 1, options.num_steps, float(loss))
         step = options.num_steps
     except KeyboardInterrupt:
         interrupted = True

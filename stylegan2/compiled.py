@@ -3,7 +3,8 @@
 Why: on a CPU the generator's many small ops around each convolution (bias and activation, FIR resampling,
 noise, modulation) cost as much as the convolutions; inductor fuses them (benchmarks/bench_compile.py).
 Training is not compiled: its step measured no gain and R1 / path length need double backward, which
-torch.compile does not support.
+torch.compile does not support. An optimisation loop that renders with gradients (the projector) compiles
+its whole step instead (`compile_step`): forward, loss and backward.
 
 The switch: `compile=True/False/None` where a generator is set up (the CLIs' --compile/--no-compile);
 None reads $AFRO_FASHION_COMPILE (1, 0 or auto; default auto). auto compiles where it helps and can work:
@@ -36,6 +37,7 @@ RENDER_BATCH = 8
 # loading cost more than compiled rendering saves; a w sample costs about 1/MAPPINGS_PER_IMAGE of a render.
 AUTO_MIN_IMAGES = 2000
 MAPPINGS_PER_IMAGE = 1000
+STEP_RENDERS = 3  # a forward + backward step costs about three forwards
 BACKEND = "inductor"
 COMPILE_HELP = (f"Compile the generator for rendering (torch.compile; default: ${COMPILE_ENV} or auto, i.e. on "
                 f"for jobs of {AUTO_MIN_IMAGES:,}+ images where a C++ compiler or Triton is present). The first "
@@ -157,15 +159,50 @@ class CompiledForward:
         elif size != n:
             args = tuple(_pad(a, n, size) for a in args)
             kwargs = {k: _pad(v, n, size) for k, v in kwargs.items()}
-        try:
-            out = fn(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - any compile failure falls back; user errors re-raise below
-            out = self.eager(*args, **kwargs)  # raises the user's own error, if that was one
-            self.failed = True
-            _say(f"compiling the generator's {self.name} failed ({_root_cause(error)}); rendering without compilation")
-            return out[:n]
-        self.ready.add(size)
+        out = _run_or_fall_back(self, fn, args, kwargs, f"the generator's {self.name}", "rendering")
+        if not self.failed:
+            self.ready.add(size)
         return out[:n]
+
+
+def _run_or_fall_back(owner, fn, args, kwargs, what: str, doing: str):
+    """`fn(...)`; if that fails, `owner.eager(...)` (which raises the caller's own error, if it was one), and
+    when the eager call works, the failure was the compiler's: one line says so and `owner` stays eager."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - any compile failure falls back; user errors re-raise below
+        out = owner.eager(*args, **kwargs)
+        owner.failed = True
+        _say(f"compiling {what} failed ({_root_cause(error)}); {doing} without compilation")
+        return out
+
+
+class CompiledStep:
+    """An optimisation step (forward, loss, `backward()`) run through torch.compile, eager after a failure.
+
+    `step` calls `backward()` itself, so a compile failure (of the forward graph, or of the backward graph
+    at the first backward) surfaces inside the call, before any gradient is written: the eager rerun
+    starts from clean gradients.
+    """
+
+    def __init__(self, step, name: str):
+        self.eager, self.name, self.failed = step, name, False
+        self.compiled = torch.compile(step, backend=BACKEND)
+
+    def __call__(self, *args, **kwargs):
+        if self.failed:
+            return self.eager(*args, **kwargs)
+        return _run_or_fall_back(self, self.compiled, args, kwargs, self.name, "optimising")
+
+
+def compile_step(step, name: str, compile: bool | None = None, device: torch.device | str = "cpu",
+                 images: int | None = None):
+    """`step` on the compiled path when the switch says so (`images`: how many renders the job's steps
+    amount to, for auto; a forward and backward step costs about STEP_RENDERS renders), else `step`."""
+    if not compile_wanted(compile, device, images):
+        return step
+    _use_project_cache()
+    return CompiledStep(step, name)
 
 
 def _root_cause(error: BaseException) -> str:
@@ -213,7 +250,7 @@ def compile_generator(G: torch.nn.Module, compile: bool | None = None, images: i
 
 
 def is_compiled(G: torch.nn.Module) -> bool:
-    return any(isinstance(getattr(getattr(G, name), "forward", None), CompiledForward)
+    return any(isinstance(getattr(getattr(G, name, None), "forward", None), CompiledForward)
                for name in ("mapping", "synthesis"))
 
 

@@ -39,6 +39,24 @@ def one_thread():
     torch.use_deterministic_algorithms(False)
 
 
+@pytest.fixture
+def recorded_graphs(monkeypatch):
+    """stylegan2.compiled's backend swapped for one that records dynamo's graphs and runs them as traced:
+    the compiled path's wiring in seconds, without a C++ compile (inductor's numerics: test_compiled.py)."""
+    from stylegan2 import compiled
+
+    if compiled.missing_toolchain("cpu"):
+        pytest.skip(compiled.missing_toolchain("cpu"))
+    graphs = []
+
+    def recording_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    monkeypatch.setattr(compiled, "BACKEND", recording_backend)
+    return graphs
+
+
 def assert_within_one_level(actual, expected, max_share: float = 0.01):
     """Our pixel promise across machines: every level within 1 of the reference, and only a few pixels off.
 

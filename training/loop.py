@@ -150,6 +150,9 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
 
     # ------------------------------------------------------------------ start images
     grid = None
+    # The metrics render their own copy of G_ema: on the compiled path (2k+ fakes, auto) it keeps its graphs
+    # across snapshots, as each snapshot copies the weights in (no recompile); the grids render G_ema eager.
+    metrics_G = None
     if is_main:
         with snapshot.preserved_rng(device):
             grid = make_grid_inputs(G, dataset, labels, opts, device)
@@ -269,8 +272,13 @@ def training_loop(opts: TrainingOptions, run_dir: pathlib.Path, dist: distribute
                         keep=opts.keep)
                     # Metrics come last: a kill during a long FID must not cost the snapshot.
                     metrics_start = time.time()
-                    record["metrics"] = compute_metrics(opts.metrics, G_ema, dataset, feature_net=feature_net,
-                                                        device=device, seed=opts.seed) if feature_net is not None else {}
+                    record["metrics"] = {}
+                    if feature_net is not None:
+                        if metrics_G is None:
+                            metrics_G = copy.deepcopy(G_ema)
+                        metrics_G.load_state_dict(G_ema.state_dict())
+                        record["metrics"] = compute_metrics(opts.metrics, metrics_G, dataset, feature_net=feature_net,
+                                                            device=device, seed=opts.seed)
                     for name, value in record["metrics"].items():
                         log(f"Metric {name} at {cur_nimg / 1000:g} kimg: {value:.4f}")
                     if record["metrics"]:

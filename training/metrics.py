@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from stylegan2.compiled import compile_generator
 from stylegan2.render import to_uint8_tensor
 from toolkit.atomic import atomic_write
 from toolkit.covariance import StreamingCovariance
@@ -392,7 +393,8 @@ def _prefix(stats: FeatureStats, n: int) -> FeatureStats:
 def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module | None = None,
                     num_gen: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu",
                     cache_dir: str | os.PathLike | None = None, progress: bool = True, seed: int = 0,
-                    truncation_psi: float = 1.0, vgg16: torch.nn.Module | None = None) -> dict[str, float]:
+                    truncation_psi: float = 1.0, vgg16: torch.nn.Module | None = None,
+                    compile: bool | None = None) -> dict[str, float]:
     """Metrics of METRICS for generator G against `dataset` (FID/KID: lower is better), by result name.
 
     One run of fakes per feature network (its largest count) serves that network's metrics: smaller
@@ -401,6 +403,9 @@ def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module |
     `load_feature_net()`, `vgg16` (for pr50k3_full) to none; a missing one raises
     FeatureNetworkUnavailable so the caller can skip. `num_gen` overrides every metric's fake count
     (quick looks; not comparable). Precision/recall report `<name>_precision` and `<name>_recall`.
+    `compile`: render the fakes through G's compiled path (`stylegan2.compiled`, in place; None: the
+    switch's auto, by the fake count); its graphs survive weight updates, so a training run's G_ema
+    compiles once for all its snapshots.
     """
     if len(dataset) == 0:
         raise ValueError(f"dataset {getattr(dataset, 'name', '')!r} is empty")
@@ -411,6 +416,7 @@ def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module |
         reals = {max_real: real_feature_stats(dataset, net, max_real, batch_size, device, keep, cache_dir, progress)
                  for max_real in {spec.max_real for spec in specs}}
         counts = [num_gen or spec.num_gen or reals[spec.max_real].count for spec in specs]
+        compile_generator(G, compile, images=max(counts))
         fakes = generated_feature_stats(G, dataset, net, max(counts), batch_size, device,
                                         keep or len(set(counts)) > 1, seed, truncation_psi, progress)
         for name, spec, count in zip(group, specs, counts):
