@@ -654,13 +654,16 @@ class StudioApp:
             for control in (self.psi, self.noise_mode, self.class_idx, *self.attr_pickers):
                 on(control.input, self.on_edit, edit_inputs, full, trigger_mode="always_last")
             on(self.seed.submit, self.on_edit, edit_inputs, full, api_name="edit")
+            # Slider moves skip Gradio's queue: its join/stream round trip was ~40 of the ~105 ms from a move
+            # to the new image in the browser (benchmarks/bench_studio_latency.py); renders stay serialised
+            # by the Studio's lock and "always_last" still drops the moves a render overtook.
             for i, slider in enumerate(self.direction_sliders):
                 on(slider.input, functools.partial(self.on_direction_slider, i), [s, slider], view + [slider],
-                   trigger_mode="always_last", show_progress="hidden")
+                   trigger_mode="always_last", show_progress="hidden", queue=False)
             on(api_btn.click, self.on_set_slider, [s, api_name_box, api_value_box], view, api_name="set_slider")
             for i, slider in enumerate(self.component_sliders):
                 on(slider.input, functools.partial(self.on_component_slider, i), [s, slider], view + [slider],
-                   trigger_mode="always_last", show_progress="hidden")
+                   trigger_mode="always_last", show_progress="hidden", queue=False)
             on(self.component_layers.submit, self.on_component_layers, [s, self.component_layers], view)
             on(reset_btn.click, self.on_reset, [s, self.direction_choice], full, api_name="reset")
             on(reset_all_btn.click, self.on_reset_all, [s], full, api_name="reset_all")
