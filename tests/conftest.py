@@ -1,4 +1,5 @@
 """Shared test fixtures: paths to ../shared and tiny networks built in-process."""
+import contextlib
 import os
 import pathlib
 
@@ -98,6 +99,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(studio, **launch_kwargs):
+    """(demo, url) of `studio` served on a free local port, closed on the way out."""
+    from editor.app import launch
+
+    demo, url = launch(studio, port=free_port(), block=False, **launch_kwargs)
+    try:
+        yield demo, url
+    finally:
+        demo.close()
 
 
 def tiny_generator(res: int = 16, dim: int = 16, c_dim: int = 0, *, seed: int | None = 0, layers: int = 2,

@@ -8,17 +8,15 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from editor.app import launch
-from conftest import free_port, make_studio
+from conftest import make_studio, serving
 from design.recipe import Mix, Recipe
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     studio = make_studio(tmp_path_factory.mktemp("app"))
-    demo, url = launch(studio, port=free_port(), block=False)
-    yield studio, url
-    demo.close()
+    with serving(studio) as (_, url):
+        yield studio, url
 
 
 @pytest.fixture
@@ -170,9 +168,8 @@ def test_concurrent_clients_never_mix_results(served):
 @pytest.fixture(scope="module")
 def portrait_served(tmp_path_factory):
     studio = make_studio(tmp_path_factory.mktemp("portrait"), base_shape=(4, 3))  # 16x12 (HxW)
-    demo, url = launch(studio, port=free_port(), block=False)
-    yield studio, url
-    demo.close()
+    with serving(studio) as (_, url):
+        yield studio, url
 
 
 def test_portrait_studio_browses_edits_mixes_and_exports_unstretched(portrait_served):

@@ -5,19 +5,18 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
-from editor.app import StudioApp, launch
+from editor.app import StudioApp
 from editor.exporting import image_name
 from design.recipe import Recipe, RecipeError
 from stylegan2.render import seed_to_w, synthesize_uint8
-from conftest import free_port, make_attribute_studio
+from conftest import make_attribute_studio, serving
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     studio = make_attribute_studio(tmp_path_factory.mktemp("attrs"))
-    demo, url = launch(studio, port=free_port(), block=False)
-    yield studio, url
-    demo.close()
+    with serving(studio) as (_, url):
+        yield studio, url
 
 
 def pixels(path) -> np.ndarray:

@@ -10,7 +10,7 @@ import pathlib
 
 import pytest
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, serving
 
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -205,11 +205,8 @@ BOXES = ["#design-psi input[type=number]", "#direction-0 input[type=number]", "#
 def test_every_number_box_takes_whatever_is_typed(default_studio, browser):
     from playwright.sync_api import expect
 
-    from editor.app import launch
-
     studio, store = default_studio
-    demo, url = launch(studio, port=free_port(), block=False, store=store)
-    try:
+    with serving(studio, store=store) as (_, url):
         page = browser.new_page(viewport=LAPTOP)
         page.goto(url)
         image = page.locator("#studio-image img")
@@ -236,8 +233,6 @@ def test_every_number_box_takes_whatever_is_typed(default_studio, browser):
             expect(message, f"no message after typing into {selector}").not_to_be_empty(timeout=20_000)
         page.get_by_role("tab", name="Design").click()
         assert image.is_visible() and overlays(page) == 0
-    finally:
-        demo.close()
 
 
 def test_a_portrait_network_is_shown_unstretched(browser, tmp_path):
@@ -245,12 +240,10 @@ def test_a_portrait_network_is_shown_unstretched(browser, tmp_path):
     pixels, drawn with object-fit contain (letterboxed, never stretched or cropped); a screenshot of each."""
     from playwright.sync_api import expect
 
-    from editor.app import launch
     from conftest import make_studio
 
     studio = make_studio(tmp_path, resolution=32, base_shape=(4, 3))
-    demo, url = launch(studio, port=free_port(), block=False)
-    try:
+    with serving(studio) as (_, url):
         page = browser.new_page(viewport=LAPTOP)
         page.goto(url)
         image = page.locator("#studio-image img")
@@ -266,5 +259,3 @@ def test_a_portrait_network_is_shown_unstretched(browser, tmp_path):
         assert tile.evaluate(fit) == [24, 32, "contain"]
         page.screenshot(path=str(tmp_path / "portrait-browse.png"))
         assert overlays(page) == 0
-    finally:
-        demo.close()

@@ -13,11 +13,11 @@ import requests
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from conftest import free_port
+from conftest import serving
 
 import editor.__main__ as studio_cli
 import design.recipe as recipe_module
-from editor.app import launch, parse_strengths
+from editor.app import parse_strengths
 from editor.exporting import export_batch
 from design.recipe import MAX_UPLOAD_BYTES, RecipeError, read_recipe_upload
 from editor.session import Session
@@ -95,13 +95,10 @@ def test_upload_size_is_checked_before_anything_is_read(tmp_path):
 
 
 def test_gradio_gets_an_upload_limit_and_cleans_its_cache(studio):
-    demo, url = launch(studio, port=free_port(), block=False)
-    try:
+    with serving(studio) as (demo, url):
         assert demo.max_file_size == MAX_UPLOAD_BYTES
         frequency, age = demo.delete_cache
         assert 0 < frequency <= 3600 and 0 < age <= 3600
-    finally:
-        demo.close()
 
 
 # ----------------------------------------------------------------------------- point 10: caps
@@ -203,10 +200,7 @@ def test_login_guessing_is_throttled(monkeypatch):
 
 
 def test_gradio_awaits_the_throttled_login(studio):
-    demo, url = launch(studio, port=free_port(), block=False, auth=studio_cli.throttled_login("stylist", "right"))
-    try:
+    with serving(studio, auth=studio_cli.throttled_login("stylist", "right")) as (_, url):
         wrong = requests.post(f"{url}login", data={"username": "stylist", "password": "nope"}, timeout=30)
         right = requests.post(f"{url}login", data={"username": "stylist", "password": "right"}, timeout=30)
         assert wrong.status_code >= 400 and right.status_code == 200
-    finally:
-        demo.close()
