@@ -118,10 +118,12 @@ def export_batch(studio: Studio, recipe: Recipe, seeds: list[int] | None, streng
     studio.check(recipe)
     chosen = [d for d in studio.directions if d.name in recipe.sliders] or studio.directions
     latent = recipe.latent if seeds is None else None
-    seeds = [] if latent else [recipe.seed] if seeds is None else seeds
-    images = len(chosen) * max(len(seeds), 1) * len(strengths)
+    if seeds is None:
+        seeds = [] if latent else [recipe.seed]
+    rows = 1 if latent else len(seeds)
+    images = len(chosen) * rows * len(strengths)
     if images > MAX_BATCH_IMAGES:
-        raise RecipeError(f"This batch asks for {images} images ({len(chosen)} directions × {len(seeds)} seeds × "
+        raise RecipeError(f"This batch asks for {images} images ({len(chosen)} directions × {rows} seeds × "
                           f"{len(strengths)} strengths); one batch makes at most {MAX_BATCH_IMAGES}: "
                           "use fewer seeds or strengths, or move only the sliders you want exported.")
     directions_file = dataclasses.replace(studio.directions_file, directions=chosen)
