@@ -20,7 +20,7 @@ from PIL import Image
 
 from design.model import Base, Design, Latents, base_ws, design_ws, label_key
 from design.recipe import Recipe, edit_to_recipe, read_recipe, save_png_with_recipe
-from ganspace.contact_sheet import contact_sheet, fit_cell
+from ganspace.contact_sheet import SHEET_PNG_LEVEL, contact_sheet, fit_cell
 from ganspace.directions import Direction, DirectionsFile, load_directions, slug
 from ganspace.layers import format_layers
 from stylegan2.render import synthesize_uint8
@@ -164,7 +164,7 @@ def _direction_summaries(direction, rows, strengths, out_dir, class_idx, gif, ma
              f"sigma {direction.sigma:.3g}, columns in sigma" + (f"  ({direction.sign})" if direction.sign else ""))
     labels = [f"seed {b.seed}" if b.latent is None else f"photo {b.latent[:8]}" for b in rows]
     sheet = contact_sheet(cells, title, labels, [f"{s:+.2f}" for s in strengths], max_cell)
-    _atomic_image_save(sheet, out_dir / f"sheet_{slug(direction.name)}.png")
+    _atomic_image_save(sheet, out_dir / f"sheet_{slug(direction.name)}.png", compress_level=SHEET_PNG_LEVEL)
     if gif:
         order = sorted(range(len(strengths)), key=lambda j: strengths[j])
         order = order + order[-2:0:-1]   # ping-pong sweep

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import math
 import pathlib
-from typing import Callable, Optional, Sequence
+from collections import deque
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
 from design.model import Base, Design, base_ws, design_ws, seed_bases
 from ganspace.components import Components
-from ganspace.contact_sheet import contact_sheet
+from ganspace.contact_sheet import SHEET_PNG_LEVEL, contact_sheet
 from ganspace.edits import Edit
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups
 from stylegan2.compiled import RENDER_BATCH
@@ -30,17 +31,47 @@ def sweep_edit(comps: Components, index: int, layers: tuple[int, int], strength:
 
 
 def render_sweep(G, bases: Sequence[Base], edits: Sequence[Edit], batch_size: int = RENDER_BATCH) -> np.ndarray:
-    """Images [len(bases), len(edits), H, W, C]: every base under every single edit (`design_ws`).
+    """Images [len(bases), len(edits), H, W, C]: every base under every single edit (`design_ws`)."""
+    return next(render_sweeps(G, bases, [edits], batch_size))
 
-    Batches are near-equal (35 codes in 12, 12, 11, not 16, 16, 3), so a compiled G pads the last one
-    instead of compiling another shape.
+
+def render_sweeps(G, bases: Sequence[Base], sweeps: Iterable[Sequence[Edit]],
+                  batch_size: int = RENDER_BATCH) -> Iterator[np.ndarray]:
+    """For each list of edits in `sweeps`, its `render_sweep` images, yielded as soon as they are rendered.
+
+    Consecutive sweeps share batches, so every batch is full but the last two, which split what is left
+    near-equally (35 codes: 8, 8, 8, 6, 5; never a lone 3): a compiled G pads them up to its graph for
+    `batch_size` instead of compiling another shape. At most one sweep's images wait in memory.
     """
     unedited = {base: base_ws(G, base) for base in bases}
-    codes = torch.cat([design_ws(G, Design(base, edits=(edit,)), unedited.__getitem__)
-                       for edit in edits for base in bases])                  # edit-major order
-    step = math.ceil(len(codes) / math.ceil(len(codes) / batch_size))
-    images = np.concatenate([synthesize_uint8(G, codes[i:i + step]) for i in range(0, len(codes), step)])
-    return images.reshape(len(edits), len(bases), *images.shape[1:]).swapaxes(0, 1)
+    codes: list[torch.Tensor] = []     # W+ codes not rendered yet, one by one
+    rendered: list[np.ndarray] = []    # batches of images not handed out yet
+    waiting: deque[int] = deque()      # len(edits) of each sweep not handed out yet
+    queued = iter(sweeps)
+    while True:
+        edits = next(queued, None)
+        if edits is not None:
+            waiting.append(len(edits))
+            codes += [design_ws(G, Design(base, edits=(edit,)), unedited.__getitem__)
+                      for edit in edits for base in bases]                    # edit-major order
+        sizes = [batch_size] * (len(codes) // batch_size - 1) if edits is not None else \
+            _near_equal(len(codes), batch_size)
+        for size in sizes:
+            rendered.append(synthesize_uint8(G, torch.cat(codes[:size])))
+            del codes[:size]
+        while waiting and sum(map(len, rendered)) >= waiting[0] * len(bases):
+            count = waiting.popleft() * len(bases)
+            images = np.concatenate(rendered)
+            rendered = [images[count:]]
+            yield images[:count].reshape(-1, len(bases), *images.shape[1:]).swapaxes(0, 1)
+        if edits is None:
+            return
+
+
+def _near_equal(count: int, batch_size: int) -> list[int]:
+    """`count` split into the fewest batches of at most `batch_size`, as equal as can be."""
+    parts = math.ceil(count / batch_size)
+    return [count // parts + (k < count % parts) for k in range(parts)]
 
 
 def component_sheets(G, comps: Components, out_dir, num_components: int = 10, seeds: Sequence[int] = range(5),
@@ -64,19 +95,18 @@ def component_sheets(G, comps: Components, out_dir, num_components: int = 10, se
     col_labels = [f"{s:+.1f}" for s in strengths]
     if centre == "mean":
         col_labels = [f"={s:+.1f}" for s in strengths]
-    written, total = [], num_components * len(groups)
-    for index in range(num_components):
-        for group in groups:
-            layers = all_groups[group]
-            edits = [sweep_edit(comps, index, layers, float(s), centre) for s in strengths]
-            cells = render_sweep(G, bases, edits, batch_size)
-            title = (f"component {index} | layers {format_layers(layers)} ({group}) | "
-                     f"{comps.score_label(index) or 'no score'} | sigma {comps.stdev[index]:.3g} | "
-                     f"columns in sigma, centred on {centre}")
-            sheet = contact_sheet(cells, title, [f"seed {s}" for s in seeds], col_labels, max_cell)
-            path = out_dir / f"comp{index:03d}_{group}.png"
-            sheet.save(path)
-            written.append(path)
-            if progress:
-                progress((len(written), total))
+    sweeps = [(index, group) for index in range(num_components) for group in groups]
+    edit_lists = ([sweep_edit(comps, index, all_groups[group], float(s), centre) for s in strengths]
+                  for index, group in sweeps)
+    written = []
+    for (index, group), cells in zip(sweeps, render_sweeps(G, bases, edit_lists, batch_size)):
+        title = (f"component {index} | layers {format_layers(all_groups[group])} ({group}) | "
+                 f"{comps.score_label(index) or 'no score'} | sigma {comps.stdev[index]:.3g} | "
+                 f"columns in sigma, centred on {centre}")
+        sheet = contact_sheet(cells, title, [f"seed {s}" for s in seeds], col_labels, max_cell)
+        path = out_dir / f"comp{index:03d}_{group}.png"
+        sheet.save(path, compress_level=SHEET_PNG_LEVEL)
+        written.append(path)
+        if progress:
+            progress((len(written), len(sweeps)))
     return written

@@ -20,7 +20,7 @@ from ganspace.hints import (STATISTICS, agreement, image_stats, mean_changes, me
 from design.model import Base, seed_bases
 from design.recipe import edits_from_recipe, read_recipe
 from stylegan2.render import seed_to_w, synthesize_uint8
-from ganspace.sheets import component_sheets, render_sweep, sweep_edit
+from ganspace.sheets import component_sheets, render_sweep, render_sweeps, sweep_edit
 from fashion_models import load_model
 from stylegan2.checkpoint import save_checkpoint
 
@@ -101,6 +101,23 @@ def test_sweep_columns_and_sheets(G, comps, tmp_path):
     assert sorted(p.name for p in paths) == sorted(f"comp000_{g}.png" for g in ("all", "coarse", "middle", "fine"))
     width, height = Image.open(paths[0]).size
     assert width >= 3 * 16 and height >= 2 * 16
+
+
+def test_sweeps_share_full_batches_and_match_one_image_at_a_time(G, comps, monkeypatch):
+    bases = [Base(0, 0.7), Base(1, 0.7), Base(2, 0.7)]
+    sweeps = [[sweep_edit(comps, index, (0, 5), s, "sample") for s in (-2.0, 0.0, 2.0)] for index in range(3)]
+    sizes = []
+    synthesis = G.synthesis.forward
+    monkeypatch.setattr(G.synthesis, "forward", lambda ws, **kw: sizes.append(len(ws)) or synthesis(ws, **kw))
+    streamed = list(render_sweeps(G, bases, sweeps, batch_size=4))
+    monkeypatch.undo()
+    assert sizes == [4, 4, 4, 4, 4, 4, 3]      # 27 codes: full batches across sweeps, the rest split 4 + 3
+    assert [images.shape for images in streamed] == [(3, 3, 16, 16, 3)] * 3
+    for images, edits in zip(streamed, sweeps):                     # reference: one code per render
+        for i, base in enumerate(bases):
+            for j, edit in enumerate(edits):
+                alone = synthesize_uint8(G, apply_edits(seed_to_w(G, base.seed, 0.7), [edit]))[0]
+                assert np.abs(images[i, j].astype(int) - alone.astype(int)).max() <= 1
 
 
 def test_image_statistics_on_a_hand_made_image():
