@@ -36,6 +36,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_generator import CONFIGS, build  # noqa: E402
 
 from stylegan2 import compiled  # noqa: E402
+from toolkit import memory  # noqa: E402
 from fashion_models import load_model  # noqa: E402
 
 CASES = ("g64-b1", "g64-b8", "g256-b1", "map64-10k", "sheets", "metrics", "project-step", "tune-step", "start")
@@ -236,16 +237,20 @@ def start_child_run() -> None:
 @click.option("--repeats", type=int, default=7, show_default=True, help="Interleaved eager/compiled pairs per case.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--cold", is_flag=True, help="Compile into an empty cache (what a first start pays).")
+@click.option("--keep-freed-memory/--glibc-default", default=True, show_default=True,
+              help="Run as the CLIs do (toolkit/memory.py), or with glibc's own handling of freed memory.")
 @click.option("--start-child", is_flag=True, hidden=True)
-def main(cases, repeats, threads, cold, start_child):
+def main(cases, repeats, threads, cold, keep_freed_memory, start_child):
     torch.set_num_threads(threads)
+    if keep_freed_memory:
+        memory.keep_freed_memory()
     if start_child:
         return start_child_run()
     if cold:
         import os
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-inductor-")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cache "
-          f"{'cold' if cold else compiled.cache_dir()}")
+          f"{'cold' if cold else compiled.cache_dir()}, freed memory {'kept' if keep_freed_memory else 'glibc default'}")
     print(f"{'case':<12}{'eager ms':>11}{'compiled ms':>13}{'compiled/eager':>16}{'first call s':>14}{'spread':>8}")
     makers = {
         "g64-b1": (default_G, lambda G: forward_case(G, 1)),

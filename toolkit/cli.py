@@ -9,6 +9,7 @@ import re
 
 import click
 
+from toolkit.memory import keep_freed_memory
 from toolkit.parsing import parse_seed_list
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -31,6 +32,7 @@ class Command(click.Command):
         super().__init__(*args, **kwargs)
 
     def invoke(self, ctx):
+        keep_freed_memory()  # a command renders or trains: see toolkit/memory.py
         try:
             return super().invoke(ctx)
         except UserError as error:
