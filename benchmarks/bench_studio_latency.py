@@ -5,6 +5,11 @@ one move at a time) and times, inside the page, from the slider's input event to
 design image shows the new picture. Prints the median and the worst move.
 
     python benchmarks/bench_studio_latency.py [--network default] [--moves 30] [--slider 0] [--viewport 1280x800]
+    python benchmarks/bench_studio_latency.py --network paper256-random   # a 256 px paper256 generator
+
+`paper256-random` builds, in a temporary folder, a paper256-sized generator (256 px, channel base 16384,
+8 mapping layers) with random weights, fits its PCA and writes a directions file from it with the
+ganspace CLIs: a render costs the same whatever the weights, so this times the studio at 256 px.
 
 The moves start once the studio's background compile is done (it says how long that took), so they time
 the compiled path, as a user sees it after the first start's warm-up.
@@ -45,6 +50,34 @@ MOVE = """async ([selector, value]) => {
 }"""
 
 
+PAPER256_RANDOM = "paper256-random"
+
+
+def random_paper256_model() -> str:
+    """network.safetensors with components.npz and directions.yaml beside it (the studio's sliders)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_generator import CONFIGS, build
+    from stylegan2.checkpoint import save_checkpoint
+    folder = tempfile.mkdtemp(prefix="afro-bench-paper256-")
+    network = os.path.join(folder, "network.safetensors")
+    torch.manual_seed(0)
+    G, _ = build(CONFIGS["paper256"]["res"], CONFIGS["paper256"]["fmaps"], "cpu")
+    save_checkpoint(network, G_ema=G, meta={"kimg": 0})
+    components = os.path.join(folder, "components.npz")
+    ganspace = [sys.executable, "-m", "ganspace"]
+    subprocess.run([*ganspace, "fit", "--network", network, "--out", components, "--samples", "20000",
+                    "--components", "8"], check=True)
+    with open(os.path.join(folder, "directions.yaml"), "w") as f:
+        subprocess.run([*ganspace, "template", "--network", network, "--components", components, "--num", "8"],
+                       check=True, stdout=f)
+    return network
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -55,18 +88,24 @@ def free_port() -> int:
 @click.option("--moves", default=30, show_default=True)
 @click.option("--slider", default=0, show_default=True, help="Index of the labelled slider to move.")
 @click.option("--viewport", default="1280x800", show_default=True)
-@click.option("--network", default=None, help="A network with sliders (path or short name); default: the bundled one.")
+@click.option("--network", default=None, help=f"A network with sliders (path or short name), or {PAPER256_RANDOM}; "
+              "default: the bundled one.")
 def main(moves, slider, viewport, network):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("AFRO_FASHION_DATA", tempfile.mkdtemp(prefix="afro-bench-data-"))
     from playwright.sync_api import sync_playwright
+    try:  # as `python -m editor` runs (an older tree has no such module)
+        from toolkit.memory import keep_freed_memory
+        keep_freed_memory()
+    except ImportError:
+        pass
 
     from editor import app
     from editor.network import load_studio_network
     from editor.studio import Studio
 
-    loaded = load_studio_network(network)
+    loaded = load_studio_network(random_paper256_model() if network == PAPER256_RANDOM else network)
     studio = Studio(loaded, loaded.directions_path, loaded.components_path)
     started = time.perf_counter()
     while getattr(studio, "warming_up", False) and time.perf_counter() - started < 900:  # older trees: no such property
@@ -97,7 +136,7 @@ def main(moves, slider, viewport, network):
     missed = sum(t < 0 for t in times)
     ok = [t for t in times if t >= 0]
     print(f"| slider {direction.name!r}, {len(ok)} moves | median {statistics.median(ok):.0f} ms | "
-          f"worst {max(ok):.0f} ms | best {min(ok):.0f} ms | no new image: {missed} |")
+          f"worst {max(ok):.0f} ms (move {times.index(max(ok)) + 1}) | best {min(ok):.0f} ms | no new image: {missed} |")
 
 
 if __name__ == "__main__":
