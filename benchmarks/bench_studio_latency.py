@@ -11,7 +11,7 @@ design image shows the new picture. Prints the median and the worst move.
 8 mapping layers) with random weights, fits its PCA and writes a directions file from it with the
 ganspace CLIs: a render costs the same whatever the weights, so this times the studio at 256 px.
 
-The moves start once the studio's background compile is done (it says how long that took), so they time
+The moves start once the studio's background compile is done, every batch size (it says how long that took), so they time
 the compiled path, as a user sees it after the first start's warm-up.
 
 Run it from any checkout: it only uses `editor.app.launch` and the Studio constructor, so the same
@@ -24,6 +24,7 @@ import os
 import socket
 import statistics
 import tempfile
+import threading
 import time
 
 import click
@@ -108,7 +109,9 @@ def main(moves, slider, viewport, network):
     loaded = load_studio_network(random_paper256_model() if network == PAPER256_RANDOM else network)
     studio = Studio(loaded, loaded.directions_path, loaded.components_path)
     started = time.perf_counter()
-    while getattr(studio, "warming_up", False) and time.perf_counter() - started < 900:  # older trees: no such property
+    def warming_up():  # the whole warm-up, every size (`Studio.warming_up` clears after the first graph)
+        return any(t.name == "compile-warm-up" and t.is_alive() for t in threading.enumerate())
+    while warming_up() and time.perf_counter() - started < 900:
         time.sleep(0.5)
     print(f"compiled warm-up: waited {time.perf_counter() - started:.0f} s", flush=True)
     kwargs = {}
