@@ -48,9 +48,9 @@ def child(case: str, keep: bool, threads: int) -> dict:
 
 def _prepare(case: str):
     import torch
-    from fashion_models import load_model
+    from bench_compile import default_G
     if case == "g64-b8":
-        G = load_model("default").G_ema.eval().requires_grad_(False)
+        G = default_G()
         ws = G.mapping(torch.randn(8, G.z_dim), torch.eye(G.c_dim)[torch.arange(8) % G.c_dim], truncation_psi=0.7)
 
         def render():
@@ -61,7 +61,7 @@ def _prepare(case: str):
     if case == "sheets":
         from ganspace.components import load_components
         from ganspace.sheets import component_sheets
-        G = load_model("default").G_ema.eval().requires_grad_(False)
+        G = default_G()
         comps = load_components(ROOT / "models" / "default" / "components.npz")
         out = tempfile.mkdtemp(prefix="bench-malloc-")
 

@@ -59,16 +59,12 @@ def random_paper256_model() -> str:
     import subprocess
     import sys
 
-    import torch
-
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_generator import CONFIGS, build
+    from bench_compile import paper256_G
     from stylegan2.checkpoint import save_checkpoint
     folder = tempfile.mkdtemp(prefix="afro-bench-paper256-")
     network = os.path.join(folder, "network.safetensors")
-    torch.manual_seed(0)
-    G, _ = build(CONFIGS["paper256"]["res"], CONFIGS["paper256"]["fmaps"], "cpu")
-    save_checkpoint(network, G_ema=G, meta={"kimg": 0})
+    save_checkpoint(network, G_ema=paper256_G(), meta={"kimg": 0})
     components = os.path.join(folder, "components.npz")
     ganspace = [sys.executable, "-m", "ganspace"]
     subprocess.run([*ganspace, "fit", "--network", network, "--out", components, "--samples", "20000",

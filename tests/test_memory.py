@@ -50,8 +50,11 @@ def test_a_users_own_malloc_setting_wins():
 
 
 def test_it_applies_once(monkeypatch):
-    monkeypatch.setattr(memory, "_done", [])
     calls = []
     monkeypatch.setattr(memory, "_apply", lambda: calls.append(1) or True)
-    assert memory.keep_freed_memory() and memory.keep_freed_memory()
+    memory.keep_freed_memory.cache_clear()
+    try:
+        assert memory.keep_freed_memory() and memory.keep_freed_memory()
+    finally:
+        memory.keep_freed_memory.cache_clear()
     assert calls == [1]

@@ -2,31 +2,29 @@
 
 glibc hands every freed block above its mmap threshold (at most 32 MB, adjusted as the program runs) back to
 the kernel, so each eager forward's large temporaries are mapped and zeroed afresh. Measured on the 2-core
-development VM (`benchmarks/bench_compile.py --cases malloc`, and `ganspace sheets` for the default model's
-48 sheets: 11-14 s of its 26-29 s were system time, 0.5 s after this, wall 18-19 s, peak memory +4%).
+development VM (`benchmarks/bench_malloc.py`; `ganspace sheets` for the default model's 48 sheets: 11-14 s
+of its 26-29 s were system time, 0.5 s after this, wall 18-19 s, peak memory +4%).
 This is what PyTorch's CPU tuning guide gets from jemalloc or tcmalloc, without a new dependency.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3   # glibc's <malloc.h>
 KEEP = 2 ** 31 - 1                            # bytes: the largest value mallopt takes (an int)
-_done: list[bool] = []
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed blocks for reuse (once per process); True when that took effect.
 
     A no-op (False) off Linux, with another C library, or when the user set glibc's malloc tunables
     (MALLOC_*_ or GLIBC_TUNABLES): their choice wins.
     """
-    if _done:
-        return _done[0]
-    _done.append(_apply())
-    return _done[0]
+    return _apply()
 
 
 def _apply() -> bool:
