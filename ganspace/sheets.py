@@ -47,25 +47,23 @@ def render_sweeps(G, bases: Sequence[Base], sweeps: Iterable[Sequence[Edit]],
     codes: list[torch.Tensor] = []     # W+ codes not rendered yet, one by one
     rendered: list[np.ndarray] = []    # batches of images not handed out yet
     waiting: deque[int] = deque()      # len(edits) of each sweep not handed out yet
-    queued = iter(sweeps)
-    while True:
-        edits = next(queued, None)
-        if edits is not None:
-            waiting.append(len(edits))
-            codes += [design_ws(G, Design(base, edits=(edit,)), unedited.__getitem__)
-                      for edit in edits for base in bases]                    # edit-major order
-        sizes = [batch_size] * (len(codes) // batch_size - 1) if edits is not None else \
-            _near_equal(len(codes), batch_size)
+
+    def render(sizes):  # these batches, then every sweep whose images are all there
         for size in sizes:
             rendered.append(synthesize_uint8(G, torch.cat(codes[:size])))
             del codes[:size]
         while waiting and sum(map(len, rendered)) >= waiting[0] * len(bases):
             count = waiting.popleft() * len(bases)
             images = np.concatenate(rendered)
-            rendered = [images[count:]]
+            rendered[:] = [images[count:]]
             yield images[:count].reshape(-1, len(bases), *images.shape[1:]).swapaxes(0, 1)
-        if edits is None:
-            return
+
+    for edits in sweeps:
+        waiting.append(len(edits))
+        codes += [design_ws(G, Design(base, edits=(edit,)), unedited.__getitem__)
+                  for edit in edits for base in bases]                        # edit-major order
+        yield from render([batch_size] * (len(codes) // batch_size - 1))   # keep at least a batch back
+    yield from render(_near_equal(len(codes), batch_size))
 
 
 def _near_equal(count: int, batch_size: int) -> list[int]:
