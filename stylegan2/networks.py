@@ -184,28 +184,28 @@ class MappingNetwork(nn.Module):
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None = None,
                      up: int = 1, down: int = 1, padding: int = 0, resample_filter: torch.Tensor | None = None,
-                     demodulate: bool = True, flip_weight: bool = True, fused_modconv: bool = True) -> torch.Tensor:
+                     demodulate: bool = True, flip_weight: bool = True,
+                     fused_modconv: bool | None = True) -> torch.Tensor:
     """Convolution whose weights are scaled per sample by `styles` and then demodulated (StyleGAN2 Eq. 1-3).
 
     fused_modconv=True builds one weight per sample and runs a grouped conv (fast for inference);
-    False scales activations before and after a shared conv (better for training with big batches).
-    Both compute the same function.
+    False scales activations before and after a shared conv (better for training with big batches);
+    None picks the side with fewer numbers to scale (`fuse_is_cheaper`). All compute the same function.
     """
     batch = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
+    if fused_modconv is None:
+        fused_modconv = fuse_is_cheaper(weight.shape, x.shape, up=up, down=down)
     if x.dtype == torch.float16 and demodulate:
         # Pre-normalise so that fp16 intermediate values cannot overflow; demodulation cancels the scale.
         weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-    w = None
-    dcoefs = None
-    if demodulate or fused_modconv:
-        w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)  # [N, O, I, k, k]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
-
     if not fused_modconv:
+        if demodulate:
+            # sum over i, k of (weight[o, i, k] * s[n, i])^2 without building the per-sample weights
+            dtype = torch.promote_types(styles.dtype, weight.dtype)
+            dcoefs = (styles.to(dtype).square() @ weight.to(dtype).square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
         x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
                             flip_weight=flip_weight)
@@ -215,8 +215,9 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
             x = x + noise.to(x.dtype)
         return x
 
+    w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)  # [N, O, I, k, k]
     if demodulate:
-        w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
+        w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(batch, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_ch, kh, kw)
     x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
@@ -225,6 +226,20 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x
+
+
+def fuse_is_cheaper(weight_shape, x_shape, up: int = 1, down: int = 1) -> bool:
+    """Whether one sample's modulated weight [O, I, k, k] has fewer numbers than the activations that
+    scaling instead would touch (the input [I, H, W] and the output [O, H*up/down, W*up/down]).
+
+    Why: at a generator's coarse layers (512 channels, 4-32 px) a per-sample weight is millions of numbers
+    and its activations thousands; at the fine layers it is the other way round. Compiled, the activation
+    scaling fuses into the neighbouring ops and costs almost nothing (benchmarks/bench_compile.py).
+    """
+    out_ch, in_ch, kh, kw = weight_shape
+    height, width = x_shape[-2:]
+    out_pixels = (height * up // down) * (width * up // down)
+    return out_ch * in_ch * kh * kw < in_ch * height * width + out_ch * out_pixels
 
 
 class SynthesisLayer(nn.Module):
@@ -247,8 +262,8 @@ class SynthesisLayer(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused_modconv: bool = True,
-                gain: float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
+                fused_modconv: bool | None = True, gain: float = 1.0) -> torch.Tensor:
         if noise_mode not in ("random", "const", "none"):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
         styles = self.affine(w)
@@ -276,7 +291,7 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool | None = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
@@ -321,11 +336,17 @@ class SynthesisBlock(nn.Module):
         w_iter = iter(ws.unbind(dim=1))
         dtype = _block_dtype(self.use_fp16, force_fp32, ws.device)
         if fused_modconv is None:
-            # Per-sample weights in one grouped conv win for inference on CUDA and for single images;
-            # on CPU a grouped conv over a batch is ~2x slower than one shared conv (benchmarks/bench_generator.py),
-            # and scaling activations is cheaper to differentiate in training.
+            # Per-sample weights in one grouped conv win for inference on CUDA; on a CPU a grouped conv over
+            # a batch is ~2x slower than one shared conv (benchmarks/bench_generator.py), and one image takes
+            # each layer's cheaper side (`fuse_is_cheaper`; compiled paper256, batch 1: 0.88x of all-fused).
+            # Scaling activations is cheaper to differentiate in training.
             single = ws.shape[0] == 1
-            fused_modconv = (not self.training) and (single or (dtype == torch.float32 and ws.device.type == "cuda"))
+            if self.training:
+                fused_modconv = False
+            elif ws.device.type == "cuda":
+                fused_modconv = single or dtype == torch.float32
+            else:  # a CPU renders one image with each layer's cheaper side, a batch with shared convs
+                fused_modconv = None if single else False
         layer_kwargs = dict(noise_mode=noise_mode, fused_modconv=fused_modconv)
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from stylegan2 import networks
 from stylegan2.networks import Discriminator, Generator, MinibatchStdLayer
 from conftest import OFFICIAL, require, tiny_generator
 
@@ -369,6 +370,53 @@ def test_fused_and_unfused_modconv_agree_in_float64():
         fused = G.synthesis(ws.float(), noise_mode="const", fused_modconv=True)
         split = G.synthesis(ws.float(), noise_mode="const", fused_modconv=False)
     torch.testing.assert_close(fused, split, rtol=1e-5, atol=1e-5)
+
+
+def test_modconv_picks_the_side_with_fewer_numbers_and_every_choice_agrees():
+    from stylegan2.networks import fuse_is_cheaper
+    assert not fuse_is_cheaper((512, 512, 3, 3), (1, 512, 4, 4))            # 2.4M weights vs 16k activations
+    assert fuse_is_cheaper((64, 64, 3, 3), (1, 64, 256, 256))               # 37k weights vs 8.4M
+    assert not fuse_is_cheaper((64, 128, 3, 3), (1, 128, 8, 8), up=2)       # 73,728 vs 8,192 + 16,384
+    assert fuse_is_cheaper((4, 8, 3, 3), (1, 8, 16, 16), up=2)              # 288 vs 2,048 + 4,096
+    # 32 channels at 4-8 px (split is cheaper), 16-8 at 16-32 px (fused): auto mixes both in one render
+    G = tiny_G(res=32, channel_base=256, channel_max=32)
+    ws = G.mapping(torch.randn(1, 16), None)
+    choices = []  # per modulated conv: True when it convolved with a per-sample weight (fused)
+    parameters = {p.data_ptr() for p in G.parameters()}
+    original = networks.conv2d_resample
+
+    def spy(x, w, *args, **kwargs):
+        choices.append(w.data_ptr() not in parameters)
+        return original(x, w, *args, **kwargs)
+    with torch.no_grad():
+        fused = G.synthesis(ws, noise_mode="const", fused_modconv=True)
+        split = G.synthesis(ws, noise_mode="const", fused_modconv=False)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(networks, "conv2d_resample", spy)
+            auto = G.synthesis(ws, noise_mode="const")                      # one image on a CPU: per layer
+    layers = [m for m in G.synthesis.modules() if hasattr(m, "affine")]
+    assert len(choices) == len(layers) and True in choices and False in choices
+    # blocks compute in float32 (their dtype), so float32 rounding; the float64 check of each side is below
+    torch.testing.assert_close(auto, fused, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(split, fused, rtol=1e-5, atol=1e-5)
+
+
+def test_split_modconv_gradients_match_the_per_sample_weights_in_float64():
+    """Split demodulation never builds the per-sample weights; its gradients are those of Eq. 3 as written."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    styles = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
+    out = networks.modulated_conv2d(x, weight, styles, padding=1, fused_modconv=False)
+    w = weight.unsqueeze(0) * styles.reshape(2, 1, 5, 1, 1)                   # the paper's w' (Eq. 1)
+    w = w / (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).sqrt()       # w'' (Eq. 3)
+    naive = torch.stack([torch.nn.functional.conv2d(x[n:n + 1], w[n], padding=1)[0] for n in range(2)])
+    torch.testing.assert_close(out, naive, rtol=1e-12, atol=1e-12)
+    probe = torch.randn_like(out)
+    grads = torch.autograd.grad((out * probe).sum(), (x, weight, styles))
+    naive_grads = torch.autograd.grad((naive * probe).sum(), (x, weight, styles))
+    for got, want in zip(grads, naive_grads):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_fp16_blocks_fall_back_to_fp32_off_cuda_and_under_force_fp32():
