@@ -19,6 +19,7 @@ import tempfile
 
 import gradio as gr
 
+from editor.design_image import DesignImage, InlinePicture
 from editor.exporting import export_batch, export_favourites, export_image, image_name
 from design.recipe import (MAX_UPLOAD_BYTES, NOISE_MODES, Recipe, RecipeError, is_latent_file, parse_number,
                            parse_seed, read_recipe_upload)
@@ -214,6 +215,16 @@ class StudioApp:
                 return handler(*args, **kwargs)
             except USER_ERRORS as error:
                 return {self.message: f"⚠️ {error}"}
+        return wrapper
+
+    def inline_picture(self, handler):
+        """The handler's design picture travels inside its answer (slider moves: editor.design_image)."""
+        @functools.wraps(handler)
+        def wrapper(*args, **kwargs):
+            updates = handler(*args, **kwargs)
+            if self.image in updates and updates[self.image] is not None:
+                updates[self.image] = InlinePicture(updates[self.image])
+            return updates
         return wrapper
 
     # --------------------------------------------------------------- handlers
@@ -526,7 +537,7 @@ class StudioApp:
                 with gr.Tab("Design", id="design"):
                     with gr.Row():
                         with gr.Column(scale=3, elem_id="design-view"):
-                            self.image = gr.Image(label="Design", format="png", interactive=False,
+                            self.image = DesignImage(label="Design", format="png", interactive=False,
                                                   elem_id="studio-image", buttons=["fullscreen"], height=440)
                             with gr.Row():
                                 undo_btn = gr.Button("↶ Undo")
@@ -656,14 +667,15 @@ class StudioApp:
             on(self.seed.submit, self.on_edit, edit_inputs, full, api_name="edit")
             # Slider moves skip Gradio's queue: its join/stream round trip was ~40 of the ~105 ms from a move
             # to the new image in the browser (benchmarks/bench_studio_latency.py); renders stay serialised
-            # by the Studio's lock and "always_last" still drops the moves a render overtook.
+            # by the Studio's lock and "always_last" still drops the moves a render overtook. Their picture
+            # comes inline in the answer, not as a file to fetch after it (editor.design_image).
             for i, slider in enumerate(self.direction_sliders):
-                on(slider.input, functools.partial(self.on_direction_slider, i), [s, slider], view + [slider],
-                   trigger_mode="always_last", show_progress="hidden", queue=False)
+                on(slider.input, self.inline_picture(functools.partial(self.on_direction_slider, i)), [s, slider],
+                   view + [slider], trigger_mode="always_last", show_progress="hidden", queue=False)
             on(api_btn.click, self.on_set_slider, [s, api_name_box, api_value_box], view, api_name="set_slider")
             for i, slider in enumerate(self.component_sliders):
-                on(slider.input, functools.partial(self.on_component_slider, i), [s, slider], view + [slider],
-                   trigger_mode="always_last", show_progress="hidden", queue=False)
+                on(slider.input, self.inline_picture(functools.partial(self.on_component_slider, i)), [s, slider],
+                   view + [slider], trigger_mode="always_last", show_progress="hidden", queue=False)
             on(self.component_layers.submit, self.on_component_layers, [s, self.component_layers], view)
             on(reset_btn.click, self.on_reset, [s, self.direction_choice], full, api_name="reset")
             on(reset_all_btn.click, self.on_reset_all, [s], full, api_name="reset_all")

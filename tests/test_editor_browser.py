@@ -105,6 +105,7 @@ def test_a_stylist_session_on_a_laptop_screen(default_studio, browser, tmp_path)
         before = image.get_attribute("src")
         page.locator(f"{last} input[type=range]").fill("2")
         expect(image).not_to_have_attribute("src", before, timeout=30_000)
+        assert image.get_attribute("src").startswith("data:image/png;base64,")  # a move's picture comes inline
         assert in_view(page, "#studio-image img") and in_view(page, f"{last} input[type=range]")
         assert page.locator(f"{last} button").count() == 0      # no ↺ that changed the box but not the design
         page.screenshot(path=str(shots / "studio-slider.png"))

@@ -1,5 +1,6 @@
 """What a stylist relies on, without a browser: typed values, one render per move, work kept across
 visits, labels kept out of the bundled model, the model named, honest file names and upscaled exports."""
+import functools
 import hashlib
 import types
 import zipfile
@@ -84,6 +85,27 @@ def test_a_slider_move_renders_once_and_a_mix_once_per_new_image(app, studio, mo
     app.on_undo(session)
     app.on_redo(session)
     assert len(calls) == 0                                  # already drawn
+
+
+def test_a_slider_move_sends_its_picture_inline_and_other_events_a_file(app, studio):
+    """Moves answer with a data URL of the exact pixels (editor.design_image); the API keeps files."""
+    import base64
+    import io
+
+    from editor.design_image import InlinePicture
+    session = Session()
+    app.view(session)
+    move = app.inline_picture(functools.partial(app.on_direction_slider, 0))
+    picture = move(session, 1.25)[app.image]
+    assert isinstance(picture, InlinePicture)
+    assert np.array_equal(picture.pixels, studio.render(session.recipe))
+    sent = app.image.postprocess(picture)
+    assert sent.path is None and sent.url.startswith("data:image/png;base64,")
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(sent.url.split(",", 1)[1]))))
+    assert np.array_equal(decoded, picture.pixels)                      # lossless: the same pixels
+    assert app.guarded(move)(session, "-")[app.message].startswith("⚠️")  # an error has no picture to wrap
+    as_file = app.image.postprocess(app.on_set_slider(session, "sleeves", -1.0)[app.image])
+    assert as_file.url is None and np.array_equal(np.asarray(Image.open(as_file.path)), studio.render(session.recipe))
 
 
 def test_sessions_survive_a_restart_in_a_bounded_store(studio, tmp_path):
