@@ -2,7 +2,10 @@
 
 Opens the studio on the bundled default model, moves one labelled slider 30 times (distinct values,
 one move at a time) and times, inside the page, from the slider's input event to the moment the
-design image shows the new picture. Prints the median and the worst move.
+design image shows the new picture. Prints the median and the worst move, then where a move's time goes
+(medians): the render alone (10 renders before the server and the browser start), the render in the
+handler, the event's request (handler + Gradio), and when the new picture's fetch starts and ends (the
+browser's resource timings; a picture sent inline has no fetch).
 
     python benchmarks/bench_studio_latency.py [--network default] [--moves 30] [--slider 0] [--viewport 1280x800]
     python benchmarks/bench_studio_latency.py --network paper256-random   # a 256 px paper256 generator
@@ -42,8 +45,17 @@ MOVE = """async ([selector, value]) => {
   return await new Promise(resolve => {
     const poll = () => {  // every frame: the new picture is there once its <img> changed and finished loading
       const img = shown();
-      if (img && img.src !== before && img.complete) return resolve(performance.now() - start);
-      if (performance.now() - start > 20000) return resolve(-1);
+      if (img && img.src !== before && img.complete) {
+        const total = performance.now() - start;
+        // where the time went: the event's request (handler + Gradio) and the new picture's fetch
+        const entries = performance.getEntriesByType('resource').filter(e => e.startTime >= start);
+        const request = entries.find(e => e.name.includes('/run/') || e.name.includes('/queue/'));
+        const picture = entries.find(e => e.name === img.src);
+        return resolve({total, request: request ? request.responseEnd - request.startTime : null,
+                        picture_start: picture ? picture.startTime - start : null,
+                        picture_end: picture ? picture.responseEnd - start : null});
+      }
+      if (performance.now() - start > 20000) return resolve({total: -1});
       requestAnimationFrame(poll);
     };
     poll();
@@ -114,9 +126,25 @@ def main(moves, slider, viewport, network):
     if "store" in inspect.signature(app.launch).parameters:  # newer trees persist every move: count that too
         from editor.store import SessionStore
         kwargs["store"] = SessionStore(loaded.sha256)
+    direction = studio.directions[slider]
+    alone = []  # the same renders with no browser or server running: what the machine gives a render
+    for i in range(10):
+        recipe = studio.start_recipe().replace(sliders={direction.name: direction.slider_max * (i + 1) / 11})
+        begun = time.perf_counter()
+        studio.render(recipe)
+        alone.append(time.perf_counter() - begun)
+    renders = []  # seconds per Studio.render: the handler's share of a move
+    render = studio.render
+
+    def timed_render(*args, **kw):
+        begun = time.perf_counter()
+        try:
+            return render(*args, **kw)
+        finally:
+            renders.append(time.perf_counter() - begun)
+    studio.render = timed_render
     demo, url = app.launch(studio, port=free_port(), block=False, **kwargs)
     width, height = (int(v) for v in viewport.split("x"))
-    direction = studio.directions[slider]
     values = [round(direction.slider_min + (direction.slider_max - direction.slider_min) * (i + 1) / (moves + 1), 2)
               for i in range(moves)]
     try:
@@ -128,14 +156,24 @@ def main(moves, slider, viewport, network):
             page.wait_for_timeout(1500)
             selector = f"#direction-{slider} input[type=range]"
             page.evaluate(MOVE, [selector, direction.slider_min])  # warm-up move, not counted
-            times = [page.evaluate(MOVE, [selector, v]) for v in values]
+            renders.clear()
+            moves_seen = [page.evaluate(MOVE, [selector, v]) for v in values]
             browser.close()
     finally:
         demo.close()
+    times = [m["total"] for m in moves_seen]
     missed = sum(t < 0 for t in times)
     ok = [t for t in times if t >= 0]
     print(f"| slider {direction.name!r}, {len(ok)} moves | median {statistics.median(ok):.0f} ms | "
           f"worst {max(ok):.0f} ms (move {times.index(max(ok)) + 1}) | best {min(ok):.0f} ms | no new image: {missed} |")
+
+    def median(key):
+        values = [m[key] for m in moves_seen if m.get(key) is not None]
+        return f"{statistics.median(values):.0f} ms" if values else "n/a"
+    print(f"medians: render alone {statistics.median(alone) * 1e3:.0f} ms, "
+          f"in the handler {statistics.median(renders) * 1e3:.0f} ms (n={len(renders)}) | "
+          f"request {median('request')} | picture fetch starts {median('picture_start')}, "
+          f"ends {median('picture_end')} | on screen {statistics.median(ok):.0f} ms")
 
 
 if __name__ == "__main__":
