@@ -34,7 +34,7 @@ from ganspace.directions import Direction, DirectionsError, DirectionsFile, appe
 from ganspace.edits import Edit
 from ganspace.hints import STATISTICS, per_image_changes, visibility
 from ganspace.layers import GROUP_NAMES, format_layers, layer_groups, parse_layers
-from stylegan2.compiled import RENDER_BATCH, compile_generator, warm_up, warming_up
+from stylegan2.compiled import RENDER_BATCH, compile_generator, short_gil_turns, warm_up, warming_up
 from projection.distance import make_distance
 from projection.latent import LatentError, LatentFolder, ProjectedW, load as latent_load, to_bytes as latent_bytes
 from projection.projector import ProjectOptions, project
@@ -48,6 +48,12 @@ MIX_HINT_PAIRS = 8      # seed pairs mixed per layer group to measure what each 
 PROJECT_STEPS = 300     # a recognisable W+ fit of a 64 px photo in ~20 CPU seconds (README, benchmarks)
 MAX_PROJECT_STEPS = 1000
 PROJECT_W_AVG_SAMPLES = 4096   # w_avg to start from: the official 10,000 is a second more for no visible gain
+
+
+def _warm_up_beside_renders(G, batch_sizes) -> None:
+    """The background compile, with short GIL turns so that renders meanwhile keep their pace."""
+    with short_gil_turns():
+        warm_up(G, batch_sizes)
 
 
 class Studio:
@@ -76,8 +82,8 @@ class Studio:
         self.reload_directions()
         self.compiling = compile_generator(self.G, compile, background=True)
         if self.compiling:  # compiled in the background: renders run eager until it is done, never wait for it
-            threading.Thread(target=warm_up, args=(self.G, (1, BROWSE_BATCH)), name="compile-warm-up",
-                             daemon=True).start()
+            threading.Thread(target=_warm_up_beside_renders, args=(self.G, (1, BROWSE_BATCH)),
+                             name="compile-warm-up", daemon=True).start()
 
     @property
     def warming_up(self) -> bool:

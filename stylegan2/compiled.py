@@ -19,6 +19,7 @@ traces the network again but compiles nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -39,6 +40,11 @@ AUTO_MIN_IMAGES = 2000
 MAPPINGS_PER_IMAGE = 1000
 STEP_RENDERS = 3  # a forward + backward step costs about three forwards
 BACKEND = "inductor"
+# While a background warm-up traces (long stretches of Python), renders in other threads get the GIL back
+# only at the interpreter's switch interval (5 ms), once per hand-over; a shorter interval keeps them
+# going (a second studio start on a paper256 generator, renders during the batch-8 warm-up: the first two
+# 1.1-1.5 s -> 0.55-0.65 s, worst 1.3-1.5 s -> 0.85-0.92 s; the warm-up itself ends ~1-3 s later).
+WARM_UP_SWITCH_S = 0.0005
 COMPILE_HELP = (f"Compile the generator for rendering (torch.compile; default: ${COMPILE_ENV} or auto, i.e. on "
                 f"for jobs of {AUTO_MIN_IMAGES:,}+ images where a C++ compiler or Triton is present). The first "
                 "run compiles for minutes, later runs reuse the on-disk cache but still trace the network.")
@@ -258,6 +264,28 @@ def warming_up(G: torch.nn.Module) -> bool:
     """True while a compiled G has not finished compiling its first synthesis graph."""
     forward = getattr(G.synthesis, "forward", None)
     return isinstance(forward, CompiledForward) and not forward.ready and not forward.failed
+
+
+_short_turns = {"count": 0, "saved": None}
+_short_turns_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def short_gil_turns():
+    """Within: the interpreter switches threads every WARM_UP_SWITCH_S (process-wide; the last one out of
+    overlapping uses restores the interval found before the first)."""
+    with _short_turns_lock:
+        if _short_turns["count"] == 0:
+            _short_turns["saved"] = sys.getswitchinterval()
+            sys.setswitchinterval(WARM_UP_SWITCH_S)
+        _short_turns["count"] += 1
+    try:
+        yield
+    finally:
+        with _short_turns_lock:
+            _short_turns["count"] -= 1
+            if _short_turns["count"] == 0:
+                sys.setswitchinterval(_short_turns["saved"])
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
 """The compiled generator path: same pixels as eager, padded batches, the switch, and the eager fallback."""
 import copy
+import sys
 
 import numpy as np
 import pytest
@@ -157,6 +158,18 @@ def test_batch_sizes_pad_to_a_compiled_graph_then_share_one_dynamic_graph(one_th
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_short_gil_turns_overlap_and_restore_the_interval_found():
+    before = sys.getswitchinterval()
+    first, second = compiled.short_gil_turns(), compiled.short_gil_turns()
+    first.__enter__()
+    second.__enter__()
+    assert sys.getswitchinterval() == compiled.WARM_UP_SWITCH_S
+    first.__exit__(None, None, None)
+    assert sys.getswitchinterval() == compiled.WARM_UP_SWITCH_S     # the other is still inside
+    second.__exit__(None, None, None)
+    assert sys.getswitchinterval() == before
+
+
 def test_the_studio_compiles_in_the_background_and_renders_meanwhile(one_thread, monkeypatch):
     import threading
 
@@ -166,6 +179,7 @@ def test_the_studio_compiles_in_the_background_and_renders_meanwhile(one_thread,
 
     monkeypatch.setattr(compiled, "BACKEND", "eager")  # the thread's work without inductor: fast
     go = threading.Event()
+    before = sys.getswitchinterval()
 
     def held_warm_up(G, sizes):  # hold the warm-up until the test has seen the studio during it
         go.wait(60)
@@ -174,11 +188,13 @@ def test_the_studio_compiles_in_the_background_and_renders_meanwhile(one_thread,
     studio = editor.studio.Studio(random_demo_network(16), compile=True)
     eager = editor.studio.Studio(random_demo_network(16), compile=False)
     assert studio.compiling and studio.warming_up and not eager.compiling
+    assert sys.getswitchinterval() == compiled.WARM_UP_SWITCH_S  # short GIL turns while it traces
     recipe = Recipe(studio.network_sha256, seed=3)
     np.testing.assert_array_equal(studio.render(recipe), eager.render(recipe))  # eager while warming up
     go.set()
     (thread,) = [t for t in threading.enumerate() if t.name == "compile-warm-up"]
     thread.join(120)
     assert not studio.warming_up and studio.G.synthesis.forward.ready == {1, 8}
+    assert sys.getswitchinterval() == before                      # and the interpreter's own afterwards
     images = studio.render_seeds([0, 1, 2, 3, 4], 0.7, None)  # padded up to the warmed-up 8
     assert_within_one_level(np.stack(images), np.stack(eager.render_seeds([0, 1, 2, 3, 4], 0.7, None)))
