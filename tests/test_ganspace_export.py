@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import tiny_generator
+from conftest import assert_within_one_level, tiny_generator
 from ganspace.__main__ import cli
 from ganspace.components import Components
 from ganspace.directions import DirectionsFile, Direction
@@ -66,9 +66,10 @@ def test_export_manifest_matches_the_files_and_recipes_reproduce_them(G, directi
         assert recipe["edits"][0]["strength"] == row["strength"] and recipe["edits"][0]["direction"] == row["direction"]
         ws = seed_to_w(G, recipe["seed"], recipe["truncation_psi"], recipe["class_idx"])
         again = synthesize_uint8(G, apply_edits(ws, edits_from_recipe(recipe)))[0]
-        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / row["file"])), again)
+        # alone, not in the export's batch of 8: a CPU picks other modconv sides for one image (≤ 1 level)
+        assert_within_one_level(np.asarray(Image.open(tmp_path / row["file"])), again)
     plain = synthesize_uint8(G, seed_to_w(G, 3, 0.7))[0]       # strength 0 of an additive edit = the seed itself
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / rows[4]["file"])), plain)
+    assert_within_one_level(np.asarray(Image.open(tmp_path / rows[4]["file"])), plain)
     assert (tmp_path / "sheet_sleeve-length.png").exists() and (tmp_path / "sheet_colour.png").exists()
     assert Image.open(tmp_path / "sweep_colour.gif").n_frames == 4   # -2, 0, 2, 0 (ping-pong)
 
