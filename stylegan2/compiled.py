@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import shutil
 import sys
 import threading
@@ -171,16 +172,45 @@ class CompiledForward:
         return out[:n]
 
 
+MAX_CACHE_REPAIRS = 3
+
+
 def _run_or_fall_back(owner, fn, args, kwargs, what: str, doing: str):
     """`fn(...)`; if that fails, `owner.eager(...)` (which raises the caller's own error, if it was one), and
-    when the eager call works, the failure was the compiler's: one line says so and `owner` stays eager."""
+    when the eager call works, the failure was the compiler's: one line says so and `owner` stays eager.
+
+    A compiled module in the project's cache that cannot be loaded (a build killed half-way leaves a short
+    `.so` that the graph cache still points at) is removed and `fn` tried again, so that one damaged file
+    does not send every later start down the eager path."""
+    for _ in range(MAX_CACHE_REPAIRS + 1):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - any compile failure falls back; user errors re-raise below
+            failure = error
+            damaged = _damaged_cache_file(error)
+            if damaged is None:
+                break
+            _say(f"removing a damaged compiled module from the cache ({damaged.name}) and compiling it again")
+            damaged.unlink()
+    out = owner.eager(*args, **kwargs)
+    owner.failed = True
+    _say(f"compiling {what} failed ({_root_cause(failure)}); {doing} without compilation")
+    return out
+
+
+def _damaged_cache_file(error: BaseException):
+    """The file inside our compile cache that an ImportError/OSError at the root of `error` names, or None."""
+    while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None:
+        error = inner
+    if not isinstance(error, (ImportError, OSError)):
+        return None
+    named = getattr(error, "path", None) or getattr(error, "filename", None) or str(error).split(":", 1)[0]
     try:
-        return fn(*args, **kwargs)
-    except Exception as error:  # noqa: BLE001 - any compile failure falls back; user errors re-raise below
-        out = owner.eager(*args, **kwargs)
-        owner.failed = True
-        _say(f"compiling {what} failed ({_root_cause(error)}); {doing} without compilation")
-        return out
+        path = pathlib.Path(named).resolve()
+    except (TypeError, ValueError, OSError):
+        return None
+    root = cache_dir().resolve()
+    return path if path.is_file() and root in path.parents else None
 
 
 class CompiledStep:

@@ -158,6 +158,42 @@ def test_batch_sizes_pad_to_a_compiled_graph_then_share_one_dynamic_graph(one_th
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_a_damaged_module_in_the_cache_is_removed_and_compiled_again(tmp_path, monkeypatch, capsys):
+    """A build killed half-way leaves a short .so that the graph cache points at: every start fell back."""
+    monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path / "cache"))
+    damaged = compiled.cache_dir() / "inductor" / "ab" / "cab.main.so"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"")
+    outside = tmp_path / "elsewhere.main.so"
+    outside.write_bytes(b"")
+
+    def loading(path):  # what inductor raises: the loader's ImportError inside dynamo's wrapper
+        def compiled_fn(x):
+            if path.exists():
+                raise RuntimeError("backend='inductor' raised") from ImportError(f"{path}: file too short")
+            return x + 1
+        return compiled_fn
+
+    step = compiled.CompiledStep(lambda x: x * 0, "a test step")
+    step.compiled = loading(damaged)
+    assert step(torch.ones(2)).tolist() == [2, 2] and not step.failed and not damaged.exists()
+    assert "removing a damaged compiled module" in capsys.readouterr().err
+    outsider = compiled.CompiledStep(lambda x: x * 0, "a test step")  # a file outside our cache is left alone
+    outsider.compiled = loading(outside)
+    assert outsider(torch.ones(2)).tolist() == [0, 0] and outsider.failed and outside.exists()
+    assert "compiling a test step failed (ImportError" in capsys.readouterr().err
+    calls = []
+
+    def always_damaged(x):  # a file that comes back damaged each time: a bounded number of tries, then eager
+        calls.append(1)
+        damaged.write_bytes(b"")
+        raise RuntimeError("backend='inductor' raised") from ImportError(f"{damaged}: file too short")
+    stubborn = compiled.CompiledStep(lambda x: x * 0, "a test step")
+    stubborn.compiled = always_damaged
+    assert stubborn(torch.ones(2)).tolist() == [0, 0] and stubborn.failed
+    assert len(calls) == compiled.MAX_CACHE_REPAIRS + 1
+
+
 def test_short_gil_turns_overlap_and_restore_the_interval_found():
     before = sys.getswitchinterval()
     first, second = compiled.short_gil_turns(), compiled.short_gil_turns()
