@@ -200,8 +200,7 @@ def _run_or_fall_back(owner, fn, args, kwargs, what: str, doing: str):
 
 def _damaged_cache_file(error: BaseException):
     """The file inside our compile cache that an ImportError/OSError at the root of `error` names, or None."""
-    while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None:
-        error = inner
+    error = _innermost(error)
     if not isinstance(error, (ImportError, OSError)):
         return None
     named = getattr(error, "path", None) or getattr(error, "filename", None) or str(error).split(":", 1)[0]
@@ -241,10 +240,16 @@ def compile_step(step, name: str, compile: bool | None = None, device: torch.dev
     return CompiledStep(step, name)
 
 
-def _root_cause(error: BaseException) -> str:
-    """'Type: first line' of the innermost error (dynamo wraps the backend's own)."""
+def _innermost(error: BaseException) -> BaseException:
+    """The error at the bottom of dynamo's wrapping (its `inner_exception`) and of `raise ... from`."""
     while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None:
         error = inner
+    return error
+
+
+def _root_cause(error: BaseException) -> str:
+    """'Type: first line' of the innermost error (dynamo wraps the backend's own)."""
+    error = _innermost(error)
     first = (str(error).strip().splitlines() or [""])[0]
     return f"{type(error).__name__}: {first[:160]}"
 
