@@ -1,10 +1,11 @@
 """The design picture, sent inside a slider move's answer instead of as a file fetched afterwards.
 
 Why: a plain gr.Image answers a move with a file: Gradio encodes a PNG at zlib level 6, hashes and writes
-it, and the browser fetches it once the answer has arrived. On a slider move that is the only latency that
-is not the render (benchmarks/bench_studio_latency.py prints where a move's time goes); a data URL of a
-level-1 PNG (same pixels, ~15% more bytes) skips the file and the second request. Only moves use it
-(`InlinePicture`): every other event, and so every API client, still gets a file to download.
+it, and the browser fetches it once the answer has arrived. At 256 px that and the fetch were most of the
+~80 ms a move took besides the render; with a data URL of a level-1 PNG (same pixels, 12-16% more bytes,
+and base64 adds a third on the wire: ~170 KB at 256 px) it is ~50 ms (benchmarks/bench_studio_latency.py
+prints where a move's time goes). Only moves use it (`InlinePicture`): every other event, and so every API
+client, still gets a file to download.
 """
 from __future__ import annotations
 
