@@ -46,6 +46,11 @@ class Base:
     class_idx: int | tuple[tuple[str, str], ...] | None = None
     latent: str | None = None
 
+    def name(self, digits: int = 0, sep: str = "") -> str:
+        """'seed16' ('seed0016' with digits=4, 'seed 16' with sep=" "), or 'photo1a2b3c4d' (the first 8
+        digits of the latent's sha256): the base in file names and sheet labels."""
+        return f"seed{sep}{self.seed:0{digits}d}" if self.latent is None else f"photo{sep}{self.latent[:8]}"
+
 
 @dataclasses.dataclass(frozen=True)
 class Mix:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import re
 import shutil
 import tempfile
 import zipfile
@@ -24,6 +23,7 @@ from design.recipe import Recipe, RecipeError, save_png_with_recipe
 from editor.studio import Studio
 from ganspace.export import export_directions, upscale, upscale_mark
 from toolkit.images import image_grid, to_pil
+from toolkit.naming import slug
 
 CONTACT_SHEET_COLUMNS = 6
 MAX_NAME = 150
@@ -35,12 +35,12 @@ def new_export_dir(prefix: str) -> pathlib.Path:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower() or "x"
+    return slug(text) or "x"
 
 
 def image_name(recipe: Recipe, class_names: list[str] | None = None, scale: int = 1, resample: str = "") -> str:
     """'seed16-longsleeve-psi0.7-mix5-slim+1.5-vivid-2-x4lanczos': what the image is, safe as a file name."""
-    parts = [f"seed{recipe.seed}" if recipe.latent is None else f"photo{recipe.latent[:8]}"]
+    parts = [recipe.base.name()]
     if recipe.class_idx is not None:
         names = class_names or []
         parts.append(_slug(names[recipe.class_idx]) if recipe.class_idx < len(names) else f"class{recipe.class_idx}")

@@ -35,6 +35,7 @@ from ganspace.components import Components, load_components
 from ganspace.edits import MODES, Edit, orthogonalize, unit
 from ganspace.layers import format_layers, parse_layers
 from toolkit.atomic import atomic_write_text
+from toolkit.naming import slug
 
 TOP_KEYS = ("network_sha256", "components", "num_ws", "directions")
 DIRECTION_KEYS = ("name", "description", "component", "vector", "layers", "mode", "sigma",
@@ -97,11 +98,6 @@ class DirectionsFile:
     network_sha256: Optional[str]
     components_path: Optional[pathlib.Path]
     num_ws: Optional[int] = None
-
-
-def slug(name: str) -> str:
-    """File-name-safe form of a direction name."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 class _LineDict(dict):

@@ -21,11 +21,12 @@ from PIL import Image
 from design.model import Base, Design, Latents, base_ws, design_ws, label_key
 from design.recipe import Recipe, edit_to_recipe, read_recipe, save_png_with_recipe
 from ganspace.contact_sheet import SHEET_PNG_LEVEL, contact_sheet, fit_cell
-from ganspace.directions import Direction, DirectionsFile, load_directions, slug
+from ganspace.directions import Direction, DirectionsFile, load_directions
 from ganspace.layers import format_layers
 from stylegan2.render import synthesize_uint8
 from toolkit.atomic import atomic_write, atomic_write_text
 from toolkit.images import to_pil
+from toolkit.naming import slug
 
 MANIFEST_COLUMNS = ("seed", "class", "truncation", "direction", "component", "layers", "mode", "sigma",
                     "strength", "file", "network_sha256", "latent")
@@ -49,16 +50,11 @@ def upscale_mark(scale: int, resample: str, resolution) -> dict:
     return {"upscaled": True, "scale": scale, "resample": resample, "rendered_resolution": list(resolution)}
 
 
-def row_name(base: Base) -> str:
-    """'seed0004', or 'photo1a2b3c4d' for a projected photo's latent: a row of the batch in file names."""
-    return f"seed{base.seed:04d}" if base.latent is None else f"photo{base.latent[:8]}"
-
-
 def image_name(direction: Direction, base: Base, strength: float, class_idx=None, scale: int = 1,
                resample: str = "") -> str:
     cls = "" if class_idx is None else f"_{class_idx}" if isinstance(class_idx, str) else f"_c{class_idx}"
     mark = f"-x{scale}{resample}" if scale > 1 else ""
-    return f"{slug(direction.name)}/{row_name(base)}{cls}_{slug(direction.name)}_s{strength:+.2f}{mark}.png"
+    return f"{slug(direction.name)}/{base.name(digits=4)}{cls}_{slug(direction.name)}_s{strength:+.2f}{mark}.png"
 
 
 def make_recipe(direction: Direction, base: Base, strength: float, class_idx,
@@ -162,7 +158,7 @@ def _direction_summaries(direction, rows, strengths, out_dir, class_idx, gif, ma
     cells = [[load(base, s) for s in strengths] for base in rows]
     title = (f"{direction.name}: layers {format_layers(direction.layers)}, {direction.mode}, "
              f"sigma {direction.sigma:.3g}, columns in sigma" + (f"  ({direction.sign})" if direction.sign else ""))
-    labels = [f"seed {b.seed}" if b.latent is None else f"photo {b.latent[:8]}" for b in rows]
+    labels = [b.name(sep=" ") for b in rows]
     sheet = contact_sheet(cells, title, labels, [f"{s:+.2f}" for s in strengths], max_cell)
     _atomic_image_save(sheet, out_dir / f"sheet_{slug(direction.name)}.png", compress_level=SHEET_PNG_LEVEL)
     if gif:

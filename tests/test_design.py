@@ -17,7 +17,7 @@ from PIL.PngImagePlugin import PngInfo
 import generate
 from design.model import Base, Design, LatentMissing, Mix, base_ws, design_ws
 from design.recipe import RECIPE_KEY, Recipe, RecipeError, portable_design, read_recipe, read_recipe_upload
-from editor.exporting import export_favourites, export_image
+from editor.exporting import export_favourites, export_image, image_name
 from ganspace.edits import apply_edits
 from ganspace.export import export_directions
 from conftest import assert_differs_beyond_rounding, assert_within_one_level
@@ -55,6 +55,15 @@ def test_design_ws_is_base_then_mix_then_edits_by_hand(studio):
     expected[:, start:end + 1] += 1.5 * sleeves.sigma * v
     np.testing.assert_allclose(ours, expected, atol=1e-5)
     assert not np.allclose(ours, a, atol=1e-3)
+
+
+def test_a_base_has_one_name_in_files_and_labels():
+    sha = "1a2b3c4d" + "e" * 56
+    assert Base(16).name() == "seed16" and Base(16).name(digits=4) == "seed0016" and Base(3).name(sep=" ") == "seed 3"
+    assert Base(None, latent=sha).name() == "photo1a2b3c4d" == Base(None, latent=sha).name(digits=4)
+    assert Base(None, latent=sha).name(sep=" ") == "photo 1a2b3c4d"
+    recipe = Recipe(network_sha256="0" * 64, seed=None, latent=sha)
+    assert image_name(recipe).startswith("photo1a2b3c4d-")
 
 
 def test_a_latent_base_is_used_as_stored_and_a_missing_one_says_so(studio):

@@ -7,6 +7,7 @@ import torch
 
 from toolkit.covariance import StreamingCovariance
 from toolkit.images import image_grid
+from toolkit.naming import slug
 from toolkit.parsing import MAX_SEED, parse_float_list, parse_seed_list
 
 
@@ -78,6 +79,13 @@ def test_float_lists_refuse_nan_infinity_and_values_out_of_the_callers_bounds():
 
 
 # ----------------------------------------------------------------------------- image grid
+
+def test_slug_keeps_lowercase_letters_and_digits_joined_by_single_dashes():
+    assert slug("Long sleeve / Ankara") == "long-sleeve-ankara"
+    assert slug("  --Kente_2026!! ") == "kente-2026"
+    assert slug("T-Shirt") == "t-shirt" and slug(7) == "7"
+    assert slug("über") == "ber" and slug("ñ ñ") == "" and slug("") == ""  # the caller decides what "" means
+
 
 def test_image_grid_places_images_in_rows_with_padding():
     images = [np.full((2, 2, 3), i * 10, np.uint8) for i in range(7)]
