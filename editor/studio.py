@@ -79,6 +79,7 @@ class Studio:
         self._cache_size = cache_size
         self._images: collections.OrderedDict = collections.OrderedDict()
         self._mix_hints: dict[str, str] | None = None
+        self._measuring_mix_hints = threading.Lock()
         self.reload_directions()
         self.compiling = compile_generator(self.G, compile, background=True)
         if self.compiling:  # compiled in the background: renders run eager until it is done, never wait for it
@@ -336,13 +337,14 @@ class Studio:
     def mix_hints(self) -> dict[str, str]:
         """What mixing each layer group changes on this model, measured once: seed pairs swapped on the
         group, scored with the hints statistics (1 = clearly visible). E.g. {"coarse": "size, length"}."""
-        if self._mix_hints is None:
-            seeds = range(2 * MIX_HINT_PAIRS)
-            class_idx = self.start_recipe().label
-            with self._lock:
-                ws = torch.cat([self.base_ws(Base(s, 0.7, class_idx)) for s in seeds])
+        with self._measuring_mix_hints:  # pages opened meanwhile wait for this one measurement
+            if self._mix_hints is None:
+                seeds = range(2 * MIX_HINT_PAIRS)
+                class_idx = self.start_recipe().label
+                with self._lock:
+                    ws = torch.cat([self.base_ws(Base(s, 0.7, class_idx)) for s in seeds])
                 first, second = ws[0::2], ws[1::2]
-                plain = self.synthesize(first)
+                plain = self.synthesize(first)  # each render takes the lock alone: slider moves go between them
                 hints = {}
                 for group in GROUP_NAMES[1:]:
                     start, end = self.groups[group]
@@ -353,8 +355,8 @@ class Studio:
                     visible = [STATISTICS[k][0] for k in sorted(scores, key=scores.get, reverse=True) if scores[k] >= 1]
                     hints[group] = (", ".join(dict.fromkeys(visible[:3])) or "little visible change") + \
                         f" (layers {format_layers((start, end))})"
-            self._mix_hints = hints
-        return self._mix_hints
+                self._mix_hints = hints
+            return self._mix_hints
 
     # ------------------------------------------------------------------ your photo
     def project_photo(self, photo: str | pathlib.Path, class_idx: int | None = None,

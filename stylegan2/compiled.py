@@ -158,6 +158,9 @@ class CompiledForward:
         return self._call(size, args, kwargs, n)
 
     def _call(self, size, args, kwargs, n: int):
+        # Graphs are specialised on strides too: a strided view (ws[0::2]) would compile a graph of its own.
+        args = tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
+        kwargs = {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
         fn = self.static
         if size == "dynamic":
             if self.dynamic is None:

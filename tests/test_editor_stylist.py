@@ -2,6 +2,7 @@
 visits, labels kept out of the bundled model, the model named, honest file names and upscaled exports."""
 import functools
 import hashlib
+import threading
 import types
 import zipfile
 
@@ -202,6 +203,30 @@ def test_slider_help_shows_words_first_and_mix_help_is_measured(app, studio, def
     assert list(hints) == ["coarse", "middle", "fine"]
     assert hints["coarse"].endswith("(layers 0-3)") and hints["fine"].endswith("(layers 8-9)")
     assert "fine = colour/print" not in slim.mix_info() and hints["middle"] in slim.mix_info()
+
+
+def test_measuring_the_mix_hints_lets_other_renders_in_between(studio, monkeypatch):
+    """The hints are measured when the first page opens; holding the studio's lock for all of it made the
+    user's first slider move wait for the whole measurement."""
+    studio._mix_hints = None
+    free = []
+    synthesize = studio.synthesize
+
+    def spying_synthesize(*args, **kwargs):
+        def try_lock():  # another thread (a slider move) must get the lock between the measurement's renders
+            got = studio._lock.acquire(timeout=0)
+            free.append(got)
+            if got:
+                studio._lock.release()
+        probe = threading.Thread(target=try_lock)
+        probe.start()
+        probe.join()
+        return synthesize(*args, **kwargs)
+    monkeypatch.setattr(studio, "synthesize", spying_synthesize)
+    hints = studio.mix_hints()
+    assert list(hints) == ["coarse", "middle", "fine"]
+    assert len(free) == 4 and all(free)
+    assert studio.mix_hints() is hints and len(free) == 4  # measured once
 
 
 def test_upscaled_export_says_so_in_its_name_and_recipe(studio, tmp_path):
