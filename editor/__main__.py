@@ -95,7 +95,7 @@ def main(network, directions, labels, components, host, port, share, auth, auth_
     credentials = read_credentials(auth, auth_file)
     from design.recipe import RecipeError
     from editor.network import load_studio_network
-    from editor.store import SessionStore, labels_path, latents_path
+    from editor.store import SessionStore, labels_path, latents_path, mix_hints_path
     from projection.latent import LatentFolder
     from editor.studio import Studio
     from ganspace.directions import DirectionsError
@@ -112,7 +112,7 @@ def main(network, directions, labels, components, host, port, share, auth, auth_
             directions, components = write_demo_files(loaded, tempfile.mkdtemp(prefix="afro-studio-demo-"))
         studio = Studio(loaded, directions_path=directions, components_path=components, device=device,
                         labels_path=labels or labels_path(loaded.sha256), compile=compile_,
-                        latents=LatentFolder(latents_path(loaded.sha256)))
+                        latents=LatentFolder(latents_path(loaded.sha256)), mix_hints_file=mix_hints_path(loaded.sha256))
     except (OSError, ValueError, RecipeError, DirectionsError) as error:
         raise click.ClickException(str(error)) from None
     if loaded.banner:

@@ -11,7 +11,8 @@ file larger than MAX_SESSION_BYTES is ignored.
 User labels for a model they did not write (the bundled one) also live here (`labels_path`),
 layered over the model's own directions file, which stays untouched, and so do the latents of projected
 photos (`latents_path`: a recipe names its latent by sha256, so a session or favourite that starts from a
-photo still renders after a restart).
+photo still renders after a restart). What the studio measures of a model once (`mix_hints_path`) goes to
+the project's cache instead: it is derived, and measured again if lost.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import re
 import secrets
 
 from toolkit.atomic import atomic_write_text
+from toolkit.download import cache_root
 
 DATA_ENV = "AFRO_FASHION_DATA"
 MAX_SESSIONS = 64
@@ -40,6 +42,11 @@ def user_data_dir() -> pathlib.Path:
 def labels_path(network_sha256: str, root: pathlib.Path | None = None) -> pathlib.Path:
     """The user's own directions file for one network (by weights hash)."""
     return (root or user_data_dir()) / "labels" / f"{network_sha256[:16]}.yaml"
+
+
+def mix_hints_path(network_sha256: str, root: pathlib.Path | None = None) -> pathlib.Path:
+    """What mixing each layer group changes on one network, measured once (derived: in the cache)."""
+    return (root or cache_root()) / "mix-hints" / f"{network_sha256[:16]}.json"
 
 
 def latents_path(network_sha256: str, root: pathlib.Path | None = None) -> pathlib.Path:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import json
 import pathlib
 import random
 import tempfile
 import threading
+import time
 
 import numpy as np
 import torch
@@ -41,10 +43,12 @@ from projection.projector import ProjectOptions, project
 from projection.target import TargetError, read_target
 from stylegan2.labels import LabelLayoutError
 from stylegan2.render import synthesize_uint8
+from toolkit.atomic import atomic_write_text
 
 BROWSE_BATCH = RENDER_BATCH
 IMAGE_CACHE = 64        # rendered recipes kept (a 1024 px image is 3 MB)
 MIX_HINT_PAIRS = 8      # seed pairs mixed per layer group to measure what each group carries
+MIX_HINTS_IDLE_S = 1.0  # the hints' background renders wait until the user has not drawn anything this long
 PROJECT_STEPS = 300     # a recognisable W+ fit of a 64 px photo in ~20 CPU seconds (README, benchmarks)
 MAX_PROJECT_STEPS = 1000
 PROJECT_W_AVG_SAMPLES = 4096   # w_avg to start from: the official 10,000 is a second more for no visible gain
@@ -60,7 +64,8 @@ class Studio:
     def __init__(self, network: Model, directions_path: str | pathlib.Path | None = None,
                  components_path: str | pathlib.Path | None = None, device: str = "cpu",
                  cache_size: int = 1024, labels_path: str | pathlib.Path | None = None,
-                 compile: bool | None = None, latents: LatentFolder | None = None):
+                 compile: bool | None = None, latents: LatentFolder | None = None,
+                 mix_hints_file: str | pathlib.Path | None = None):
         self.device = torch.device(device)
         self.latents = latents or LatentFolder(tempfile.mkdtemp(prefix="afro-studio-latents-"))
         self.G = network.generator().to(self.device)
@@ -80,6 +85,8 @@ class Studio:
         self._images: collections.OrderedDict = collections.OrderedDict()
         self._mix_hints: dict[str, str] | None = None
         self._measuring_mix_hints = threading.Lock()
+        self.mix_hints_file = pathlib.Path(mix_hints_file) if mix_hints_file else None
+        self._last_user_render = 0.0  # time.monotonic() of the last design or browse render
         self.reload_directions()
         self.compiling = compile_generator(self.G, compile, background=True)
         if self.compiling:  # compiled in the background: renders run eager until it is done, never wait for it
@@ -293,12 +300,14 @@ class Studio:
     def render(self, recipe: Recipe) -> np.ndarray:
         """The recipe's image, uint8 HWC at full resolution (validated; drawn once, then cached)."""
         key = recipe.replace(network_name="").to_json()
+        self._last_user_render = time.monotonic()
         with self._lock:
             image = self._images.get(key)
             if image is None:
                 image = self.synthesize(self.compose_ws(recipe), recipe.noise_mode, recipe.noise_seed)[0]
                 image.flags.writeable = False  # shared by every caller of the cache
                 self._images[key] = image
+                self._last_user_render = time.monotonic()
                 if len(self._images) > IMAGE_CACHE:
                     self._images.popitem(last=False)
             else:
@@ -309,11 +318,13 @@ class Studio:
                      noise_mode: str = "const") -> list[np.ndarray]:
         """Unedited images of many seeds, batched, for the browse grid."""
         images = []
+        self._last_user_render = time.monotonic()
         for start in range(0, len(seeds), BROWSE_BATCH):
             chunk = seeds[start:start + BROWSE_BATCH]
             with self._lock:
                 ws = torch.cat([self.base_ws(Base(s, truncation_psi, class_idx)) for s in chunk])
                 images.extend(self.synthesize(ws, noise_mode, chunk[0]))
+        self._last_user_render = time.monotonic()
         return images
 
     @staticmethod
@@ -339,24 +350,51 @@ class Studio:
         group, scored with the hints statistics (1 = clearly visible). E.g. {"coarse": "size, length"}."""
         with self._measuring_mix_hints:  # pages opened meanwhile wait for this one measurement
             if self._mix_hints is None:
-                seeds = range(2 * MIX_HINT_PAIRS)
-                class_idx = self.start_recipe().label
-                with self._lock:
-                    ws = torch.cat([self.base_ws(Base(s, 0.7, class_idx)) for s in seeds])
-                first, second = ws[0::2], ws[1::2]
-                plain = self.synthesize(first)  # each render takes the lock alone: slider moves go between them
-                hints = {}
-                for group in GROUP_NAMES[1:]:
-                    start, end = self.groups[group]
-                    mixed = first.clone()
-                    mixed[:, start:end + 1] = second[:, start:end + 1]
-                    changes = per_image_changes(plain, self.synthesize(mixed))
-                    scores = visibility({k: float(np.mean(np.abs(v))) for k, v in changes.items()})
-                    visible = [STATISTICS[k][0] for k in sorted(scores, key=scores.get, reverse=True) if scores[k] >= 1]
-                    hints[group] = (", ".join(dict.fromkeys(visible[:3])) or "little visible change") + \
-                        f" (layers {format_layers((start, end))})"
-                self._mix_hints = hints
+                self._mix_hints = self._stored_mix_hints()
+            if self._mix_hints is None:
+                self._mix_hints = self._measure_mix_hints()
+                if self.mix_hints_file is not None:
+                    atomic_write_text(self.mix_hints_file, json.dumps(self._mix_hints, indent=1))
             return self._mix_hints
+
+    def _stored_mix_hints(self) -> dict[str, str] | None:
+        """The hints measured on an earlier start (`mix_hints_file`), or None if absent or not readable."""
+        try:
+            hints = json.loads(self.mix_hints_file.read_text(encoding="utf-8")) if self.mix_hints_file else None
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(hints, dict) and list(hints) == list(GROUP_NAMES[1:]) and all(isinstance(v, str) for v in hints.values())
+        return hints if ok else None
+
+    def _measure_mix_hints(self) -> dict[str, str]:
+        seeds = range(2 * MIX_HINT_PAIRS)
+        class_idx = self.start_recipe().label
+        with self._lock:
+            ws = torch.cat([self.base_ws(Base(s, 0.7, class_idx)) for s in seeds])
+        first, second = ws[0::2], ws[1::2]
+        plain = self._render_when_idle(first)
+        hints = {}
+        for group in GROUP_NAMES[1:]:
+            start, end = self.groups[group]
+            mixed = first.clone()
+            mixed[:, start:end + 1] = second[:, start:end + 1]
+            changes = per_image_changes(plain, self._render_when_idle(mixed))
+            scores = visibility({k: float(np.mean(np.abs(v))) for k, v in changes.items()})
+            visible = [STATISTICS[k][0] for k in sorted(scores, key=scores.get, reverse=True) if scores[k] >= 1]
+            hints[group] = (", ".join(dict.fromkeys(visible[:3])) or "little visible change") + \
+                f" (layers {format_layers((start, end))})"
+        return hints
+
+    def _render_when_idle(self, ws: torch.Tensor) -> np.ndarray:
+        """Background renders (the mix hints): one image at a time, each once no design or page has been
+        drawn for MIX_HINTS_IDLE_S (user renders mark their start and end), so they never hold up a move
+        for more than one image (at 256 px ~0.2 s; a batch was ~2 s)."""
+        images = []
+        for row in ws.split(1):
+            while (wait := MIX_HINTS_IDLE_S - (time.monotonic() - self._last_user_render)) > 0:
+                time.sleep(wait)
+            images.append(self.synthesize(row))
+        return np.concatenate(images)
 
     # ------------------------------------------------------------------ your photo
     def project_photo(self, photo: str | pathlib.Path, class_idx: int | None = None,

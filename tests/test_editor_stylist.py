@@ -2,7 +2,9 @@
 visits, labels kept out of the bundled model, the model named, honest file names and upscaled exports."""
 import functools
 import hashlib
+import json
 import threading
+import time
 import types
 import zipfile
 
@@ -16,7 +18,7 @@ from design.recipe import Mix, Recipe, RecipeError, parse_number, read_recipe
 from editor.network import load_studio_network
 from editor.session import Session
 from editor.store import SessionStore, labels_path, new_session_id, user_data_dir
-from editor.studio import Studio
+from editor.studio import MIX_HINT_PAIRS, Studio
 from conftest import REPO, assert_within_one_level
 from fashion_models import ModelCard, bundled_dir, companion_files
 
@@ -205,28 +207,58 @@ def test_slider_help_shows_words_first_and_mix_help_is_measured(app, studio, def
     assert "fine = colour/print" not in slim.mix_info() and hints["middle"] in slim.mix_info()
 
 
-def test_measuring_the_mix_hints_lets_other_renders_in_between(studio, monkeypatch):
-    """The hints are measured when the first page opens; holding the studio's lock for all of it made the
-    user's first slider move wait for the whole measurement."""
-    studio._mix_hints = None
-    free = []
+def spy_on_synthesize(studio, monkeypatch) -> list:
+    """Each studio.synthesize call as (time it began, whether another thread could take the studio's lock)."""
+    calls = []
     synthesize = studio.synthesize
 
     def spying_synthesize(*args, **kwargs):
-        def try_lock():  # another thread (a slider move) must get the lock between the measurement's renders
-            got = studio._lock.acquire(timeout=0)
-            free.append(got)
-            if got:
+        free = []
+
+        def try_lock():  # a slider move, in another thread, must get the lock between background renders
+            free.append(studio._lock.acquire(timeout=0))
+            if free[-1]:
                 studio._lock.release()
         probe = threading.Thread(target=try_lock)
         probe.start()
         probe.join()
+        calls.append((time.monotonic(), free[0]))
         return synthesize(*args, **kwargs)
     monkeypatch.setattr(studio, "synthesize", spying_synthesize)
+    return calls
+
+
+def test_the_mix_hints_render_in_the_background_only_while_the_user_is_idle(studio, monkeypatch):
+    """Measured when the first page opens; holding the studio's lock for all of it made the user's first
+    slider move wait for the whole measurement (2.6 s at 256 px)."""
+    monkeypatch.setattr("editor.studio.MIX_HINTS_IDLE_S", 0.3)
+    studio._mix_hints = None
+    studio.render(studio.new_recipe(seed=3))  # the user just drew something
+    drawn = time.monotonic()
+    calls = spy_on_synthesize(studio, monkeypatch)
     hints = studio.mix_hints()
     assert list(hints) == ["coarse", "middle", "fine"]
-    assert len(free) == 4 and all(free)
-    assert studio.mix_hints() is hints and len(free) == 4  # measured once
+    assert len(calls) == 4 * MIX_HINT_PAIRS  # one image at a time: plain, then mixed on each group
+    assert all(free for _, free in calls)
+    assert calls[0][0] - drawn >= 0.25  # ~MIX_HINTS_IDLE_S after the render began and ended
+    assert studio.mix_hints() is hints and len(calls) == 4 * MIX_HINT_PAIRS  # measured once
+
+
+def test_the_mix_hints_are_measured_once_per_network_and_kept_on_disk(studio, monkeypatch, tmp_path):
+    monkeypatch.setattr("editor.studio.MIX_HINTS_IDLE_S", 0.0)
+    path = tmp_path / "hints.json"
+    first = Studio(studio.network, studio.directions_path, studio.components_path, mix_hints_file=path)
+    hints = first.mix_hints()
+    assert json.loads(path.read_text()) == hints
+    again = Studio(studio.network, studio.directions_path, studio.components_path, mix_hints_file=path)
+    calls = spy_on_synthesize(again, monkeypatch)
+    assert again.mix_hints() == hints and calls == []
+    for damaged in ("{not json", json.dumps({"coarse": "size"}), json.dumps(["coarse", "middle", "fine"])):
+        path.write_text(damaged)
+        remeasured = Studio(studio.network, studio.directions_path, studio.components_path, mix_hints_file=path)
+        calls = spy_on_synthesize(remeasured, monkeypatch)
+        assert remeasured.mix_hints() == hints and len(calls) == 4 * MIX_HINT_PAIRS
+        assert json.loads(path.read_text()) == hints
 
 
 def test_upscaled_export_says_so_in_its_name_and_recipe(studio, tmp_path):
