@@ -158,9 +158,8 @@ class CompiledForward:
         return self._call(size, args, kwargs, n)
 
     def _call(self, size, args, kwargs, n: int):
-        # Graphs are specialised on strides too: a strided view (ws[0::2]) would compile a graph of its own.
-        args = tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
-        kwargs = {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+        args = tuple(_packed(a) for a in args)
+        kwargs = {k: _packed(v) for k, v in kwargs.items()}
         fn = self.static
         if size == "dynamic":
             if self.dynamic is None:
@@ -260,6 +259,22 @@ def _root_cause(error: BaseException) -> str:
 def _batch(args, kwargs) -> int:
     """The batch size of a call: dim 0 of its first tensor argument."""
     return next(a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)).shape[0]
+
+
+def _packed(x):
+    """x with the strides of a fresh tensor of its shape. Graphs are specialised on strides, even those of
+    size-1 dims that `is_contiguous` ignores: a view (ws[0::2], or one row of it) would trace a graph of its own."""
+    if not isinstance(x, torch.Tensor) or x.stride() == _fresh_strides(x.shape):
+        return x
+    return x.clone(memory_format=torch.contiguous_format)
+
+
+def _fresh_strides(shape) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
 
 
 def _pad(x, n: int, size: int):

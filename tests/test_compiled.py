@@ -104,10 +104,17 @@ def test_a_strided_view_reuses_the_graph_of_its_shape(one_thread, recorded_graph
     traced = len(recorded_graphs)
     strided = ws.repeat_interleave(2, dim=0)[0::2]  # the same rows, every other one of a bigger tensor
     assert not strided.is_contiguous() and strided.shape == ws.shape
+    row = strided[2:3]  # is_contiguous() says True (size-1 dim 0) but its stride is not a fresh tensor's
+    assert row.is_contiguous() and row.stride() != torch.empty(row.shape).stride()
     with torch.no_grad():
         img = synthesize_uint8(G, strided)
-    assert len(recorded_graphs) == traced
+        assert len(recorded_graphs) == traced
+        synthesize_uint8(G, ws[:1])  # the batch-1 graph
+        traced = len(recorded_graphs)
+        one = synthesize_uint8(G, row)
+        assert len(recorded_graphs) == traced
     np.testing.assert_array_equal(img, synthesize_uint8(eager, ws))
+    np.testing.assert_array_equal(one, synthesize_uint8(eager, ws[2:3]))
 
 
 def test_the_switch(monkeypatch, capsys):
