@@ -43,7 +43,13 @@ def one_thread():
 @pytest.fixture
 def recorded_graphs(monkeypatch):
     """stylegan2.compiled's backend swapped for one that records dynamo's graphs and runs them as traced:
-    the compiled path's wiring in seconds, without a C++ compile (inductor's numerics: test_compiled.py)."""
+    the compiled path's wiring in seconds, without a C++ compile (inductor's numerics: test_compiled.py).
+
+    Dynamo's caches are emptied first: every network of the suite shares the same code objects, and after
+    `recompile_limit` (8) graphs of one of them dynamo runs it eager, so a test would see no graph because
+    of the tests before it."""
+    import torch._dynamo
+
     from stylegan2 import compiled
 
     if compiled.missing_toolchain("cpu"):
@@ -54,8 +60,10 @@ def recorded_graphs(monkeypatch):
         graphs.append(gm)
         return gm.forward
 
+    torch._dynamo.reset()
     monkeypatch.setattr(compiled, "BACKEND", recording_backend)
-    return graphs
+    yield graphs
+    torch._dynamo.reset()
 
 
 def assert_within_one_level(actual, expected, max_share: float = 0.01):
