@@ -24,6 +24,7 @@ import os
 import pathlib
 import shutil
 import sys
+import tempfile
 import threading
 
 import torch
@@ -96,14 +97,29 @@ def _say(message: str) -> None:
 
 
 def _use_project_cache() -> None:
-    """Point inductor's on-disk caches into the project's cache (unless the user chose a place)."""
+    """Point inductor's on-disk caches into the project's cache (unless the user chose a place).
+
+    Importing torch._dynamo already writes inductor's default (/tmp/torchinductor_<user>) into
+    TORCHINDUCTOR_CACHE_DIR, so that value counts as not chosen: left there, the compiled modules went to
+    a folder a reboot may empty, and a damaged one there was not ours to repair (`_damaged_cache_file`)."""
     root = cache_dir()
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, _inductor_default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")
     os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
     import torch._inductor.config as inductor_config
     inductor_config.fx_graph_cache = True
     # Seeded 'random' noise must draw the same numbers as the eager path (recipes reproduce an image).
     inductor_config.fallback_random = True
+
+
+def _inductor_default_cache_dir() -> str:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # older torch: the same rule
+        import getpass
+
+        return os.path.join(tempfile.gettempdir(), "torchinductor_" + getpass.getuser())
+    return os.path.abspath(default_cache_dir())
 
 
 class CompiledForward:

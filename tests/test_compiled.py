@@ -1,5 +1,6 @@
 """The compiled generator path: same pixels as eager, padded batches, the switch, and the eager fallback."""
 import copy
+import os
 import sys
 
 import numpy as np
@@ -115,6 +116,24 @@ def test_a_strided_view_reuses_the_graph_of_its_shape(one_thread, recorded_graph
         assert len(recorded_graphs) == traced
     np.testing.assert_array_equal(img, synthesize_uint8(eager, ws))
     np.testing.assert_array_equal(one, synthesize_uint8(eager, ws[2:3]))
+
+
+def test_compiled_modules_go_to_the_project_cache_unless_the_user_chose_a_place(monkeypatch, tmp_path):
+    """Importing torch._dynamo writes inductor's default into TORCHINDUCTOR_CACHE_DIR: that value is not
+    a choice, so the project's cache replaces it (it did not, and modules went to /tmp)."""
+    monkeypatch.setenv("AFRO_FASHION_CACHE", str(tmp_path / "cache"))
+    ours = str(compiled.cache_dir() / "inductor")
+    from torch._inductor.runtime.cache_dir_utils import cache_dir as inductor_cache_dir, default_cache_dir
+    for found in (None, default_cache_dir()):
+        if found is None:
+            monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+        else:
+            monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", found)
+        compiled._use_project_cache()
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == ours == inductor_cache_dir()
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    compiled._use_project_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
 
 
 def test_the_switch(monkeypatch, capsys):
