@@ -96,8 +96,9 @@ def test_changed_weights_reuse_the_graphs_and_render_the_new_weights(one_thread,
 
 
 def test_a_strided_view_reuses_the_graph_of_its_shape(one_thread, recorded_graphs):
-    """ws[0::2] has the shape of a compiled batch but other strides, which dynamo guards on: without the
-    copy to contiguous it traced a graph of its own (~2 s at a studio start, 24 s on a cold cache)."""
+    """ws[0::2] has the shape of a compiled batch but other strides, which dynamo guards on (even a size-1
+    dim's): without the copy to a fresh tensor's strides it traced a graph of its own (~2 s at a studio
+    start, 24 s on a cold cache)."""
     eager = tiny_conditional_generator()
     G = copy.deepcopy(eager)
     compiled.compile_generator(G, compile=True)
