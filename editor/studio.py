@@ -48,6 +48,7 @@ from toolkit.atomic import atomic_write_text
 BROWSE_BATCH = RENDER_BATCH
 IMAGE_CACHE = 64        # rendered recipes kept (a 1024 px image is 3 MB)
 MIX_HINT_PAIRS = 8      # seed pairs mixed per layer group to measure what each group carries
+MIX_HINT_PSI = 0.7      # their truncation: typical designs, as the studio opens on
 MIX_HINTS_IDLE_S = 1.0  # the hints' background renders wait until the user has not drawn anything this long
 PROJECT_STEPS = 300     # a recognisable W+ fit of a 64 px photo in ~20 CPU seconds (README, benchmarks)
 MAX_PROJECT_STEPS = 1000
@@ -354,23 +355,33 @@ class Studio:
             if self._mix_hints is None:
                 self._mix_hints = self._measure_mix_hints()
                 if self.mix_hints_file is not None:
-                    atomic_write_text(self.mix_hints_file, json.dumps(self._mix_hints, indent=1))
+                    stored = {"measured_on": self._mix_hints_conditions(), "hints": self._mix_hints}
+                    atomic_write_text(self.mix_hints_file, json.dumps(stored, indent=1))
             return self._mix_hints
 
+    def _mix_hints_conditions(self) -> dict:
+        """What the hints were measured on besides the weights (the file is per network): the start class
+        (the model card's first representative, which its owner may change; an index or None), the seeds and ψ."""
+        return {"class": self.start_recipe().label, "seeds": 2 * MIX_HINT_PAIRS, "psi": MIX_HINT_PSI}
+
     def _stored_mix_hints(self) -> dict[str, str] | None:
-        """The hints measured on an earlier start (`mix_hints_file`), or None if absent or not readable."""
+        """The hints measured on an earlier start (`mix_hints_file`) under the same conditions, or None if
+        absent, unreadable or measured otherwise."""
         try:
-            hints = json.loads(self.mix_hints_file.read_text(encoding="utf-8")) if self.mix_hints_file else None
+            stored = json.loads(self.mix_hints_file.read_text(encoding="utf-8")) if self.mix_hints_file else None
         except (OSError, ValueError):
             return None
+        if not isinstance(stored, dict) or stored.get("measured_on") != self._mix_hints_conditions():
+            return None
+        hints = stored.get("hints")
         ok = isinstance(hints, dict) and list(hints) == list(GROUP_NAMES[1:]) and all(isinstance(v, str) for v in hints.values())
         return hints if ok else None
 
     def _measure_mix_hints(self) -> dict[str, str]:
-        seeds = range(2 * MIX_HINT_PAIRS)
-        class_idx = self.start_recipe().label
+        conditions = self._mix_hints_conditions()
         with self._lock:
-            ws = torch.cat([self.base_ws(Base(s, 0.7, class_idx)) for s in seeds])
+            ws = torch.cat([self.base_ws(Base(s, conditions["psi"], conditions["class"]))
+                            for s in range(conditions["seeds"])])
         first, second = ws[0::2], ws[1::2]
         plain = self._render_when_idle(first)
         hints = {}

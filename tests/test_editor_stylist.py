@@ -249,16 +249,19 @@ def test_the_mix_hints_are_measured_once_per_network_and_kept_on_disk(studio, mo
     path = tmp_path / "hints.json"
     first = Studio(studio.network, studio.directions_path, studio.components_path, mix_hints_file=path)
     hints = first.mix_hints()
-    assert json.loads(path.read_text()) == hints
+    stored = json.loads(path.read_text())
+    assert stored["hints"] == hints and stored["measured_on"]["class"] == first.start_recipe().label
     again = Studio(studio.network, studio.directions_path, studio.components_path, mix_hints_file=path)
     calls = spy_on_synthesize(again, monkeypatch)
     assert again.mix_hints() == hints and calls == []
-    for damaged in ("{not json", json.dumps({"coarse": "size"}), json.dumps(["coarse", "middle", "fine"])):
+    elsewhere = dict(stored, measured_on=dict(stored["measured_on"], **{"class": 1}))  # the card's start changed
+    for damaged in ("{not json", json.dumps({"coarse": "size"}), json.dumps(["coarse", "middle", "fine"]),
+                    json.dumps(hints), json.dumps(dict(stored, hints={"coarse": "size"})), json.dumps(elsewhere)):
         path.write_text(damaged)
         remeasured = Studio(studio.network, studio.directions_path, studio.components_path, mix_hints_file=path)
         calls = spy_on_synthesize(remeasured, monkeypatch)
         assert remeasured.mix_hints() == hints and len(calls) == 4 * MIX_HINT_PAIRS
-        assert json.loads(path.read_text()) == hints
+        assert json.loads(path.read_text()) == stored
 
 
 def test_upscaled_export_says_so_in_its_name_and_recipe(studio, tmp_path):
