@@ -751,9 +751,9 @@ QUEUE_PROGRESS_POLL_S = 0.05  # and for progress to send
 
 
 def calm_queue_polling(demo: gr.Blocks) -> None:
-    """Gradio's queue looks for work every 1 ms on Linux (progress every 10 ms): ~8% of a core for as long as
-    a page is open, idle or not, and a wake-up a millisecond that preempts a render's threads. Every 10 ms
-    costs a queued click at most 10 ms and the open page ~2% (benchmarks: measured in the README)."""
+    """Gradio's queue looks for work every 1 ms on Linux (progress every 10 ms): 6-8% of a core for as long
+    as the studio runs, idle or not, and a wake-up a millisecond that preempts a render's threads. Every
+    10 ms costs a queued click at most 10 ms and an idle studio ~2% (measured: README, Performance)."""
     queue = getattr(demo, "_queue", None)
     for name, seconds in (("sleep_when_free", QUEUE_POLL_S), ("progress_update_sleep_when_free", QUEUE_PROGRESS_POLL_S)):
         if isinstance(getattr(queue, name, None), float):  # a Gradio without these keeps its own polling

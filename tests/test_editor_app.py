@@ -37,7 +37,7 @@ def test_binds_to_localhost_only(served):
 
 
 def test_the_queue_looks_for_work_every_10_ms_not_every_1_ms(client, served):
-    """Gradio's own 1 ms polling kept ~8% of a core busy while a page was open; queued events still run."""
+    """Gradio's own 1 ms polling kept 6-8% of a core busy while the studio ran; queued events still run."""
     from editor.app import QUEUE_POLL_S, QUEUE_PROGRESS_POLL_S
 
     queue = served[2]._queue
