@@ -351,12 +351,13 @@ class Studio:
         group, scored with the hints statistics (1 = clearly visible). E.g. {"coarse": "size, length"}."""
         with self._measuring_mix_hints:  # pages opened meanwhile wait for this one measurement
             if self._mix_hints is None:
-                self._mix_hints = self._stored_mix_hints()
-            if self._mix_hints is None:
-                self._mix_hints = self._measure_mix_hints()
-                if self.mix_hints_file is not None:
-                    stored = {"measured_on": self._mix_hints_conditions(), "hints": self._mix_hints}
-                    atomic_write_text(self.mix_hints_file, json.dumps(stored, indent=1))
+                conditions = self._mix_hints_conditions()
+                self._mix_hints = self._stored_mix_hints(conditions)
+                if self._mix_hints is None:
+                    self._mix_hints = self._measure_mix_hints(conditions)
+                    if self.mix_hints_file is not None:
+                        stored = {"measured_on": conditions, "hints": self._mix_hints}
+                        atomic_write_text(self.mix_hints_file, json.dumps(stored, indent=1))
             return self._mix_hints
 
     def _mix_hints_conditions(self) -> dict:
@@ -364,21 +365,20 @@ class Studio:
         (the model card's first representative, which its owner may change; an index or None), the seeds and ψ."""
         return {"class": self.start_recipe().label, "seeds": 2 * MIX_HINT_PAIRS, "psi": MIX_HINT_PSI}
 
-    def _stored_mix_hints(self) -> dict[str, str] | None:
-        """The hints measured on an earlier start (`mix_hints_file`) under the same conditions, or None if
-        absent, unreadable or measured otherwise."""
+    def _stored_mix_hints(self, conditions: dict) -> dict[str, str] | None:
+        """The hints measured on an earlier start (`mix_hints_file`) under `conditions`, or None if absent,
+        unreadable or measured otherwise."""
         try:
             stored = json.loads(self.mix_hints_file.read_text(encoding="utf-8")) if self.mix_hints_file else None
         except (OSError, ValueError):
             return None
-        if not isinstance(stored, dict) or stored.get("measured_on") != self._mix_hints_conditions():
+        if not isinstance(stored, dict) or stored.get("measured_on") != conditions:
             return None
         hints = stored.get("hints")
         ok = isinstance(hints, dict) and list(hints) == list(GROUP_NAMES[1:]) and all(isinstance(v, str) for v in hints.values())
         return hints if ok else None
 
-    def _measure_mix_hints(self) -> dict[str, str]:
-        conditions = self._mix_hints_conditions()
+    def _measure_mix_hints(self, conditions: dict) -> dict[str, str]:
         with self._lock:
             ws = torch.cat([self.base_ws(Base(s, conditions["psi"], conditions["class"]))
                             for s in range(conditions["seeds"])])
