@@ -254,7 +254,8 @@ def test_the_mix_hints_are_measured_once_per_network_and_kept_on_disk(studio, mo
     again = Studio(studio.network, studio.directions_path, studio.components_path, mix_hints_file=path)
     calls = spy_on_synthesize(again, monkeypatch)
     assert again.mix_hints() == hints and calls == []
-    elsewhere = dict(stored, measured_on=dict(stored["measured_on"], **{"class": 1}))  # the card's start changed
+    other_class = (stored["measured_on"]["class"] or 0) + 1  # the card's start changed
+    elsewhere = dict(stored, measured_on=dict(stored["measured_on"], **{"class": other_class}))
     for damaged in ("{not json", json.dumps({"coarse": "size"}), json.dumps(["coarse", "middle", "fine"]),
                     json.dumps(hints), json.dumps(dict(stored, hints={"coarse": "size"})), json.dumps(elsewhere)):
         path.write_text(damaged)
