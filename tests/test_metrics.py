@@ -2,8 +2,10 @@
 import functools
 import http.server
 import json
+import os
 import shutil
 import threading
+import zipfile
 
 import numpy as np
 import PIL.Image
@@ -297,6 +299,25 @@ def test_path_backed_fingerprint_reads_no_images_and_tracks_file_changes(tmp_pat
     assert dataset.reads == 0 and dataset_fingerprint(dataset) == first
     (folder / "1.png").write_bytes(b"changed, and longer")
     assert dataset_fingerprint(dataset) != first
+
+
+def test_a_rebuilt_zip_with_the_same_content_keeps_its_fingerprint(tmp_path):
+    """dataset_tool.py run again on a new machine writes the same members at another time: same cache key."""
+    def build(name, members, date):
+        path = tmp_path / name / "data.zip"
+        path.parent.mkdir()
+        with zipfile.ZipFile(path, "w") as z:
+            for member, data in members.items():
+                z.writestr(zipfile.ZipInfo(member, date_time=date), data)
+        os.utime(path, (date[2] * 86400, date[2] * 86400))  # the file's own time differs too
+        dataset = ArrayDataset(np.zeros((2, 3, 16, 16), np.uint8), name="data")
+        dataset.path = path
+        return dataset
+    members = {"00000.png": b"first image", "00001.png": b"second image"}
+    first = dataset_fingerprint(build("a", members, (2026, 12, 1, 10, 0, 0)))
+    assert dataset_fingerprint(build("b", members, (2026, 12, 3, 7, 30, 0))) == first
+    changed = dataset_fingerprint(build("c", {**members, "00001.png": b"second imagE"}, (2026, 12, 1, 10, 0, 0)))
+    assert changed != first
 
 
 def test_unknown_metric_and_missing_network(monkeypatch, tmp_path):

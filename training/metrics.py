@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import os
 import pathlib
+import zipfile
 
 import numpy as np
 import torch
@@ -246,18 +247,25 @@ def _to_feature_input(images: torch.Tensor) -> torch.Tensor:
 def dataset_fingerprint(dataset) -> str:
     """A hash that changes when the dataset's images do (not its labels: features see only pixels).
 
-    Datasets backed by a `path` hash its file names, sizes and modification times, plus which of its
-    images are selected (`image_names`, e.g. a --max-size sample), cheaply; others hash every image's
-    bytes (one full read). So the conditional and unconditional views of one data set share a cache entry.
+    Datasets backed by a `path` hash cheaply: a zip's member names, sizes and CRCs (so a zip rebuilt with
+    the same content, as on every new machine, keeps its cached features), a folder's file names, sizes
+    and modification times; plus which of its images are selected (`image_names`, e.g. a --max-size
+    sample). Others hash every image's bytes (one full read). So the conditional and unconditional views of
+    one data set share a cache entry.
     """
     digest = hashlib.sha256(f"{type(dataset).__qualname__}|{getattr(dataset, 'name', '')}|{len(dataset)}".encode())
     path = getattr(dataset, "path", None)
     if path is not None and pathlib.Path(path).exists():
         path = pathlib.Path(path).resolve()
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        for f in files:
-            st = f.stat()
-            digest.update(f"{f.relative_to(path.parent)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                for info in sorted(z.infolist(), key=lambda i: i.filename):
+                    digest.update(f"{info.filename}|{info.file_size}|{info.CRC}\n".encode())
+        else:
+            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+            for f in files:
+                st = f.stat()
+                digest.update(f"{f.relative_to(path.parent)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         digest.update("\n".join(getattr(dataset, "image_names", [])).encode())
     else:
         for i in range(len(dataset)):
