@@ -68,7 +68,7 @@ def image_tensor(pixels: np.ndarray) -> torch.Tensor:
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--strip", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG strip: photo | W | W+ | W+ tuned | tuned and edited, for every photo.")
-@click.option("--edit", default="blue-to-pink:2", show_default=True,
+@click.option("--edit", default="garment-tone:2", show_default=True,
               help="NAME:STRENGTH of the network's directions.yaml for the strip's last column "
                    "(no such column for a network without directions, e.g. a training snapshot).")
 def main(network, photos, heldout, per_class, num_steps, tune_steps, threads, strip, edit):

@@ -96,7 +96,8 @@ def test_a_stylist_session_on_a_laptop_screen(default_studio, browser, tmp_path)
         # Point 6: which model is open, and that it is a demonstration; it opens on the card's seed.
         expect(page.locator("#model-info")).to_contain_text("Model: default", timeout=10_000)
         expect(page.locator("#model-info")).to_contain_text("Demonstration model")
-        expect(page.locator("#seed-box textarea, #seed-box input").first).to_have_value("6")
+        start_seed = str(studio.start_recipe().seed)                     # the card's first representative
+        expect(page.locator("#seed-box textarea, #seed-box input").first).to_have_value(start_seed)
         page.screenshot(path=str(shots / "studio-design.png"))
 
         # Point 3: the image stays in view while the last slider moves.
@@ -157,7 +158,7 @@ def test_a_stylist_session_on_a_laptop_screen(default_studio, browser, tmp_path)
         page.get_by_role("tab", name="Recipe").click()
         upload = page.locator("#recipe-upload input[type=file]")
         good = tmp_path / "design.json"
-        good.write_text(studio.start_recipe().replace(seed=77, sliders={"slim": 1.0}).to_json())
+        good.write_text(studio.start_recipe().replace(seed=77, sliders={"wide": 1.0}).to_json())
         bad = tmp_path / "notes.txt"
         bad.write_text("hello")
         upload.set_input_files(str(good))
@@ -168,7 +169,7 @@ def test_a_stylist_session_on_a_laptop_screen(default_studio, browser, tmp_path)
         expect(message).to_contain_text("Recipe restored", timeout=30_000)
         expect(recipe_text).to_contain_text('"seed": 77')
         page.get_by_role("button", name="Prepare recipe download").click()
-        expect(page.get_by_role("cell", name="seed77-longsleeve-psi0.7-slim+1.recipe.json")).to_be_visible(
+        expect(page.get_by_role("cell", name="seed77-longsleeve-psi0.7-wide+1.recipe.json")).to_be_visible(
             timeout=20_000)                                                   # one named download
         assert page.locator("#recipe-text").get_by_label("Download").count() == 0
         page.screenshot(path=str(shots / "studio-recipe.png"))

@@ -163,7 +163,7 @@ def test_labels_go_to_the_users_file_layered_over_the_bundled_one(default_studio
                       labels_path=default_studio.labels_path)
     assert reopened.direction("length and width").layers == (0, 3)
     with pytest.raises(RecipeError, match="already exists"):
-        reopened.label_component(3, "slim")
+        reopened.label_component(3, before[0])               # a bundled name
 
 
 def test_the_page_names_the_model_and_opens_on_a_representative_seed(default_studio, studio):
@@ -172,9 +172,9 @@ def test_the_page_names_the_model_and_opens_on_a_representative_seed(default_stu
     for words in ("**Model: default**", "64×64 px", "longsleeve", "t-shirt", "western clothing", "Demonstration"):
         assert words in text
     card = default_studio.network.describe()
-    assert card.start == ("longsleeve", 6)
+    assert card.start == ("longsleeve", 5)
     start = default_studio.start_recipe()
-    assert (start.seed, start.class_idx, start.network_name) == (6, 2, "default")
+    assert (start.seed, start.class_idx, start.network_name) == (5, 2, "default")
     assert StudioApp(studio).model_markdown().startswith("**Model: random demo")   # no card: still named
     assert studio.network.describe() == ModelCard(name="random demo")
 
@@ -196,15 +196,16 @@ def test_slider_help_shows_words_first_and_mix_help_is_measured(app, studio, def
     assert split_description("plain words") == ("plain words", "")
     updates = app._direction_slider_updates(studio.new_recipe())
     assert "component" not in updates[app.direction_sliders[0]]["info"]
-    slim = StudioApp(default_studio)
-    slim.build()
-    info = slim._direction_slider_updates(default_studio.start_recipe())
-    assert info[slim.direction_sliders[0]]["info"] == "+ = narrower, slimmer garment · silhouette from wide and boxy to narrow"
-    assert "agree 0.93" in info[slim.technical]
+    bundled = StudioApp(default_studio)
+    bundled.build()
+    info = bundled._direction_slider_updates(default_studio.start_recipe())
+    assert info[bundled.direction_sliders[0]]["info"] == \
+        "+ = shorter, wider; - = longer · garment length, from long (trouser-like) to short and boxy"
+    assert "agree 0.97" in info[bundled.technical]
     hints = default_studio.mix_hints()
     assert list(hints) == ["coarse", "middle", "fine"]
     assert hints["coarse"].endswith("(layers 0-3)") and hints["fine"].endswith("(layers 8-9)")
-    assert "fine = colour/print" not in slim.mix_info() and hints["middle"] in slim.mix_info()
+    assert "fine = colour/print" not in bundled.mix_info() and hints["middle"] in bundled.mix_info()
 
 
 def spy_on_synthesize(studio, monkeypatch) -> list:
@@ -282,8 +283,8 @@ def test_upscaled_export_says_so_in_its_name_and_recipe(studio, tmp_path):
 
 def test_file_names_carry_class_and_edits(default_studio):
     recipe = default_studio.new_recipe(seed=16, class_idx=9).replace(mix=Mix(5, (4, 7), 1.0),
-                                                                      sliders={"slim": 1.5, "vivid": 0.0})
-    assert image_name(recipe, default_studio.network.class_names) == "seed16-t-shirt-psi0.7-mix5-slim+1.5"
+                                                                      sliders={"wide": 1.5, "backdrop": 0.0})
+    assert image_name(recipe, default_studio.network.class_names) == "seed16-t-shirt-psi0.7-mix5-wide+1.5"
     long = recipe.replace(sliders={f"direction {i}": 1.0 for i in range(40)})
     assert len(image_name(long)) <= 150 and image_name(long, scale=2, resample="lanczos").endswith("-and-more-x2lanczos")
 
