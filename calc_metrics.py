@@ -1,4 +1,4 @@
-"""Measure a network (FID, KID, precision/recall) against a dataset, or one image set against another.
+"""Measure a network (FID, KID, precision/recall, class accuracy) against a dataset, or one image set against another.
 
 Examples:
 
@@ -9,6 +9,10 @@ Examples:
 \b
   # a small data set: as many fakes as real images, written to out/metric-fid_full.jsonl:
   python calc_metrics.py --network default --data clothing64.zip --metrics fid_full,kid_full --outdir out
+\b
+  # does the class pick the garment? (conditional networks; _reals: the same for the real images, the ceiling)
+  python calc_metrics.py --network default --data clothing64.zip --metrics class_knn5_full --trunc 0.7 \\
+      --trunc-centre class
 \b
   # real vs real (prints "FID <value>" last), and the floor of a data set (one random half vs the other):
   python calc_metrics.py --data a.zip --reference b.zip --metrics fid_full,kid_full
@@ -70,6 +74,7 @@ def _jsonl_folder(outdir: str | None, network_file: pathlib.Path | None) -> path
 @click.option("--mirror", is_flag=True, help="Add x-flipped reals, as a run trained with --mirror saw them.")
 @click.option("--num-gen", type=click.IntRange(min=2), help="Fakes per metric instead of its own count (not comparable).")
 @cli.trunc_option(default=1.0, why=" Of the fakes; the published metrics use 1.")
+@cli.trunc_centre_option()
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fakes' z and classes.")
 @cli.outdir_option("Folder for metric-<name>.jsonl.", required=False)
 @click.option("--feature-net", help="Inception-v3 archive (path or URL). [$AFRO_FASHION_INCEPTION, then the fetched file]")
@@ -78,8 +83,8 @@ def _jsonl_folder(outdir: str | None, network_file: pathlib.Path | None) -> path
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True, help="Images per feature batch.")
 @click.option("--compile/--no-compile", "compile_", default=None, help=COMPILE_HELP)
 @cli.device_option()
-def main(network, data, reference, halves, names, mirror, num_gen, truncation_psi, seed, outdir, feature_net,
-         vgg16_source, batch, compile_, device):
+def main(network, data, reference, halves, names, mirror, num_gen, truncation_psi, truncation_centre, seed, outdir,
+         feature_net, vgg16_source, batch, compile_, device):
     if network is None and reference is None and not halves:
         raise click.UsageError("give --network (a generator vs --data), --reference (two image sets) or --halves")
     if network is not None and (reference is not None or halves):
@@ -110,20 +115,24 @@ def main(network, data, reference, halves, names, mirror, num_gen, truncation_ps
         dataset = _open_dataset(data, use_labels=G.c_dim > 0, xflip=mirror)
         try:
             results = compute_metrics(names, G, dataset, num_gen=num_gen, seed=seed, truncation_psi=truncation_psi,
+                                      truncation_centre=truncation_centre,
                                       compile=compile_, **common)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
-    elif halves:
-        results = compare_halves(names, _open_dataset(data, xflip=mirror), seed=seed, **common)
     else:
-        results = compare_datasets(names, _open_dataset(data, xflip=mirror), _open_dataset(reference), **common)
+        try:
+            results = (compare_halves(names, _open_dataset(data, xflip=mirror), seed=seed, **common) if halves else
+                       compare_datasets(names, _open_dataset(data, xflip=mirror), _open_dataset(reference), **common))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
     elapsed = time.time() - start
     folder = _jsonl_folder(outdir, network_file)
     for name in names:
         mine = {k: v for k, v in results.items() if k == name or k.startswith(f"{name}_")}
         line = dict(results=mine, metric=name, total_time=elapsed, network=str(network_file or network or ""),
                     data=str(data), reference=str(reference or ("halves" if halves else "")), mirror=mirror,
-                    num_gen=num_gen, truncation_psi=truncation_psi, seed=seed, timestamp=time.time())
+                    num_gen=num_gen, truncation_psi=truncation_psi, truncation_centre=truncation_centre, seed=seed,
+                    timestamp=time.time())
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             with open(folder / f"metric-{name}.jsonl", "a") as f:

@@ -26,7 +26,7 @@ from fashion_models import load_model
 from projection import latent
 from stylegan2.compiled import COMPILE_HELP, compile_generator
 from stylegan2.labels import LabelLayoutError, attribute_labels, layout_from_meta
-from stylegan2.render import class_choices, class_labels, resolve_class, seed_z, synthesize_uint8, to_uint8
+from stylegan2.render import class_choices, class_labels, map_to_w, resolve_class, seed_z, synthesize_uint8, to_uint8
 from toolkit import cli
 from toolkit.images import image_grid, to_pil
 
@@ -37,6 +37,7 @@ from toolkit.images import image_grid, to_pil
 @cli.trunc_option(default=1.0)
 @click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None,
               help="Truncate only the first N W+ layers.")
+@cli.trunc_centre_option()
 @cli.class_option(help="Class index or name, e.g. 2 or dress, or 'all' for every class (conditional networks).")
 @click.option("--attr", "attrs", multiple=True, metavar="NAME=VALUE",
               help="Multi-attribute networks: an attribute value, repeatable (--attr garment=dress --attr "
@@ -55,8 +56,8 @@ from toolkit.images import image_grid, to_pil
 @click.option("--grid", is_flag=True, help="Also write grid.png, a contact sheet of all images.")
 @cli.device_option()
 @click.option("--compile/--no-compile", "compile_", default=None, help=COMPILE_HELP)
-def main(network, seeds, truncation_psi, truncation_cutoff, class_idx, attrs, noise_mode, projected_w, recipes,
-         latents, outdir, grid, device, compile_):
+def main(network, seeds, truncation_psi, truncation_cutoff, truncation_centre, class_idx, attrs, noise_mode,
+         projected_w, recipes, latents, outdir, grid, device, compile_):
     """Write OUTDIR/seedNNNN.png for each seed (seedNNNN-CLASS.png with --class all, seedNNNN-VALUE.png with
     --attr NAME=all; projNN.png for each projected W+ code; NAME.png for each --recipe NAME.json/.png)."""
     if sum((seeds is not None, projected_w is not None or bool(recipes))) != 1:
@@ -92,10 +93,8 @@ def main(network, seeds, truncation_psi, truncation_cutoff, class_idx, attrs, no
         compile_generator(G, compile_, images=len(classes) * len(seeds))
         for suffix, label in classes:
             for seed in seeds:
-                with torch.no_grad():
-                    img = G(seed_z(G, seed), label, truncation_psi=truncation_psi,
-                            truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
-                pixels = to_uint8(img)[0]
+                ws = map_to_w(G, seed_z(G, seed), label, truncation_psi, truncation_cutoff, truncation_centre)
+                pixels = synthesize_uint8(G, ws, noise_mode)[0]
                 to_pil(pixels).save(out / f"seed{seed:04d}{suffix}.png")
                 written.append(pixels)
         if len(classes) > 1:   # one row per class or value; two NAME=all: rows x (last one's values x seeds)

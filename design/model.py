@@ -35,7 +35,8 @@ class LatentMissing(RecipeError):
 
 @dataclasses.dataclass(frozen=True)
 class Base:
-    """Where a design starts: `seed` (+ ψ, class) or, when `latent` is set, the stored W+ of that sha256.
+    """Where a design starts: `seed` (+ ψ, class, truncation centre) or, when `latent` is set, the stored W+
+    of that sha256.
 
     `class_idx`: a class index; on a multi-attribute network the chosen attribute values as sorted
     (name, value) pairs (`Recipe.label`; () = every attribute "any") or an encoded label vector as a tuple
@@ -45,6 +46,7 @@ class Base:
     truncation_psi: float = 0.7
     class_idx: int | tuple[tuple[str, str], ...] | None = None
     latent: str | None = None
+    truncation_centre: str = "global"   # stylegan2.render.TRUNCATION_CENTRES
 
     def name(self, digits: int = 0, sep: str = "") -> str:
         """'seed16' ('seed0016' with digits=4, 'seed 16' with sep=" "), or 'photo1a2b3c4d' (the first 8
@@ -54,7 +56,7 @@ class Base:
 
 @dataclasses.dataclass(frozen=True)
 class Mix:
-    """Style mixing: layers start..end (inclusive) blend towards a second seed's W (same ψ and class)."""
+    """Style mixing: layers start..end (inclusive) blend towards a second seed's W (same ψ, class and centre)."""
 
     seed: int
     layers: tuple[int, int]
@@ -79,12 +81,13 @@ def label_key(class_idx):
     return None if class_idx is None else int(class_idx)
 
 
-def seed_bases(G, seeds, truncation_psi: float, class_idx=None) -> list[Base]:
+def seed_bases(G, seeds, truncation_psi: float, class_idx=None, truncation_centre: str = "global") -> list[Base]:
     """Seed bases for a sheet of seeds: `class_idx` (a class or a label vector) for all, else (conditional
     networks) seed % c_dim."""
     classes = classes_for_seeds(G, list(seeds), class_idx)
     classes = classes if isinstance(classes, list) else [classes] * len(seeds)
-    return [Base(int(seed), float(truncation_psi), label_key(c)) for seed, c in zip(seeds, classes)]
+    return [Base(int(seed), float(truncation_psi), label_key(c), truncation_centre=truncation_centre)
+            for seed, c in zip(seeds, classes)]
 
 
 def _label(base: Base, layout):
@@ -107,7 +110,8 @@ def base_ws(G, base: Base, latents: Latents | None = None, layout=None) -> torch
             raise RecipeError(f"The stored latent {base.latent[:16]}… has shape {tuple(ws.shape)}; "
                               f"this network needs [1, {G.num_ws}, {G.w_dim}].")
         return ws
-    return seed_to_w(G, int(base.seed), float(base.truncation_psi), class_idx=_label(base, layout))
+    return seed_to_w(G, int(base.seed), float(base.truncation_psi), class_idx=_label(base, layout),
+                     centre=base.truncation_centre)
 
 
 def design_ws(G, design: Design, bases: Bases | None = None) -> torch.Tensor:
@@ -115,8 +119,7 @@ def design_ws(G, design: Design, bases: Bases | None = None) -> torch.Tensor:
     bases = bases or (lambda base: base_ws(G, base))
     ws = bases(design.base)
     if design.mix is not None:
-        other = bases(Base(seed=design.mix.seed, truncation_psi=design.base.truncation_psi,
-                           class_idx=design.base.class_idx))
+        other = bases(dataclasses.replace(design.base, seed=design.mix.seed, latent=None))
         start, end = design.mix.layers
         ws = ws.clone()
         ws[:, start:end + 1] = torch.lerp(ws[:, start:end + 1], other.to(ws)[:, start:end + 1], design.mix.weight)

@@ -6,8 +6,9 @@ with their vectors (`edits`), so tools without the directions file reproduce the
 PNG text chunks under the key "afro-fashion-recipe", which is also their `format` string. Recipes are
 immutable values: an edit makes a new recipe, which is what makes undo/redo trivial.
 
-Read as well: version 1 (before stored latents: always a seed) and the old batch-export form (no
-`format`, edits with vectors and direction names), both mapped onto this one.
+Read as well: version 1 (before stored latents: always a seed), version 2 (before the truncation centre:
+always the overall average, "global") and the old batch-export form (no `format`, edits with vectors and
+direction names), all mapped onto this one.
 """
 from __future__ import annotations
 
@@ -29,11 +30,12 @@ from PIL.PngImagePlugin import PngInfo
 from design.model import Base, Design, Mix, RecipeError
 from ganspace.edits import Edit
 from toolkit.atomic import atomic_write
+from stylegan2.render import TRUNCATION_CENTRES
 from toolkit.parsing import MAX_SEED
 
 RECIPE_FORMAT = RECIPE_KEY = "afro-fashion-recipe"   # the JSON's "format" and the PNG text chunk's key
-RECIPE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+RECIPE_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 NOISE_MODES = ("const", "random", "none")
 MAX_RECIPE_BYTES = 1_000_000  # a recipe is a few kB; anything bigger is not one
 MAX_UPLOAD_BYTES = 16 << 20  # an exported PNG of a 1024 px design is ~3 MB; also Gradio's upload limit
@@ -125,6 +127,7 @@ class Recipe:
     component_layers: tuple[int, int] | None = None
     network_name: str = ""  # informative only (e.g. "default"): says which network to open when hashes differ
     latent: str | None = None
+    truncation_centre: str = "global"   # where ψ pulls: the overall average W, or the class's ("class")
 
     def replace(self, **changes: Any) -> "Recipe":
         return dataclasses.replace(self, **changes)
@@ -136,7 +139,8 @@ class Recipe:
 
     @property
     def base(self) -> Base:
-        return Base(seed=self.seed, truncation_psi=self.truncation_psi, class_idx=self.label, latent=self.latent)
+        return Base(seed=self.seed, truncation_psi=self.truncation_psi, class_idx=self.label, latent=self.latent,
+                    truncation_centre=self.truncation_centre)
 
     @property
     def noise_seed(self) -> int:
@@ -150,6 +154,7 @@ class Recipe:
             "network_sha256": self.network_sha256,
             "seed": self.seed,
             "truncation_psi": self.truncation_psi,
+            "truncation_centre": self.truncation_centre,
             "class_idx": self.class_idx,
             **({"attributes": dict(self.attributes)} if self.attributes else {}),
             "noise_mode": self.noise_mode,
@@ -182,6 +187,10 @@ class Recipe:
         noise_mode = data.get("noise_mode", "const")
         if noise_mode not in NOISE_MODES:
             raise RecipeError(f"Recipe field noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}.")
+        centre = data.get("truncation_centre", "global")
+        if centre not in TRUNCATION_CENTRES:
+            raise RecipeError(f"Recipe field truncation_centre must be one of {', '.join(TRUNCATION_CENTRES)}, "
+                              f"got {str(centre)[:40]!r}.")
         class_idx = data.get("class_idx")
         if class_idx is not None:
             class_idx = int(_finite(class_idx, "Recipe field class_idx", 0))
@@ -211,6 +220,7 @@ class Recipe:
             seed=None if latent is not None else parse_seed(data.get("seed")),
             latent=latent,
             truncation_psi=_finite(data.get("truncation_psi", 0.7), "Truncation psi", -2.0, 2.0),
+            truncation_centre=centre,
             class_idx=class_idx,
             noise_mode=noise_mode,
             attributes=dict(attributes),

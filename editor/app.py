@@ -391,7 +391,7 @@ class StudioApp:
     def _open_seed(self, session, seed, psi, label: dict):
         recipe = self.current(session).replace(
             seed=parse_seed(seed), latent=None, truncation_psi=parse_number(psi, "Truncation ψ", *PSI_RANGE)[0],
-            mix=None, **label)
+            mix=None, truncation_centre=self.studio.truncation_centre, **label)   # as the browse grid drew it
         updates = self.commit(session, recipe, f"Opened seed {recipe.seed}.", full=True)
         updates[self.tabs] = gr.Tabs(selected="design")
         return updates
@@ -512,7 +512,7 @@ class StudioApp:
                         jump_seed = gr.Textbox(label="Open seed", placeholder="e.g. 1234 (Enter)", elem_id="jump-seed")
                     with gr.Row():
                         browse_psi = TypedSlider(*PSI_RANGE, start.truncation_psi, step=0.05, label="Truncation ψ",
-                                                buttons=[], elem_id="browse-psi")
+                                                info=self.psi_info, buttons=[], elem_id="browse-psi")
                         browse_class = gr.Dropdown(self.class_choices, value=start.class_idx, label="Class",
                                                    visible=conditional, elem_id="browse-class")
                     self.browse_attrs = self.attribute_pickers("browse", start)
@@ -556,7 +556,7 @@ class StudioApp:
                                 self.seed = gr.Textbox(str(start.seed), label="Seed", elem_id="seed-box")
                                 self.noise_mode = gr.Radio(list(NOISE_MODES), value="const", label="Noise")
                             self.psi = TypedSlider(*PSI_RANGE, start.truncation_psi, step=0.05, label="Truncation ψ",
-                                                  buttons=[], elem_id="design-psi")
+                                                  info=self.psi_info, buttons=[], elem_id="design-psi")
                             self.class_idx = gr.Dropdown(self.class_choices, value=start.class_idx,
                                                          label="Class", visible=conditional, elem_id="design-class")
                             self.attr_pickers = self.attribute_pickers("design", start)
@@ -727,6 +727,11 @@ class StudioApp:
                                api_visibility="undocumented")
             loaded.then(lambda: gr.update(info=self.mix_info()), None, [self.mix_layers], api_visibility="undocumented")
         return demo
+
+    @property
+    def psi_info(self) -> str:
+        towards = {"class": "the chosen class's average design", "global": "the average design"}
+        return f"1 = full variety; lower = closer to {towards[self.studio.truncation_centre]}"
 
     def mix_info(self) -> str:
         hints = self.studio.mix_hints()

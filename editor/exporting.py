@@ -129,7 +129,8 @@ def export_batch(studio: Studio, recipe: Recipe, seeds: list[int] | None, streng
     directions_file = dataclasses.replace(studio.directions_file, directions=chosen)
     folder = (out_dir or new_export_dir("batch")) / "batch"
     export_directions(studio.private_generator(), directions_file, seeds, strengths, folder,
-                      truncation_psi=recipe.truncation_psi, **studio.export_label(recipe),
+                      truncation_psi=recipe.truncation_psi, truncation_centre=recipe.truncation_centre,
+                      **studio.export_label(recipe),
                       network_sha256=studio.network_sha256, progress=progress, scale=scale, resample=resample,
                       latent=latent, latents=studio.latent_ws)
     if latent:

@@ -160,10 +160,17 @@ class Studio:
                               f"within 0-{self.num_ws - 1}.") from None
 
     # -------------------------------------------------------------------- recipes
+    @property
+    def truncation_centre(self) -> str:
+        """Where ψ pulls new designs and the browse grid: a conditional network's class average, so that a
+        lower ψ keeps the garment of the chosen class (stylegan2.render.TRUNCATION_CENTRES); opened recipes
+        keep their own."""
+        return "class" if self.G.c_dim else "global"
+
     def new_recipe(self, seed: int = 0, truncation_psi: float = 0.7, class_idx: int | None = None) -> Recipe:
         return Recipe(network_sha256=self.network_sha256, seed=seed, truncation_psi=truncation_psi,
                       class_idx=(class_idx or 0) if self.G.c_dim and self.network.label_layout is None else None,
-                      network_name=self.network.describe().name)
+                      network_name=self.network.describe().name, truncation_centre=self.truncation_centre)
 
     def start_recipe(self) -> Recipe:
         """Where a new design starts: the model card's representative (class, seed), else seed 0."""
@@ -323,7 +330,8 @@ class Studio:
         for start in range(0, len(seeds), BROWSE_BATCH):
             chunk = seeds[start:start + BROWSE_BATCH]
             with self._lock:
-                ws = torch.cat([self.base_ws(Base(s, truncation_psi, class_idx)) for s in chunk])
+                ws = torch.cat([self.base_ws(Base(s, truncation_psi, class_idx,
+                                                  truncation_centre=self.truncation_centre)) for s in chunk])
                 images.extend(self.synthesize(ws, noise_mode, chunk[0]))
         self._last_user_render = time.monotonic()
         return images

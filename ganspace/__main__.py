@@ -269,12 +269,13 @@ def validate(directions_path, network, force):
 @click.option("--batch", "batch_size", type=int, default=8, show_default=True, help="Images per generator call.")
 @click.option("--force", is_flag=True, help="Use a directions file made for another network.")
 @trunc_option
+@kit.trunc_centre_option()
 @class_option
 @attr_option
 @device_option
 @compile_option
-def export(network, directions_path, seeds, strengths, outdir, gif, batch_size, force, truncation_psi, class_idx,
-           attrs, device, compile_):
+def export(network, directions_path, seeds, strengths, outdir, gif, batch_size, force, truncation_psi,
+           truncation_centre, class_idx, attrs, device, compile_):
     """PNGs (with recipes), contact sheets and manifest.csv/json for every labelled direction. Resumable."""
     from ganspace.export import export_directions
     model = load_model(network, device)
@@ -288,7 +289,8 @@ def export(network, directions_path, seeds, strengths, outdir, gif, batch_size, 
     progress = TqdmProgress("export", "img")
     try:
         rows = export_directions(G, directions, seeds, strengths, outdir, truncation_psi, class_idx, sha,
-                                 progress=progress, batch_size=batch_size, gif=gif, attributes=attributes)
+                                 progress=progress, batch_size=batch_size, gif=gif, attributes=attributes,
+                                 truncation_centre=truncation_centre)
     finally:
         progress.close()
     click.echo(f"{len(rows)} images listed in {outdir}/manifest.csv")

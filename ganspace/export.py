@@ -28,8 +28,8 @@ from toolkit.atomic import atomic_write, atomic_write_text
 from toolkit.images import to_pil
 from toolkit.naming import slug
 
-MANIFEST_COLUMNS = ("seed", "class", "truncation", "direction", "component", "layers", "mode", "sigma",
-                    "strength", "file", "network_sha256", "latent")
+MANIFEST_COLUMNS = ("seed", "class", "truncation", "truncation_centre", "direction", "component", "layers", "mode",
+                    "sigma", "strength", "file", "network_sha256", "latent")
 GIF_SEEDS = 8
 EXPORT_SCALES = tuple((f, r) for f in (2, 4, 8) for r in ("nearest", "lanczos"))
 RESAMPLE = {"nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
@@ -61,7 +61,8 @@ def make_recipe(direction: Direction, base: Base, strength: float, class_idx,
                 network_sha256: Optional[str], export: Optional[dict] = None) -> dict:
     """The recipe of one exported image: its base, the slider by name (what the studio restores) and its edit."""
     recipe = Recipe(network_sha256=network_sha256, seed=base.seed, latent=base.latent,
-                    truncation_psi=base.truncation_psi, class_idx=class_idx, sliders={direction.name: float(strength)},
+                    truncation_psi=base.truncation_psi, truncation_centre=base.truncation_centre,
+                    class_idx=class_idx, sliders={direction.name: float(strength)},
                     layer_overrides={direction.name: tuple(direction.layers)}).to_dict()
     recipe["edits"] = [edit_to_recipe(direction.edit(strength), direction=direction.name,
                                       component=direction.component)]
@@ -82,7 +83,7 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
                       progress: Optional[Callable] = None, batch_size: int = 8, gif: bool = False,
                       max_cell: int = 256, scale: int = 1, resample: str = "",
                       attributes: Optional[dict] = None, latent: Optional[str] = None,
-                      latents: Optional[Latents] = None) -> list[dict]:
+                      latents: Optional[Latents] = None, truncation_centre: str = "global") -> list[dict]:
     """Render every (direction, seed, strength); return the manifest rows (also written to out_dir).
 
     `latent` (the sha256 of a stored latent: a projected photo; `latents` loads it) exports that one
@@ -98,7 +99,8 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
     if latent is not None and len(seeds):
         raise ValueError("Export either seeds or one stored latent, not both.")
     rows = ([Base(None, float(truncation_psi), label_key(class_idx), latent)] if latent is not None
-            else [Base(int(seed), float(truncation_psi), label_key(class_idx)) for seed in seeds])
+            else [Base(int(seed), float(truncation_psi), label_key(class_idx), truncation_centre=truncation_centre)
+                  for seed in seeds])
     if not isinstance(directions_file, DirectionsFile):
         directions_file = load_directions(directions_file, network_sha256=network_sha256)
     out_dir = pathlib.Path(out_dir)
@@ -118,6 +120,7 @@ def export_directions(G, directions_file, seeds: Sequence[int], strengths: Seque
                     recipe["attributes"] = dict(attributes)
                 jobs.append((direction, base, strength, out_dir / name, recipe))
                 manifest.append(dict(seed=base.seed, **{"class": tag}, truncation=float(truncation_psi),
+                                     truncation_centre=base.truncation_centre,
                                      direction=direction.name, component=direction.component,
                                      layers=format_layers(direction.layers), mode=direction.mode,
                                      sigma=float(direction.sigma), strength=strength, file=name,

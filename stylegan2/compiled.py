@@ -324,6 +324,13 @@ def compile_generator(G: torch.nn.Module, compile: bool | None = None, images: i
     return True
 
 
+def eager(module: torch.nn.Module):
+    """The module's own forward, past a compiled one: for one-off calls at a batch size no graph was built
+    for (compiling one would cost more than the call)."""
+    forward = module.forward
+    return forward.eager if isinstance(forward, CompiledForward) else module
+
+
 def is_compiled(G: torch.nn.Module) -> bool:
     return any(isinstance(getattr(getattr(G, name, None), "forward", None), CompiledForward)
                for name in ("mapping", "synthesis"))

@@ -6,10 +6,13 @@ a recipe, a manifest or a file name reproduces the same picture in every tool.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 import numpy as np
 import torch
+
+from stylegan2.compiled import eager
 
 
 def device_of(G) -> torch.device:
@@ -77,11 +80,52 @@ def seed_z(G, seeds: int | Sequence[int]) -> torch.Tensor:
     return torch.from_numpy(z).float().to(device_of(G))
 
 
+# Where truncation pulls a code: "global", the overall average W the mapping network tracked (the official
+# convention), or "class", the average W of the code's own label. On a conditional network the overall average
+# sits between the classes, so at ψ < 1 "global" blurs them together; "class" keeps each one's garment
+# (the default model at ψ 0.7: class_knn5_full 0.32 -> 0.41, against 0.34 at ψ 1; model card).
+TRUNCATION_CENTRES = ("global", "class")
+CENTRE_SAMPLES = 10_000   # z per label; the same z (RandomState 0) every time, so a centre is reproducible
+_class_centres: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # mapping network -> {label bytes: W}
+
+
 @torch.no_grad()
-def seed_to_w(G, seed: int | Sequence[int], truncation_psi: float = 1.0, class_idx=None) -> torch.Tensor:
-    """W+ codes [N, num_ws, w_dim] for one seed or a list of seeds."""
+def class_centre(G, c: torch.Tensor) -> torch.Tensor:
+    """The average W [N, w_dim] of each row's label: the mean of G.mapping over CENTRE_SAMPLES fixed z,
+    computed once per label and mapping network (a frozen network's; weights changed in place are not seen)."""
+    cache = _class_centres.setdefault(G.mapping, {})
+    rows = c.detach().float().cpu().numpy()
+    for key in {row.tobytes() for row in rows} - cache.keys():
+        z = torch.from_numpy(np.random.RandomState(0).randn(CENTRE_SAMPLES, G.z_dim)).float().to(device_of(G))
+        label = torch.from_numpy(np.frombuffer(key, np.float32).copy()).to(z.device).expand(CENTRE_SAMPLES, -1)
+        mapping = eager(G.mapping)
+        w = torch.cat([mapping(z[i:i + 2000], label[i:i + 2000], update_w_avg=False)[:, 0].double()
+                       for i in range(0, CENTRE_SAMPLES, 2000)])
+        cache[key] = w.mean(dim=0).float()
+    return torch.stack([cache[row.tobytes()] for row in rows]).to(device_of(G))
+
+
+@torch.no_grad()
+def map_to_w(G, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+             centre: str = "global") -> torch.Tensor:
+    """W+ [N, num_ws, w_dim] of z under labels c, truncated towards `centre` (TRUNCATION_CENTRES; an
+    unconditional network has one average, so "class" is "global" there) on the first `truncation_cutoff` layers."""
+    if centre not in TRUNCATION_CENTRES:
+        raise ValueError(f"truncation centre must be one of {', '.join(TRUNCATION_CENTRES)}, got {centre!r}")
+    if centre == "global" or not getattr(G, "c_dim", 0) or truncation_psi == 1:
+        return G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    ws = G.mapping(z, c).clone()   # written in place below
+    layers = slice(None, truncation_cutoff)
+    ws[:, layers] = class_centre(G, c)[:, None, :].lerp(ws[:, layers], truncation_psi)
+    return ws
+
+
+@torch.no_grad()
+def seed_to_w(G, seed: int | Sequence[int], truncation_psi: float = 1.0, class_idx=None,
+              centre: str = "global") -> torch.Tensor:
+    """W+ codes [N, num_ws, w_dim] for one seed or a list of seeds, truncated towards `centre` (map_to_w)."""
     z = seed_z(G, seed)
-    return G.mapping(z, class_labels(G, class_idx, z.shape[0]), truncation_psi=truncation_psi)
+    return map_to_w(G, z, class_labels(G, class_idx, z.shape[0]), truncation_psi, centre=centre)
 
 
 def to_uint8_tensor(img: torch.Tensor) -> torch.Tensor:

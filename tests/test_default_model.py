@@ -15,7 +15,8 @@ from fashion_models import bundled_dir, load_model, resolve_model_file
 
 MODEL = bundled_dir() / "default"
 # The exact command that drew samples.png (the model card and the README show its output).
-SAMPLES_ARGS = ["--network", "default", "--seeds", "0-7", "--class", "all", "--trunc", "0.7", "--grid"]
+SAMPLES_ARGS = ["--network", "default", "--seeds", "0-7", "--class", "all", "--trunc", "0.7", "--trunc-centre", "class",
+                "--grid"]
 
 
 def recorded_hashes() -> dict[str, str]:
@@ -88,3 +89,18 @@ def test_studio_falls_back_to_a_random_demo_when_the_bundled_files_are_missing(m
 
     monkeypatch.setitem(NAMED_NETWORKS, "default", str(tmp_path / "gone.safetensors"))
     assert load_studio_network(None).banner == RANDOM_DEMO_BANNER
+
+
+def test_generate_truncates_towards_the_class_when_asked(tmp_path):
+    """--trunc-centre class draws what a new studio design shows; the default stays the official global average."""
+    from stylegan2.render import seed_to_w, synthesize_uint8
+
+    G = load_model("default").generator()
+    for centre in ("class", "global"):
+        args = ["--network", "default", "--seeds", "3", "--class", "pants", "--trunc", "0.7", "--outdir",
+                str(tmp_path / centre)] + (["--trunc-centre", centre] if centre == "class" else [])
+        result = CliRunner().invoke(generate.main, args)
+        assert result.exit_code == 0, result.output
+        drawn = np.asarray(Image.open(tmp_path / centre / "seed0003.png")).astype(int)
+        assert_within_one_level(drawn, synthesize_uint8(G, seed_to_w(G, 3, 0.7, 4, centre=centre))[0].astype(int))
+    assert not np.array_equal(*(np.asarray(Image.open(tmp_path / c / "seed0003.png")) for c in ("class", "global")))

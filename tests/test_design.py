@@ -86,10 +86,16 @@ def test_version_1_studio_recipes_still_restore(studio, tmp_path):
     recipe = read_recipe_upload(tmp_path / "old.json")
     assert recipe == studio.new_recipe(seed=11, truncation_psi=0.6).replace(
         mix=Mix(4, (4, 5), 1.0), sliders={"sleeves": 1.0}, components={2: -1.5}, network_name="")
-    assert recipe.latent is None and recipe.to_dict()["version"] == 2
+    assert recipe.latent is None and recipe.to_dict()["version"] == 3 and recipe.truncation_centre == "global"
     assert Recipe.from_dict(recipe.to_dict()) == recipe
-    with pytest.raises(RecipeError, match="version 3"):
-        Recipe.from_dict({**old, "version": 3})
+    with pytest.raises(RecipeError, match="version 4"):
+        Recipe.from_dict({**old, "version": 4})
+    v2 = {**old, "version": 2}     # before the truncation centre: the overall average, as it was drawn then
+    assert Recipe.from_dict(v2).truncation_centre == "global"
+    assert Recipe.from_dict({**v2, "version": 3, "truncation_centre": "class"}).truncation_centre == "class"
+    for bad in ("classy", ["class"], None):
+        with pytest.raises(RecipeError, match="truncation_centre must be one of global, class"):
+            Recipe.from_dict({**v2, "version": 3, "truncation_centre": bad})
 
 
 def test_old_batch_export_pngs_restore_in_the_studio_and_render_in_generate(studio, network_file, tmp_path):
@@ -118,7 +124,7 @@ def test_studio_export_and_generate_draw_one_design_the_same(studio, network_fil
     export_directions(studio.G, chosen, [2], [1.5], tmp_path / "batch", network_sha256=studio.network_sha256)
     png = next((tmp_path / "batch").glob("*/*.png"))
     data = read_recipe(png)
-    assert data["format"] == RECIPE_KEY and data["version"] == 2 and data["sliders"] == {"colour": 1.5}
+    assert data["format"] == RECIPE_KEY and data["version"] == 3 and data["sliders"] == {"colour": 1.5}
     recipe = read_recipe_upload(png)
     np.testing.assert_array_equal(studio.render(recipe), pixels(png))
     result = run_generate(network_file, "--recipe", png, "--outdir", tmp_path / "out")

@@ -28,10 +28,11 @@ def test_recipe_attributes_pick_the_label_vector(served):
     layout = studio.network.label_layout
     recipe = studio.new_recipe(seed=5).replace(attributes={"garment": "skirt", "sleeve": "long"})
     assert recipe.class_idx is None and Recipe.from_json(recipe.to_json()) == recipe
-    expected = synthesize_uint8(studio.G, seed_to_w(studio.G, 5, 0.7, layout.encode(recipe.attributes)))[0]
+    assert recipe.truncation_centre == "class"   # ψ pulls towards these attributes' own average W
+    expected = synthesize_uint8(studio.G, seed_to_w(studio.G, 5, 0.7, layout.encode(recipe.attributes), "class"))[0]
     np.testing.assert_array_equal(studio.render(recipe), expected)
     assert not np.array_equal(studio.render(recipe), studio.render(recipe.replace(attributes={"garment": "dress"})))
-    any_label = synthesize_uint8(studio.G, seed_to_w(studio.G, 5, 0.7, np.zeros(layout.dim, np.float32)))[0]
+    any_label = synthesize_uint8(studio.G, seed_to_w(studio.G, 5, 0.7, np.zeros(layout.dim, np.float32), "class"))[0]
     np.testing.assert_array_equal(studio.render(recipe.replace(attributes={})), any_label)   # all "any": zeros
     assert image_name(recipe) == "seed5-skirt-long-psi0.7"
     with pytest.raises(RecipeError, match="unknown garment 'coat'"):

@@ -21,6 +21,7 @@ from editor.store import SessionStore, labels_path, new_session_id, user_data_di
 from editor.studio import MIX_HINT_PAIRS, Studio
 from conftest import REPO, assert_within_one_level
 from fashion_models import ModelCard, bundled_dir, companion_files
+from stylegan2.render import seed_to_w, synthesize_uint8
 
 DEFAULT = bundled_dir() / "default"
 
@@ -287,6 +288,27 @@ def test_file_names_carry_class_and_edits(default_studio):
     assert image_name(recipe, default_studio.network.class_names) == "seed16-t-shirt-psi0.7-mix5-wide+1.5"
     long = recipe.replace(sliders={f"direction {i}": 1.0 for i in range(40)})
     assert len(image_name(long)) <= 150 and image_name(long, scale=2, resample="lanczos").endswith("-and-more-x2lanczos")
+
+
+def test_new_designs_on_a_conditional_model_truncate_towards_their_class(default_studio):
+    """ψ pulls a new design towards its class's average W (stylegan2.render.map_to_w), so a lower ψ keeps the
+    garment; the browse grid draws the same way; a recipe that says "global" keeps the overall average."""
+    G = default_studio.G
+    recipe = default_studio.new_recipe(seed=3, class_idx=4)
+    assert recipe.truncation_centre == "class"
+    expected = synthesize_uint8(G, seed_to_w(G, 3, 0.7, 4, centre="class"))[0]
+    np.testing.assert_array_equal(default_studio.render(recipe), expected)
+    old = recipe.replace(truncation_centre="global")
+    np.testing.assert_array_equal(default_studio.render(old), synthesize_uint8(G, seed_to_w(G, 3, 0.7, 4))[0])
+    assert not np.array_equal(default_studio.render(old), expected)
+    assert_within_one_level(default_studio.render_seeds([3], 0.7, 4)[0], expected)
+    app = StudioApp(default_studio)
+    app.build()
+    session = Session()
+    app.commit(session, old, "", full=True)
+    app.on_browse(session, 0, 0.7, 4)
+    opened = Recipe.from_json(app.on_tile(session, types.SimpleNamespace(index=3))[app.recipe_text])
+    assert (opened.seed, opened.truncation_centre) == (3, "class")      # the tile as the grid drew it
 
 
 def test_tiles_open_as_drawn_and_open_seed_opens_it(default_studio):

@@ -558,3 +558,99 @@ def test_portrait_reals_and_fakes_are_padded_to_a_square_alike(tmp_path):
     assert (fake_input[..., 2:14] != 128).float().mean() > 0.9  # the fakes' own pixels
     assert compute_metric("fid10k_full", Replay(reals), ArrayDataset(reals, name="portrait"), TinyFeatures(),
                           num_gen=8, batch_size=8, cache_dir=tmp_path, progress=False) == pytest.approx(0, abs=1e-3)
+
+
+def naive_knn_class(reference, classes, probe, k, skip=None):
+    """A plain loop: the k nearest (skipping index `skip`), most votes wins, a tie goes to the nearest tied class."""
+    order = [i for i in np.argsort(np.linalg.norm(reference - probe, axis=1), kind="stable") if i != skip][:k]
+    votes = [int(classes[i]) for i in order]
+    best = max(votes.count(c) for c in set(votes))
+    return next(c for c in votes if votes.count(c) == best)
+
+
+def test_knn_classes_match_a_naive_vote():
+    from training.metrics import knn_classes
+
+    rng = np.random.RandomState(11)
+    reference, classes, probes = rng.randn(40, 6), rng.randint(0, 4, 40), rng.randn(15, 6)
+    for k in (1, 4, 5):
+        got = knn_classes(torch.tensor(reference), classes, torch.tensor(probes), k, batch_size=7)
+        assert got.tolist() == [naive_knn_class(reference, classes, p, k) for p in probes]
+        own = knn_classes(torch.tensor(reference), classes, torch.tensor(reference), k, leave_self_out=True,
+                          batch_size=7)
+        assert own.tolist() == [naive_knn_class(reference, classes, p, k, skip=i) for i, p in enumerate(reference)]
+
+
+def test_class_accuracy_by_hand():
+    """Reals of class 0 at 0..5 and class 1 at 100..105 (1-d): every real's 5 neighbours share its class (1.0);
+    fakes of class 0 at 2, 3 and 102 (2 of 3 right) and of class 1 at 103, 104 (both right): (2/3 + 1) / 2."""
+    from training.metrics import class_accuracy
+
+    eye = np.eye(2, dtype=np.float32)
+    real = FeatureStats.of(np.r_[np.arange(6), 100 + np.arange(6)][:, None].astype(np.float32), keep_features=True)
+    fake = FeatureStats.of(np.array([[2.0], [3.0], [102.0], [103.0], [104.0]], np.float32), keep_features=True,
+                           labels=eye[[0, 0, 0, 1, 1]])
+    fakes, reals = class_accuracy(real, eye[[0] * 6 + [1] * 6], fake)
+    assert reals == 1.0 and abs(fakes - (2 / 3 + 1) / 2) < 1e-12
+    with pytest.raises(ValueError, match="one-hot"):
+        class_accuracy(real, np.full((12, 2), 0.5, np.float32), fake)
+    with pytest.raises(ValueError, match="without a label"):
+        class_accuracy(real, eye[[0] * 6 + [1] * 6], FeatureStats.of(np.zeros((3, 1)), keep_features=True))
+
+
+class ClassColour(torch.nn.Module):
+    """A conditional 'generator' drawing a flat image in its class's colour (red, green, blue), or the next
+    class's with shift=1."""
+
+    z_dim, c_dim = 4, 3
+
+    def __init__(self, shift=0):
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, z, c, truncation_psi=1.0, noise_mode="random"):
+        colour = torch.roll(torch.eye(3), self.shift, dims=0)[c.argmax(dim=1)]
+        return (colour[:, :, None, None] * 2 - 1).expand(len(z), 3, 16, 16)
+
+
+def test_class_knn_end_to_end_rewards_the_right_class_only(tmp_path):
+    rng = np.random.RandomState(12)
+    classes = rng.randint(0, 3, 30)
+    images = (np.eye(3)[classes][:, :, None, None] * 230 + rng.randint(0, 20, (30, 3, 16, 16))).astype(np.uint8)
+    dataset = ArrayDataset(images, np.eye(3, dtype=np.float32)[classes])
+    kwargs = dict(num_gen=24, batch_size=8, cache_dir=tmp_path, progress=False)
+    right = compute_metrics(["class_knn5_full"], ClassColour(), dataset, TinyFeatures(), **kwargs)
+    assert right == {"class_knn5_full": 1.0, "class_knn5_full_reals": 1.0}
+    wrong = compute_metrics(["class_knn5_full", "fid_full"], ClassColour(shift=1), dataset, TinyFeatures(), **kwargs)
+    assert wrong["class_knn5_full"] == 0.0 and list(wrong) == ["class_knn5_full", "class_knn5_full_reals", "fid_full"]
+    with pytest.raises(ValueError, match="conditional"):
+        compute_metrics(["class_knn5_full"], Replay(images), ArrayDataset(images), TinyFeatures(), **kwargs)
+    with pytest.raises(ValueError, match="measures a generator"):
+        compare_halves(["class_knn5_full"], dataset, TinyFeatures(), cache_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="use compute_metrics"):
+        compute_metric("class_knn5_full", ClassColour(), dataset, TinyFeatures(), **kwargs)
+
+
+def test_fakes_can_be_truncated_towards_their_class(tmp_path):
+    """truncation_centre='class' renders map_to_w's codes: the features equal those of the same z and labels
+    drawn by hand, and differ from the global average's."""
+    from stylegan2.render import map_to_w
+    from training.metrics import generated_feature_stats
+
+    rng = np.random.RandomState(13)
+    labels = np.eye(3, dtype=np.float32)[rng.randint(0, 3, 10)]
+    dataset = ArrayDataset(rng.randint(0, 256, (10, 3, 16, 16)).astype(np.uint8), labels)
+    G, net = tiny_generator(c_dim=3), TinyFeatures()
+    stats = generated_feature_stats(G, dataset, net, 6, batch_size=6, keep_features=True, truncation_psi=0.5,
+                                    progress=False, truncation_centre="class")
+    torch.manual_seed(0)
+    z = torch.randn(6, G.z_dim)
+    c = labels[np.random.RandomState(0).randint(len(labels), size=6)]
+    with torch.no_grad():
+        img = G.synthesis(map_to_w(G, z, torch.from_numpy(c), 0.5, centre="class"), noise_mode="random")
+        expected = net((img * 127.5 + 128).clamp(0, 255).to(torch.uint8))
+    np.testing.assert_allclose(stats.features, expected.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(stats.labels, c)
+    plain = generated_feature_stats(G, dataset, net, 6, batch_size=6, keep_features=True, truncation_psi=0.5,
+                                    progress=False)
+    assert not np.allclose(plain.features, stats.features)

@@ -99,6 +99,16 @@ def trunc_option(default: float, why: str = ""):
                         help="Truncation psi: 1 = full variety, lower = closer to the average image." + why)
 
 
+def trunc_centre_option(default: str = "global"):
+    """--trunc-centre: where ψ pulls (stylegan2.render.TRUNCATION_CENTRES)."""
+    from stylegan2.render import TRUNCATION_CENTRES
+    return click.option("--trunc-centre", "truncation_centre", type=click.Choice(TRUNCATION_CENTRES),
+                        default=default, show_default=True,
+                        help="Where ψ pulls a code: global = the overall average W (the official convention), "
+                             "class = the average W of the image's own class or label, which keeps a conditional "
+                             "network's classes apart at low ψ.")
+
+
 def class_option(default: str | None = None, help: str = "Class index or name, e.g. 2 or dress (conditional networks)."):
     return click.option("--class", "class_idx", default=default, show_default=default is not None, help=help)
 

@@ -1,11 +1,13 @@
-"""FID, KID and precision/recall between a generator (or an image set) and a dataset, StyleGAN2-ADA's way.
+"""FID, KID, precision/recall and class accuracy between a generator (or an image set) and a dataset, StyleGAN2-ADA's way.
 
 FID (Heusel et al. 2017) is the Fréchet distance between Gaussians fitted to Inception-v3 pool
 features of real and generated images; KID (Bińkowski et al. 2018) is the unbiased MMD² with the
 cubic polynomial kernel k(x, y) = (x·y / d + 1)³, averaged over random subsets; improved precision
 and recall (Kynkäänniemi et al. 2019) count the samples that fall inside the other set's k-NN balls,
 on Inception features (`pr50k3_inception`) or, as officially, on VGG16 fc7 features (`pr50k3_full`,
-`training.vgg16`, from a user-supplied file).
+`training.vgg16`, from a user-supplied file). Class accuracy (`class_knn5_full`, ours: not a published
+metric) asks whether a conditional network draws the class it was given: a 5-nearest-neighbour vote among
+the reals' Inception features, per class, beside the same vote for each real among the others.
 Feature statistics stream in float64 (mean/covariance merged batch by batch), so 50k images never
 sit in memory for FID; KID and precision/recall keep the float32 features.
 Real-image features are cached on disk, keyed by a dataset fingerprint and the network's.
@@ -26,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from stylegan2.compiled import compile_generator
-from stylegan2.render import to_uint8_tensor
+from stylegan2.render import map_to_w, to_uint8_tensor
 from toolkit.atomic import atomic_write
 from toolkit.covariance import StreamingCovariance
 from toolkit.download import cache_root
@@ -40,7 +42,7 @@ class FeatureNetworkUnavailable(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class MetricSpec:
-    kind: str             # 'fid', 'kid' or 'pr'
+    kind: str             # 'fid', 'kid', 'pr' or 'class'
     num_gen: int | None   # generated images; None = as many as the reals measured
     max_real: int | None  # real images; None = the whole dataset ("_full")
     about: str
@@ -62,7 +64,11 @@ METRICS: dict[str, MetricSpec] = {
     "kid2k_full": MetricSpec("kid", 2_000, None, "KID, 2k fakes vs all reals (CPU training default; unbiased)"),
     "fid_full": MetricSpec("fid", None, None, "FID, as many fakes as reals (small data sets; real vs real)"),
     "kid_full": MetricSpec("kid", None, None, "KID, as many fakes as reals (small data sets; real vs real)"),
+    "class_knn5_full": MetricSpec("class", None, None, "conditional networks: the share of fakes whose 5 nearest "
+                                  "reals (Inception features) mostly carry the fake's class, averaged over the "
+                                  "classes; _reals is the same for each real among the others (the ceiling)"),
 }
+CLASS_KNN_K = 5
 GPU_DEFAULT = ["fid50k_full"]
 CPU_DEFAULT = ["fid2k_full", "kid2k_full"]  # one set of 2k fakes serves both
 
@@ -79,17 +85,20 @@ class FeatureStats:
         self.keep_features = keep_features
         self._moments = StreamingCovariance()
         self._features: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []   # the conditioning label of each kept fake (class_knn)
 
     @property
     def count(self) -> int:
         return self._moments.count
 
-    def append(self, features: torch.Tensor | np.ndarray) -> None:
+    def append(self, features: torch.Tensor | np.ndarray, labels: np.ndarray | None = None) -> None:
         x = torch.as_tensor(features).detach()
         if x.ndim != 2:
             raise ValueError(f"features must be [N, D], got shape {tuple(x.shape)}")
         if self.keep_features:
             self._features.append(x.float().cpu().numpy())
+            if labels is not None:
+                self._labels.append(np.asarray(labels, np.float32))
         self._moments.update(x)
 
     def _require_data(self) -> None:
@@ -113,10 +122,18 @@ class FeatureStats:
         self._require_data()
         return np.concatenate(self._features)
 
+    @property
+    def labels(self) -> np.ndarray:
+        """The labels given with the kept features, one row each."""
+        if sum(map(len, self._labels)) != self.count:
+            raise ValueError("these statistics were gathered without a label for every feature")
+        return np.concatenate(self._labels)
+
     @classmethod
-    def of(cls, features: np.ndarray | torch.Tensor, keep_features: bool = False) -> 'FeatureStats':
+    def of(cls, features: np.ndarray | torch.Tensor, keep_features: bool = False,
+           labels: np.ndarray | None = None) -> 'FeatureStats':
         stats = cls(keep_features)
-        stats.append(features)
+        stats.append(features, labels)
         return stats
 
     def save(self, path: str | os.PathLike) -> None:
@@ -222,6 +239,52 @@ def precision_recall(real: FeatureStats | np.ndarray, fake: FeatureStats | np.nd
     return covered(real, fake), covered(fake, real)
 
 
+def knn_classes(reference: torch.Tensor, reference_classes: np.ndarray, probes: torch.Tensor, k: int,
+                leave_self_out: bool = False, batch_size: int = 1000) -> np.ndarray:
+    """The class of each probe by a vote of its k nearest reference points (Euclidean); a tie goes to the tied
+    class with the nearest member. `leave_self_out`: the probes are the reference, each not counting itself."""
+    predicted = []
+    for start in range(0, len(probes), batch_size):
+        distances = torch.cdist(probes[start:start + batch_size], reference)
+        if leave_self_out:
+            rows = torch.arange(len(distances))
+            distances[rows, rows + start] = float("inf")
+        nearest = distances.topk(k, dim=1, largest=False).indices.numpy()      # sorted, nearest first
+        votes = reference_classes[nearest]
+        n, rows = len(votes), np.arange(len(votes))
+        counts = np.zeros((n, int(reference_classes.max()) + 1), np.int64)
+        np.add.at(counts, (rows[:, None], votes), 1)
+        first = np.full(counts.shape, k)                     # the rank of each class's nearest vote (k: none)
+        for rank in range(k - 1, -1, -1):
+            first[rows, votes[:, rank]] = rank
+        scores = counts * (k + 1) + (k - first)              # votes first; among equal votes, the nearest
+        predicted.append(scores.argmax(axis=1))
+    return np.concatenate(predicted) if predicted else np.zeros(0, np.int64)
+
+
+def class_accuracy(real: FeatureStats, real_labels: np.ndarray, fake: FeatureStats,
+                   k: int = CLASS_KNN_K) -> tuple[float, float]:
+    """(fakes, reals): the share of fakes whose k nearest reals mostly carry the fake's own class, and of reals
+    whose k nearest other reals do, each averaged over the classes (so rare classes count as much as common
+    ones). Labels are one-hot rows; the reals' figure is the ceiling that the features allow."""
+    real_labels, fake_labels = np.asarray(real_labels), fake.labels
+    for labels, what in ((real_labels, "dataset"), (fake_labels, "generator")):
+        if labels.ndim != 2 or labels.shape[1] < 2 or not np.all(labels.sum(axis=1) == 1) or \
+                not np.all((labels == 0) | (labels == 1)):
+            raise ValueError(f"class_knn5_full needs one class per image (one-hot labels); the {what}'s are not")
+    if len(real_labels) <= k:
+        raise ValueError(f"class_knn5_full needs more than {k} real images")
+    real_classes, fake_classes = real_labels.argmax(axis=1), fake_labels.argmax(axis=1)
+    reference = torch.as_tensor(real.features).float()
+
+    def per_class_mean(predicted: np.ndarray, truth: np.ndarray) -> float:
+        return float(np.mean([np.mean(predicted[truth == c] == c) for c in np.unique(truth)]))
+
+    fakes = knn_classes(reference, real_classes, torch.as_tensor(fake.features).float(), k)
+    reals = knn_classes(reference, real_classes, reference, k, leave_self_out=True)
+    return per_class_mean(fakes, fake_classes), per_class_mean(reals, real_classes)
+
+
 # ----------------------------------------------------------------------------- features of images
 
 PORTRAIT_PAD_LEVEL = 128  # Inception's zero input, (x - 128) / 128
@@ -324,8 +387,10 @@ def _label_pool(dataset) -> np.ndarray:
 @torch.no_grad()
 def generated_feature_stats(G, dataset, feature_net: torch.nn.Module, num_gen: int, batch_size: int = 64,
                             device: str | torch.device = "cpu", keep_features: bool = False, seed: int = 0,
-                            truncation_psi: float = 1.0, progress: bool = True) -> FeatureStats:
-    """Features of `num_gen` images from random z (and dataset labels when G is conditional).
+                            truncation_psi: float = 1.0, progress: bool = True,
+                            truncation_centre: str = "global") -> FeatureStats:
+    """Features of `num_gen` images from random z (and dataset labels when G is conditional, kept beside the
+    features with `keep_features`), truncated towards `truncation_centre` (stylegan2.render.map_to_w).
 
     Draws from its own seeded RNG state, so the caller's (e.g. the training loop's) RNG stream
     is left exactly as it was.
@@ -343,10 +408,13 @@ def generated_feature_stats(G, dataset, feature_net: torch.nn.Module, num_gen: i
             while stats.count < num_gen:
                 n = min(batch_size, num_gen - stats.count)
                 z = torch.randn(n, G.z_dim, device=device)
-                c = torch.from_numpy(labels[rng.randint(len(labels), size=n)]).to(device) if labels is not None else None
-                img = G(z, c, truncation_psi=truncation_psi, noise_mode="random")
-                pixels = to_uint8_tensor(img)
-                stats.append(feature_net(_to_feature_input(pixels)))
+                drawn = labels[rng.randint(len(labels), size=n)] if labels is not None else None
+                c = torch.from_numpy(drawn).to(device) if drawn is not None else None
+                if truncation_centre == "global":
+                    img = G(z, c, truncation_psi=truncation_psi, noise_mode="random")
+                else:
+                    img = G.synthesis(map_to_w(G, z, c, truncation_psi, centre=truncation_centre), noise_mode="random")
+                stats.append(feature_net(_to_feature_input(to_uint8_tensor(img))), drawn)
                 bar.update(n)
     return stats
 
@@ -384,25 +452,31 @@ def _by_network(names: list[str], feature_net, vgg16, device) -> list[tuple[torc
     return groups
 
 
-def _values(name: str, kind: str, real: FeatureStats, fake: FeatureStats) -> dict[str, float]:
+def _values(name: str, kind: str, real: FeatureStats, fake: FeatureStats,
+            real_labels: np.ndarray | None = None) -> dict[str, float]:
     if kind == "fid":
         return {name: fid_from_features(real, fake)}
     if kind == "kid":
         return {name: kid_from_features(real, fake)}
+    if kind == "class":
+        fakes, reals = class_accuracy(real, real_labels, fake)
+        return {name: fakes, f"{name}_reals": reals}
     precision, recall = precision_recall(real, fake)
     return {f"{name}_precision": precision, f"{name}_recall": recall}
 
 
 def _prefix(stats: FeatureStats, n: int) -> FeatureStats:
-    """The statistics of the first n samples of a run that kept its features."""
-    return stats if n == stats.count else FeatureStats.of(stats.features[:n], keep_features=True)
+    """The statistics of the first n samples of a run that kept its features (and their labels, if any)."""
+    if n == stats.count:
+        return stats
+    return FeatureStats.of(stats.features[:n], keep_features=True, labels=stats.labels[:n] if stats._labels else None)
 
 
 def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module | None = None,
                     num_gen: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu",
                     cache_dir: str | os.PathLike | None = None, progress: bool = True, seed: int = 0,
                     truncation_psi: float = 1.0, vgg16: torch.nn.Module | None = None,
-                    compile: bool | None = None) -> dict[str, float]:
+                    compile: bool | None = None, truncation_centre: str = "global") -> dict[str, float]:
     """Metrics of METRICS for generator G against `dataset` (FID/KID: lower is better), by result name.
 
     One run of fakes per feature network (its largest count) serves that network's metrics: smaller
@@ -410,13 +484,16 @@ def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module |
     gives `pr50k3_full`'s VGG16 the same fakes). `feature_net` (Inception) defaults to
     `load_feature_net()`, `vgg16` (for pr50k3_full) to none; a missing one raises
     FeatureNetworkUnavailable so the caller can skip. `num_gen` overrides every metric's fake count
-    (quick looks; not comparable). Precision/recall report `<name>_precision` and `<name>_recall`.
+    (quick looks; not comparable). Precision/recall report `<name>_precision` and `<name>_recall`, class
+    accuracy `<name>` (fakes) and `<name>_reals`.
     `compile`: render the fakes through G's compiled path (`stylegan2.compiled`, in place; None: the
     switch's auto, by the fake count); its graphs survive weight updates, so a training run's G_ema
     compiles once for all its snapshots.
     """
     if len(dataset) == 0:
         raise ValueError(f"dataset {getattr(dataset, 'name', '')!r} is empty")
+    if not getattr(G, "c_dim", 0) and any(spec.kind == "class" for spec in _specs(names)):
+        raise ValueError("class_knn5_full measures a conditional network's classes; this one has none")
     results: dict[str, float] = {}
     for net, group in _by_network(names, feature_net, vgg16, device):
         specs = _specs(group)
@@ -426,22 +503,30 @@ def compute_metrics(names: list[str], G, dataset, feature_net: torch.nn.Module |
         counts = [num_gen or spec.num_gen or reals[spec.max_real].count for spec in specs]
         compile_generator(G, compile, images=max(counts))
         fakes = generated_feature_stats(G, dataset, net, max(counts), batch_size, device,
-                                        keep or len(set(counts)) > 1, seed, truncation_psi, progress)
+                                        keep or len(set(counts)) > 1, seed, truncation_psi, progress,
+                                        truncation_centre)
         for name, spec, count in zip(group, specs, counts):
-            results.update(_values(name, spec.kind, reals[spec.max_real], _prefix(fakes, count)))
+            real_labels = _label_pool(dataset)[_real_subset(dataset, spec.max_real)] if spec.kind == "class" else None
+            results.update(_values(name, spec.kind, reals[spec.max_real], _prefix(fakes, count), real_labels))
     return {name: results[name] for name in _result_names(names)}
 
 
 def _result_names(names: list[str]) -> list[str]:
     """Result keys in the order the metrics were asked for (precision/recall give two)."""
-    return [key for n in names for key in ((f"{n}_precision", f"{n}_recall") if METRICS[n].kind == "pr" else (n,))]
+    extra = {"pr": ("_precision", "_recall"), "class": ("", "_reals")}
+    return [n + suffix for n in names for suffix in extra.get(METRICS[n].kind, ("",))]
 
 
 def compute_metric(name: str, G, dataset, feature_net: torch.nn.Module | None = None, **kwargs) -> float:
     """One FID or KID value (see compute_metrics for the arguments)."""
-    if name in METRICS and METRICS[name].kind == "pr":
-        raise ValueError(f"{name} has two values (precision, recall): use compute_metrics")
+    if name in METRICS and METRICS[name].kind in ("pr", "class"):
+        raise ValueError(f"{name} has two values ({', '.join(_result_names([name]))}): use compute_metrics")
     return compute_metrics([name], G, dataset, feature_net, **kwargs)[name]
+
+
+def _refuse_class(names: list[str]) -> None:
+    if any(spec.kind == "class" for spec in _specs(names)):
+        raise ValueError("class_knn5_full measures a generator; its _reals figure is the real images' own ceiling")
 
 
 def compare_datasets(names: list[str], data, reference, feature_net: torch.nn.Module | None = None,
@@ -449,6 +534,7 @@ def compare_datasets(names: list[str], data, reference, feature_net: torch.nn.Mo
                      cache_dir: str | os.PathLike | None = None, progress: bool = True,
                      vgg16: torch.nn.Module | None = None) -> dict[str, float]:
     """Real vs real: every image of `data` in the place of the fakes, against `reference` (both cached)."""
+    _refuse_class(names)
     results: dict[str, float] = {}
     for net, group in _by_network(names, feature_net, vgg16, device):
         specs = _specs(group)
@@ -466,6 +552,7 @@ def compare_halves(names: list[str], dataset, feature_net: torch.nn.Module | Non
                    cache_dir: str | os.PathLike | None = None, progress: bool = True,
                    vgg16: torch.nn.Module | None = None) -> dict[str, float]:
     """The floor that sample size sets: one random half of the dataset against the other (cached features)."""
+    _refuse_class(names)
     results: dict[str, float] = {}
     for net, group in _by_network(names, feature_net, vgg16, device):
         stats = real_feature_stats(dataset, net, None, batch_size, device, True, cache_dir, progress)
