@@ -112,6 +112,6 @@ def test_old_spellings_still_parse():
                                            ("python -m ganspace export", "0.7")])
 def test_trunc_is_documented_with_its_default(name, default):
     text = " ".join(CliRunner().invoke(COMMANDS[name], ["-h"]).output.split())
-    assert "--trunc FLOAT Truncation psi" in text and f"[default: {default}]" in text.split("--trunc", 1)[1][:400]
+    assert "--trunc FLOAT Truncation psi" in text and f"[default: {default}]" in text.split("--trunc FLOAT", 1)[1][:400]
     if default != "1.0":
         assert "official generate.py: 1" in text                  # the deliberate difference is explained
